@@ -1,0 +1,1 @@
+//! takeByTopology (placeholder, being written).

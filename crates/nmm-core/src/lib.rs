@@ -1,0 +1,13 @@
+//! nmm-core: a faithful, I/O-free re-implementation of kubelet v1.32's Topology Manager,
+//! CPU Manager (static policy) and Memory Manager.
+//!
+//! Everything here is deterministic: the same inputs give the same bytes out. Files,
+//! sysfs, sockets and clocks live in the crates on top (`nmm-sysfs`, `nmm`).
+
+pub mod bitmask;
+pub mod checkpoint;
+pub mod cpumanager;
+pub mod cpuset;
+pub mod machine;
+pub mod memorymanager;
+pub mod quantity;

@@ -1,0 +1,93 @@
+//! The machine model: what cAdvisor's `MachineInfo` tells the kubelet about NUMA nodes,
+//! CPUs, memory, hugepages and distances. Built by the scenario loader or the sysfs reader;
+//! the managers only read it.
+
+use crate::cpuset::CpuSet;
+use std::collections::BTreeMap;
+
+/// One logical CPU. `core` is the core id as sysfs reports it (`topology/core_id`): SMT
+/// siblings share it, and it may repeat across sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cpu {
+    pub id: u32,
+    pub core: u32,
+    pub socket: u32,
+    pub numa: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumaNode {
+    pub id: u32,
+    /// Logical CPUs of the node; empty for CPU-less (memory-only) nodes.
+    pub cpus: CpuSet,
+    /// MemTotal of the node in bytes (hugepages included, as the kernel reports it).
+    pub memory: u64,
+    /// Page size in bytes -> total bytes in pages of that size. A size listed with 0 bytes
+    /// still exists (the kubelet keeps an all-zero table for it).
+    pub hugepages: BTreeMap<u64, u64>,
+    /// Distances from this node, indexed like the sysfs `distance` file.
+    pub distances: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Machine {
+    /// Sorted by id.
+    pub nodes: Vec<NumaNode>,
+    /// Every logical CPU, sorted by id.
+    pub cpus: Vec<Cpu>,
+}
+
+impl Machine {
+    pub fn node(&self, id: u32) -> Option<&NumaNode> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    pub fn node_ids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    pub fn all_cpus(&self) -> CpuSet {
+        self.cpus.iter().map(|c| c.id).collect()
+    }
+
+    /// Distance from node `from` to node `to`, as the kubelet reads it: the `to`-th entry of
+    /// `from`'s row. Missing entries read as 0 (the kubelet would index out of range).
+    pub fn distance(&self, from: u32, to: u32) -> u64 {
+        self.node(from)
+            .and_then(|n| n.distances.get(to as usize).copied())
+            .unwrap_or(0)
+    }
+
+    /// Every hugepage size present on any node, in bytes.
+    pub fn hugepage_sizes(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.hugepages.keys().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Kernel default distances (10 local, 20 remote) for a machine whose firmware gives
+    /// no SLIT table.
+    pub fn default_distances(&mut self) {
+        let ids = self.node_ids();
+        let max = ids.iter().copied().max().map_or(0, |m| m as usize + 1);
+        for n in &mut self.nodes {
+            n.distances = (0..max)
+                .map(|j| if j as u32 == n.id { 10 } else { 20 })
+                .collect();
+        }
+    }
+}
+
+/// The resource name the kubelet gives a hugepage size: `hugepages-` + the canonical
+/// binary quantity of the page size (2097152 -> `hugepages-2Mi`).
+pub fn hugepage_resource_name(page_size_bytes: u64) -> String {
+    format!(
+        "hugepages-{}",
+        crate::quantity::format_binary_bytes(page_size_bytes)
+    )
+}

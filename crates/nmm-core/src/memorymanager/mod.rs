@@ -1,0 +1,3 @@
+//! Memory Manager (`pkg/kubelet/cm/memorymanager`).
+
+pub mod state;

@@ -1,0 +1,1 @@
+//! sysfs topology reader (placeholder, being written).
