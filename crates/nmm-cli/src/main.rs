@@ -1,1 +1,104 @@
-fn main() {}
+//! `nmm`: a NUMA-aware memory manager for Kubernetes nodes.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use nmm::cmd;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "nmm",
+    version,
+    about = "NUMA-aware memory manager for Kubernetes nodes: the kubelet's Topology, CPU and Memory Managers, simulated, explained and validated"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a scenario (machine, kubelet config, pod events) as kubelet v1.32 would.
+    ///
+    /// Example: nmm simulate examples/docs-150gi-two-numa.yaml --state-dir /tmp/state
+    Simulate {
+        /// The scenario file (YAML or JSON).
+        scenario: PathBuf,
+        /// Output format; JSON lines by default when stdout is not a terminal.
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
+        /// Write memory_manager_state and cpu_manager_state here at the end.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Show this node's (or a sysfs snapshot's) NUMA topology.
+    ///
+    /// Example: nmm node -o yaml > machine.yaml
+    Node {
+        /// A directory holding a sysfs snapshot (containing sys/devices/system/...).
+        #[arg(long, default_value = "/")]
+        sysfs_root: PathBuf,
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Example: nmm completions bash > /etc/bash_completion.d/nmm
+    Completions { shell: clap_complete::Shell },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let tty = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    match cli.command {
+        Command::Simulate {
+            scenario,
+            output,
+            state_dir,
+        } => {
+            let f = match output {
+                Some(Output::Table) => cmd::simulate::Format::Table,
+                Some(Output::Json) | Some(Output::Yaml) => cmd::simulate::Format::Json,
+                None if tty => cmd::simulate::Format::Table,
+                None => cmd::simulate::Format::Json,
+            };
+            cmd::simulate::execute(&scenario, f, state_dir.as_deref(), &mut out, &mut err)
+        }
+        Command::Node { sysfs_root, output } => {
+            use std::io::Write;
+            let m = nmm_sysfs::SysfsReader::new(&sysfs_root).read_machine()?;
+            let text = match output {
+                Some(Output::Yaml) => cmd::node::render_machine_yaml(&m),
+                Some(Output::Json) => cmd::node::render_json(&m),
+                Some(Output::Table) | None => cmd::node::render_table(&m),
+            };
+            write!(out, "{text}")?;
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "nmm", &mut out);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `nmm simulate SCENARIO`: replay pod events through the engine.
+
+use crate::fsio::write_atomic;
+use crate::render::event_text;
+use crate::scenario::load_scenario;
+use crate::simulate::{event_json, run, startup_json};
+use anyhow::Result;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+/// Returns the process exit status.
+pub fn execute(
+    scenario: &Path,
+    format: Format,
+    state_dir: Option<&Path>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32> {
+    let s = load_scenario(scenario)?;
+    let dir_text = state_dir
+        .map(|d| d.display().to_string().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "/var/lib/kubelet".to_string());
+    let o = run(&s, &dir_text)?;
+    if let Some(e) = &o.startup_error {
+        match format {
+            Format::Json => writeln!(out, "{}", startup_json(e))?,
+            Format::Table => writeln!(
+                out,
+                "the kubelet would not start ({}): {}",
+                e.stage, e.message
+            )?,
+        }
+        return Ok(1);
+    }
+    for (step, e) in &o.events {
+        match format {
+            Format::Json => writeln!(out, "{}", event_json(*step, e))?,
+            Format::Table => write!(out, "{}", event_text(*step, e))?,
+        }
+    }
+    for w in &o.warnings {
+        writeln!(err, "warning: {w}")?;
+    }
+    if let (Some(dir), Some(node)) = (state_dir, &o.node) {
+        write_atomic(
+            &dir.join(nmm_core::memorymanager::STATE_FILE),
+            node.memory_checkpoint().as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join(nmm_core::cpumanager::STATE_FILE),
+            node.cpu_checkpoint().as_bytes(),
+        )?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,391 @@
+//! Reading a scenario file (`../shared/spec/scenario-format.md`): YAML (or JSON) into the
+//! machine model, the kubelet config, optional starting checkpoints and pod events.
+//! Every error names the file and the field, and says what to write instead.
+
+use anyhow::{anyhow, bail, Context, Result};
+use k8s_openapi::api::core::v1::Pod;
+use nmm_core::cpuset::CpuSet;
+use nmm_core::kubelet_config::KubeletConfig;
+use nmm_core::machine::{Cpu, Machine, NumaNode};
+use nmm_core::node::RawCheckpoint;
+use nmm_core::quantity::Quantity;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    Admit(Box<Pod>),
+    Remove { uid: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub machine: Machine,
+    pub kubelet: KubeletConfig,
+    pub memory_state: Option<RawCheckpoint>,
+    pub cpu_state: Option<RawCheckpoint>,
+    pub steps: Vec<Step>,
+}
+
+/// Parses YAML (JSON is YAML) into a JSON value.
+pub fn parse_yaml(text: &str, path: &Path) -> Result<Value> {
+    serde_saphyr::from_str::<Value>(text)
+        .map_err(|e| anyhow!("{}: not valid YAML: {e}", path.display()))
+}
+
+pub fn read_yaml_file(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the file", path.display()))?;
+    parse_yaml(&text, path)
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object()
+        .and_then(|m| m.get(key))
+        .filter(|v| !v.is_null())
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A byte count given as a Kubernetes quantity (`32Gi`) or plain bytes.
+pub fn bytes(v: &Value, path: &Path, at: &str) -> Result<u64> {
+    let text = as_text(v).ok_or_else(|| {
+        anyhow!(
+            "{}: {at}: expected a quantity like 32Gi or a byte count, got {v}",
+            path.display()
+        )
+    })?;
+    let q = Quantity::parse(text.trim()).map_err(|e| {
+        anyhow!(
+            "{}: {at}: {text:?} is not a quantity ({e}); write e.g. 32Gi or 34359738368",
+            path.display()
+        )
+    })?;
+    match q.as_int64() {
+        Some(b) if b >= 0 => Ok(b as u64),
+        _ => bail!(
+            "{}: {at}: {text:?} is not a whole, non-negative number of bytes",
+            path.display()
+        ),
+    }
+}
+
+fn uint(v: &Value, path: &Path, at: &str) -> Result<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: {at}: expected a non-negative integer, got {v}",
+                path.display()
+            )
+        })
+}
+
+/// The `machine:` block.
+pub fn parse_machine(v: &Value, path: &Path) -> Result<Machine> {
+    let p = path.display();
+    let nodes_v = field(v, "numaNodes")
+        .and_then(|n| n.as_array())
+        .ok_or_else(|| anyhow!("{p}: machine.numaNodes: missing; list the NUMA nodes, e.g. - {{id: 0, cpus: \"0-3\", memory: 32Gi}}"))?;
+    if nodes_v.is_empty() {
+        bail!("{p}: machine.numaNodes: empty; a machine has at least one NUMA node");
+    }
+    let mut nodes = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, n) in nodes_v.iter().enumerate() {
+        let at = format!("machine.numaNodes[{i}]");
+        let id = uint(
+            field(n, "id").ok_or_else(|| anyhow!("{p}: {at}.id: missing"))?,
+            path,
+            &format!("{at}.id"),
+        )?;
+        if id > 63 {
+            bail!("{p}: {at}.id: {id}: NUMA node ids must be 0-63 (the kubelet's bitmask limit)");
+        }
+        if !seen.insert(id) {
+            bail!("{p}: {at}.id: NUMA node {id} is listed twice");
+        }
+        let cpus_text = field(n, "cpus")
+            .map(|c| as_text(c).unwrap_or_default())
+            .unwrap_or_default();
+        let cpus = CpuSet::parse(cpus_text.trim()).map_err(|e| {
+            anyhow!("{p}: {at}.cpus: {cpus_text:?} is not a Linux cpulist ({e}); write e.g. \"0-3,8-11\" or \"\" for a CPU-less node")
+        })?;
+        let memory = match field(n, "memory") {
+            Some(m) => bytes(m, path, &format!("{at}.memory"))?,
+            None => 0,
+        };
+        let mut hugepages = BTreeMap::new();
+        if let Some(h) = field(n, "hugepages") {
+            let obj = h.as_object().ok_or_else(|| {
+                anyhow!("{p}: {at}.hugepages: expected a map like {{1Gi: 8Gi, 2Mi: 512Mi}}")
+            })?;
+            for (size, total) in obj {
+                let s = Quantity::parse(size).ok().and_then(|q| q.as_int64()).filter(|&b| b > 0).ok_or_else(|| {
+                    anyhow!("{p}: {at}.hugepages: page size {size:?} is not a quantity; use 2Mi, 1Gi, ...")
+                })? as u64;
+                let t = bytes(total, path, &format!("{at}.hugepages.{size}"))?;
+                if t % s != 0 {
+                    bail!("{p}: {at}.hugepages.{size}: {t} bytes is not a whole number of {size} pages");
+                }
+                hugepages.insert(s, t);
+            }
+        }
+        nodes.push(NumaNode {
+            id: id as u32,
+            cpus,
+            memory,
+            hugepages,
+            distances: Vec::new(),
+        });
+    }
+    nodes.sort_by_key(|n| n.id);
+    // CPUs may not belong to two nodes.
+    let mut owner: BTreeMap<u32, u32> = BTreeMap::new();
+    for n in &nodes {
+        for c in n.cpus.iter() {
+            if let Some(o) = owner.insert(c, n.id) {
+                bail!(
+                    "{p}: machine.numaNodes: CPU {c} is listed on NUMA nodes {o} and {}",
+                    n.id
+                );
+            }
+        }
+    }
+    let mut machine = Machine {
+        nodes,
+        cpus: Vec::new(),
+    };
+    match field(v, "distances") {
+        None => machine.default_distances(),
+        Some(d) => {
+            let rows = d
+                .as_array()
+                .ok_or_else(|| anyhow!("{p}: machine.distances: expected a list of rows"))?;
+            if rows.len() != machine.nodes.len() {
+                bail!("{p}: machine.distances: {} rows for {} NUMA nodes; give one row per node, in the order of numaNodes", rows.len(), machine.nodes.len());
+            }
+            // Row i belongs to the i-th node as listed in the file.
+            let listed: Vec<u64> = nodes_v
+                .iter()
+                .map(|n| uint(&n["id"], path, "id").unwrap_or(0))
+                .collect();
+            for (i, r) in rows.iter().enumerate() {
+                let at = format!("machine.distances[{i}]");
+                let vals = r
+                    .as_array()
+                    .ok_or_else(|| anyhow!("{p}: {at}: expected a list of numbers"))?;
+                let row: Vec<u64> = vals
+                    .iter()
+                    .enumerate()
+                    .map(|(j, x)| uint(x, path, &format!("{at}[{j}]")))
+                    .collect::<Result<_>>()?;
+                if row.len() != machine.nodes.len() {
+                    bail!(
+                        "{p}: {at}: {} entries for {} NUMA nodes",
+                        row.len(),
+                        machine.nodes.len()
+                    );
+                }
+                let id = listed[i] as u32;
+                if let Some(n) = machine.nodes.iter_mut().find(|n| n.id == id) {
+                    n.distances = row;
+                }
+            }
+        }
+    }
+    match field(v, "cpus") {
+        None => {
+            for n in &machine.nodes {
+                for c in n.cpus.iter() {
+                    machine.cpus.push(Cpu {
+                        id: c,
+                        core: c,
+                        socket: n.id,
+                        numa: n.id,
+                    });
+                }
+            }
+        }
+        Some(list) => {
+            let list = list.as_array().ok_or_else(|| {
+                anyhow!("{p}: machine.cpus: expected a list of {{id, core, socket, numa}}")
+            })?;
+            for (i, c) in list.iter().enumerate() {
+                let at = format!("machine.cpus[{i}]");
+                let g = |k: &str| -> Result<u32> {
+                    let v = field(c, k).ok_or_else(|| anyhow!("{p}: {at}.{k}: missing"))?;
+                    Ok(uint(v, path, &format!("{at}.{k}"))? as u32)
+                };
+                let cpu = Cpu {
+                    id: g("id")?,
+                    core: g("core")?,
+                    socket: g("socket")?,
+                    numa: g("numa")?,
+                };
+                match owner.get(&cpu.id) {
+                    Some(&o) if o == cpu.numa => {}
+                    Some(&o) => bail!(
+                        "{p}: {at}: CPU {} says numa {} but is listed in NUMA node {o}'s cpus",
+                        cpu.id,
+                        cpu.numa
+                    ),
+                    None => bail!(
+                        "{p}: {at}: CPU {} is not in any NUMA node's cpus list",
+                        cpu.id
+                    ),
+                }
+                machine.cpus.push(cpu);
+            }
+            let listed: BTreeSet<u32> = machine.cpus.iter().map(|c| c.id).collect();
+            if listed.len() != machine.cpus.len() {
+                bail!("{p}: machine.cpus: a CPU id is listed twice");
+            }
+            if let Some(missing) = owner.keys().find(|c| !listed.contains(c)) {
+                bail!("{p}: machine.cpus: CPU {missing} of the numaNodes cpulists has no entry; list every CPU or none");
+            }
+        }
+    }
+    machine.cpus.sort_by_key(|c| c.id);
+    Ok(machine)
+}
+
+/// The `kubelet:` block (KubeletConfiguration field names).
+pub fn parse_kubelet(v: Option<&Value>, path: &Path) -> Result<KubeletConfig> {
+    let Some(v) = v else {
+        return Ok(KubeletConfig::default());
+    };
+    serde_path_to_error::deserialize::<_, KubeletConfig>(v.clone())
+        .map_err(|e| anyhow!("{}: kubelet.{}: {}", path.display(), e.path(), e.inner()))
+}
+
+/// Quantities in `limits`/`requests` may be written as YAML numbers (`cpu: 2`); the Pod
+/// type wants strings, as the API server would serialise them.
+fn stringify_quantities(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if k == "limits" || k == "requests" || k == "overhead" {
+                    if let Value::Object(q) = child {
+                        for qv in q.values_mut() {
+                            if let Value::Number(n) = qv {
+                                *qv = Value::String(n.to_string());
+                            }
+                        }
+                    }
+                } else {
+                    stringify_quantities(child);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(stringify_quantities),
+        _ => {}
+    }
+}
+
+pub fn parse_pod(v: &Value, path: &Path, at: &str) -> Result<Pod> {
+    let mut v = v.clone();
+    stringify_quantities(&mut v);
+    if let Value::Object(m) = &mut v {
+        m.entry("apiVersion")
+            .or_insert_with(|| Value::String("v1".into()));
+        m.entry("kind")
+            .or_insert_with(|| Value::String("Pod".into()));
+    }
+    let pod: Pod = serde_path_to_error::deserialize(v)
+        .map_err(|e| anyhow!("{}: {at}.{}: {}", path.display(), e.path(), e.inner()))?;
+    if pod.spec.is_none() {
+        bail!(
+            "{}: {at}.spec: missing; a pod needs spec.containers",
+            path.display()
+        );
+    }
+    Ok(pod)
+}
+
+fn checkpoint(v: &Value, base: &Path, path: &Path, at: &str) -> Result<RawCheckpoint> {
+    match v {
+        Value::String(file) => {
+            let f = base.join(file);
+            let bytes = std::fs::read(&f).map_err(|e| {
+                anyhow!(
+                    "{}: {at}: cannot read checkpoint file {}: {e}",
+                    path.display(),
+                    f.display()
+                )
+            })?;
+            Ok(RawCheckpoint::Bytes(bytes))
+        }
+        Value::Object(_) => Ok(RawCheckpoint::Json(v.clone())),
+        _ => bail!(
+            "{}: {at}: expected the checkpoint's contents (an object) or a file path",
+            path.display()
+        ),
+    }
+}
+
+pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
+    let p = path.display();
+    if !v.is_object() {
+        bail!("{p}: expected a mapping with machine, kubelet and steps");
+    }
+    let machine_v = field(v, "machine").ok_or_else(|| {
+        anyhow!("{p}: machine: missing; see the scenario format (machine, kubelet, steps)")
+    })?;
+    let machine = parse_machine(machine_v, path)?;
+    let kubelet = parse_kubelet(field(v, "kubelet"), path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let (mut memory_state, mut cpu_state) = (None, None);
+    if let Some(s) = field(v, "state") {
+        if let Some(m) = field(s, "memoryManager") {
+            memory_state = Some(checkpoint(m, base, path, "state.memoryManager")?);
+        }
+        if let Some(c) = field(s, "cpuManager") {
+            cpu_state = Some(checkpoint(c, base, path, "state.cpuManager")?);
+        }
+    }
+    let mut steps = Vec::new();
+    if let Some(list) = field(v, "steps") {
+        let list = list
+            .as_array()
+            .ok_or_else(|| anyhow!("{p}: steps: expected a list of admit/remove steps"))?;
+        for (i, s) in list.iter().enumerate() {
+            let at = format!("steps[{i}]");
+            if let Some(pod) = field(s, "admit") {
+                steps.push(Step::Admit(Box::new(parse_pod(
+                    pod,
+                    path,
+                    &format!("{at}.admit"),
+                )?)));
+            } else if let Some(r) = field(s, "remove") {
+                let uid = field(r, "uid").and_then(as_text).ok_or_else(|| {
+                    anyhow!("{p}: {at}.remove.uid: missing; write - remove: {{uid: <pod uid>}}")
+                })?;
+                steps.push(Step::Remove { uid });
+            } else {
+                bail!("{p}: {at}: expected `admit: <Pod>` or `remove: {{uid: ...}}`");
+            }
+        }
+    }
+    Ok(Scenario {
+        path: path.to_path_buf(),
+        machine,
+        kubelet,
+        memory_state,
+        cpu_state,
+        steps,
+    })
+}
+
+pub fn load_scenario(path: &Path) -> Result<Scenario> {
+    let v = read_yaml_file(path)?;
+    parse_scenario(&v, path)
+}

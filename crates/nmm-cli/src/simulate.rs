@@ -1,0 +1,147 @@
+//! Replaying a scenario through the engine, and the JSON lines of the scenario spec.
+
+use crate::scenario::{Scenario, Step};
+use anyhow::{anyhow, Result};
+use nmm_core::memorymanager::state::Block;
+use nmm_core::node::{AdmitResult, Node, RemoveResult, StartOptions, StartupError};
+use nmm_core::pod::PodInfo;
+use nmm_core::topology::hint::TopologyHint;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Admit(Box<AdmitResult>),
+    Remove(RemoveResult),
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub startup_error: Option<StartupError>,
+    pub events: Vec<(usize, Event)>,
+    /// Warnings about the scenario (e.g. removing a pod that is not there), by step.
+    pub warnings: Vec<String>,
+    pub node: Option<Node>,
+}
+
+/// Runs every step. `state_dir` is the directory the kubelet's messages name.
+pub fn run(s: &Scenario, state_dir: &str) -> Result<Outcome> {
+    let opts = StartOptions {
+        state_dir: state_dir.to_string(),
+        memory_checkpoint: s.memory_state.clone(),
+        cpu_checkpoint: s.cpu_state.clone(),
+    };
+    let mut node = match Node::start(s.machine.clone(), s.kubelet.clone(), opts) {
+        Ok(n) => n,
+        Err(e) => {
+            return Ok(Outcome {
+                startup_error: Some(e),
+                events: vec![],
+                warnings: vec![],
+                node: None,
+            })
+        }
+    };
+    let pod_level = s.kubelet.feature_gate("PodLevelResources");
+    let mut events = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, step) in s.steps.iter().enumerate() {
+        match step {
+            Step::Admit(pod) => {
+                let info = PodInfo::from_pod(pod, pod_level).map_err(|e| {
+                    anyhow!(
+                        "{}: steps[{i}].admit: {e}; quantities look like 2, 500m, 4Gi",
+                        s.path.display()
+                    )
+                })?;
+                let r = node.admit(&info).map_err(|e| {
+                    anyhow!("{}: steps[{i}].admit.metadata.uid: {e}", s.path.display())
+                })?;
+                events.push((i, Event::Admit(Box::new(r))));
+            }
+            Step::Remove { uid } => {
+                let r = node.remove(uid);
+                if !r.removed {
+                    warnings.push(format!(
+                        "{}: steps[{i}].remove.uid: no running pod has uid {uid:?}; nothing was released",
+                        s.path.display()
+                    ));
+                }
+                events.push((i, Event::Remove(r)));
+            }
+        }
+    }
+    Ok(Outcome {
+        startup_error: None,
+        events,
+        warnings,
+        node: Some(node),
+    })
+}
+
+fn hint_json(h: &TopologyHint) -> Value {
+    json!({
+        "numaAffinity": h.affinity.map(|m| json!(m.to_vec())).unwrap_or(Value::Null),
+        "preferred": h.preferred,
+    })
+}
+
+fn block_json(b: &Block) -> Value {
+    json!({"type": b.kind, "size": b.size, "numaAffinity": b.numa_affinity})
+}
+
+/// One output line, with the field order of the spec.
+pub fn event_json(step: usize, e: &Event) -> Value {
+    match e {
+        Event::Admit(r) => {
+            let mut o = serde_json::Map::new();
+            o.insert("step".into(), json!(step));
+            o.insert("op".into(), json!("admit"));
+            o.insert("uid".into(), json!(r.uid));
+            o.insert("name".into(), json!(r.name));
+            o.insert("admitted".into(), json!(r.admitted));
+            if let Some(reason) = &r.reason {
+                o.insert("reason".into(), json!(reason));
+            }
+            if let Some(m) = &r.message {
+                o.insert("message".into(), json!(m));
+            }
+            let cs: Vec<Value> = r
+                .containers
+                .iter()
+                .map(|c| {
+                    let mut m = serde_json::Map::new();
+                    m.insert("name".into(), json!(c.name));
+                    if c.init {
+                        m.insert("init".into(), json!(true));
+                    }
+                    m.insert(
+                        "memory".into(),
+                        Value::Array(c.memory.iter().map(block_json).collect()),
+                    );
+                    m.insert("cpus".into(), json!(c.cpus.to_string()));
+                    if let Some(h) = &c.affinity {
+                        m.insert("affinity".into(), hint_json(h));
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            o.insert("containers".into(), Value::Array(cs));
+            Value::Object(o)
+        }
+        Event::Remove(r) => {
+            let mut o = serde_json::Map::new();
+            o.insert("step".into(), json!(step));
+            o.insert("op".into(), json!("remove"));
+            o.insert("uid".into(), json!(r.uid));
+            if let Some(n) = &r.name {
+                o.insert("name".into(), json!(n));
+            }
+            o.insert("removed".into(), json!(r.removed));
+            Value::Object(o)
+        }
+    }
+}
+
+pub fn startup_json(e: &StartupError) -> Value {
+    json!({"stage": e.stage, "startupError": e.message})
+}

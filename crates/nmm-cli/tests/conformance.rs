@@ -1,0 +1,106 @@
+//! Every scenario of `../shared/conformance` (outputs produced by kubelet v1.32 code) must
+//! give the same lines and the same checkpoints. On failure the test names the scenario,
+//! the step and the difference.
+
+use nmm::scenario::load_scenario;
+use nmm::simulate::{event_json, run, startup_json};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn conformance_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    d.is_dir().then_some(d)
+}
+
+fn scenarios(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "yaml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs one scenario; returns the differences found.
+fn check(path: &Path) -> Vec<String> {
+    let expected_path = path.with_extension("expected.jsonl");
+    let expected: Vec<Value> = std::fs::read_to_string(&expected_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let name = path.display().to_string();
+    let mut diffs = Vec::new();
+    let s = match load_scenario(path) {
+        Ok(s) => s,
+        Err(e) => return vec![format!("{name}: cannot load: {e:#}")],
+    };
+    let o = match run(&s, "/var/lib/kubelet") {
+        Ok(o) => o,
+        Err(e) => return vec![format!("{name}: run failed: {e:#}")],
+    };
+    let mut got: Vec<Value> = Vec::new();
+    if let Some(e) = &o.startup_error {
+        got.push(startup_json(e));
+    }
+    for (step, e) in &o.events {
+        got.push(event_json(*step, e));
+    }
+    if let Some(node) = &o.node {
+        let m: Value = serde_json::from_str(&node.memory_checkpoint()).unwrap();
+        got.push(serde_json::json!({"memory_manager_state_canonical": m}));
+        let c: Value = serde_json::from_str(&node.cpu_checkpoint()).unwrap();
+        got.push(serde_json::json!({"cpu_manager_state": c}));
+    }
+    for i in 0..expected.len().max(got.len()) {
+        let (e, g) = (expected.get(i), got.get(i));
+        if e != g {
+            let what = e
+                .and_then(|v| v.get("step"))
+                .map(|s| format!("step {s}"))
+                .unwrap_or_else(|| format!("line {}", i + 1));
+            diffs.push(format!(
+                "{name}: {what}:\n  expected {}\n  got      {}",
+                e.map_or("(nothing)".into(), |v| v.to_string()),
+                g.map_or("(nothing)".into(), |v| v.to_string())
+            ));
+        }
+    }
+    diffs
+}
+
+#[test]
+fn kubelet_conformance_scenarios() {
+    let Some(dir) = conformance_dir() else {
+        eprintln!("skipping: ../shared/conformance is not present next to this checkout");
+        return;
+    };
+    let all = scenarios(&dir);
+    assert!(!all.is_empty(), "no scenarios under {}", dir.display());
+    let mut failed = Vec::new();
+    for p in &all {
+        let d = check(p);
+        if !d.is_empty() {
+            failed.push(d);
+        }
+    }
+    if !failed.is_empty() {
+        let shown: Vec<String> = failed.iter().take(15).map(|d| d.join("\n")).collect();
+        panic!(
+            "{} of {} conformance scenarios differ (first ones):\n{}",
+            failed.len(),
+            all.len(),
+            shown.join("\n\n")
+        );
+    }
+    eprintln!("{} conformance scenarios passed", all.len());
+}

@@ -1,0 +1,418 @@
+//! The CPU Manager's static policy: exclusive CPUs for Guaranteed containers with integer
+//! CPU requests, NUMA hints for them, and topology-aware allocation.
+
+use super::cpu_assignment::{take_by_topology, TakeOptions};
+use super::options::StaticPolicyOptions;
+use super::topology::CpuTopology;
+use crate::bitmask::{iterate_masks, NumaMask};
+use crate::cpuset::CpuSet;
+use crate::pod::{ContainerInfo, PodInfo, QosClass};
+use crate::topology::hint::{ProviderHints, TopologyHint};
+use crate::topology::ProviderError;
+use std::collections::BTreeMap;
+
+pub type CpuAssignments = BTreeMap<String, BTreeMap<String, CpuSet>>;
+
+#[derive(Debug, Clone)]
+pub struct StaticPolicy {
+    pub topology: CpuTopology,
+    pub options: StaticPolicyOptions,
+    pub reserved: CpuSet,
+    pub reserved_physical: CpuSet,
+    pub default_set: CpuSet,
+    pub assignments: CpuAssignments,
+    /// CPUs of regular init containers the pod's later containers may take (in memory).
+    cpus_to_reuse: BTreeMap<String, CpuSet>,
+}
+
+fn take_options(o: &StaticPolicyOptions) -> TakeOptions {
+    TakeOptions {
+        distribute_cpus_across_numa: o.distribute_cpus_across_numa,
+        full_pcpus_only: o.full_physical_cpus_only,
+        distribute_cpus_across_cores: o.distribute_cpus_across_cores,
+        prefer_align_by_uncore_cache: o.prefer_align_by_uncore_cache,
+    }
+}
+
+fn smt_error(message: String) -> ProviderError {
+    ProviderError {
+        kind: Some("SMTAlignmentError".into()),
+        message,
+    }
+}
+
+/// `guaranteedCPUs`: the integer CPU request of a container of a Guaranteed pod, else 0.
+pub fn guaranteed_cpus(pod: &PodInfo, c: &ContainerInfo) -> usize {
+    if pod.qos != QosClass::Guaranteed {
+        return 0;
+    }
+    match c.requests.get("cpu") {
+        Some(q) if q.value().checked_mul(1000) == Some(q.milli_value()) && q.value() > 0 => {
+            q.value() as usize
+        }
+        _ => 0,
+    }
+}
+
+/// `podGuaranteedCPUs`.
+pub fn pod_guaranteed_cpus(pod: &PodInfo) -> usize {
+    let mut by_init = 0;
+    let mut by_sidecars = 0;
+    for c in pod.init_containers() {
+        if !c.requests.contains_key("cpu") {
+            continue;
+        }
+        let n = guaranteed_cpus(pod, c);
+        if c.restartable {
+            by_sidecars += n;
+        } else if by_sidecars + n > by_init {
+            by_init = by_sidecars + n;
+        }
+    }
+    let by_app: usize = pod
+        .app_containers()
+        .filter(|c| c.requests.contains_key("cpu"))
+        .map(|c| guaranteed_cpus(pod, c))
+        .sum();
+    by_init.max(by_app + by_sidecars)
+}
+
+impl StaticPolicy {
+    /// `NewStaticPolicy` after option validation: the reserved set.
+    pub fn new(
+        topology: CpuTopology,
+        options: StaticPolicyOptions,
+        num_reserved: usize,
+        reserved_cpus: &CpuSet,
+    ) -> Result<StaticPolicy, String> {
+        let reserved = if !reserved_cpus.is_empty() {
+            reserved_cpus.clone()
+        } else {
+            take_by_topology(
+                &topology,
+                &topology.all_cpus(),
+                num_reserved,
+                &take_options(&options),
+            )
+            .unwrap_or_default()
+        };
+        if reserved.len() != num_reserved {
+            return Err(format!(
+                "[cpumanager] unable to reserve the required amount of CPUs (size of {reserved} did not equal {num_reserved})"
+            ));
+        }
+        let reserved_physical = topology.core_siblings(&reserved).map_err(|id| {
+            format!("[cpumanager] unable to build the reserved physical CPUs from the reserved set: unknown CPU ID: {id}")
+        })?;
+        Ok(StaticPolicy {
+            topology,
+            options,
+            reserved,
+            reserved_physical,
+            default_set: CpuSet::new(),
+            assignments: CpuAssignments::new(),
+            cpus_to_reuse: BTreeMap::new(),
+        })
+    }
+
+    /// `validateState` at start, on the restored (or empty) state.
+    pub fn start(&mut self) -> Result<(), String> {
+        let mut all = self.topology.all_cpus();
+        if self.options.strict_cpu_reservation {
+            all = all.difference(&self.reserved);
+        }
+        if self.default_set.is_empty() {
+            if !self.assignments.is_empty() {
+                return Err("default cpuset cannot be empty".into());
+            }
+            self.default_set = all;
+            return Ok(());
+        }
+        let d = &self.default_set;
+        if self.options.strict_cpu_reservation {
+            if !self.reserved.intersection(d).is_empty() {
+                return Err(format!(
+                    "some of strictly reserved cpus: \"{}\" are present in defaultCpuSet: \"{d}\"",
+                    self.reserved.intersection(d)
+                ));
+            }
+        } else if self.reserved.intersection(d) != self.reserved {
+            return Err(format!(
+                "not all reserved cpus: \"{}\" are present in defaultCpuSet: \"{d}\"",
+                self.reserved
+            ));
+        }
+        for (pod, ctrs) in &self.assignments {
+            for (ctr, set) in ctrs {
+                if !d.intersection(set).is_empty() {
+                    return Err(format!(
+                        "pod: {pod}, container: {ctr} cpuset: \"{set}\" overlaps with default cpuset \"{d}\""
+                    ));
+                }
+            }
+        }
+        let known = self
+            .assignments
+            .values()
+            .flat_map(|m| m.values())
+            .fold(d.clone(), |acc, s| acc.union(s));
+        if known != all {
+            return Err(format!(
+                "current set of available CPUs \"{all}\" doesn't match with CPUs in state \"{known}\""
+            ));
+        }
+        Ok(())
+    }
+
+    fn available(&self) -> CpuSet {
+        self.default_set.difference(&self.reserved)
+    }
+
+    fn update_reuse(&mut self, pod: &PodInfo, c: &ContainerInfo, set: &CpuSet) {
+        self.cpus_to_reuse.retain(|uid, _| uid == &pod.uid);
+        let e = self.cpus_to_reuse.entry(pod.uid.clone()).or_default();
+        *e = if c.is_regular_init() {
+            e.union(set)
+        } else {
+            e.difference(set)
+        };
+    }
+
+    /// `generateCPUTopologyHints`.
+    pub fn generate_hints(
+        &self,
+        available: &CpuSet,
+        reusable: &CpuSet,
+        request: usize,
+    ) -> Vec<TopologyHint> {
+        let nodes = self.topology.numa_nodes();
+        let mut min_affinity = nodes.len() as u32;
+        let mut hints = Vec::new();
+        // CPUs per NUMA node, total and available.
+        let mut total: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut avail: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut reuse_mask = NumaMask::EMPTY;
+        for (&cpu, info) in &self.topology.cpus {
+            *total.entry(info.numa).or_default() += 1;
+            if available.contains(cpu) {
+                *avail.entry(info.numa).or_default() += 1;
+            }
+            if reusable.contains(cpu) {
+                reuse_mask = reuse_mask.or(NumaMask::single(info.numa));
+            }
+        }
+        let reusable_count = reusable.len();
+        iterate_masks(&nodes, |mask| {
+            let t: usize = mask
+                .ids()
+                .map(|n| total.get(&n).copied().unwrap_or(0))
+                .sum();
+            if t >= request && mask.count() < min_affinity {
+                min_affinity = mask.count();
+            }
+            if !reuse_mask.is_subset_of(mask) {
+                return;
+            }
+            let count = reusable_count
+                + mask
+                    .ids()
+                    .map(|n| avail.get(&n).copied().unwrap_or(0))
+                    .sum::<usize>();
+            if count >= request {
+                hints.push(TopologyHint::new(mask, false));
+            }
+        });
+        let numa_per_socket = if self.topology.num_sockets == 0 {
+            0
+        } else {
+            self.topology.num_numa_nodes / self.topology.num_sockets
+        };
+        for h in &mut hints {
+            let m = h.affinity.expect("generated with a mask");
+            if m.count() == min_affinity {
+                h.preferred = true;
+            } else if self.options.align_by_socket && numa_per_socket > 0 {
+                let want = (min_affinity as usize).div_ceil(numa_per_socket);
+                let sockets: std::collections::BTreeSet<u32> = self
+                    .topology
+                    .cpus
+                    .values()
+                    .filter(|i| m.is_set(i.numa))
+                    .map(|i| i.socket)
+                    .collect();
+                if sockets.len() == want {
+                    h.preferred = true;
+                }
+            }
+        }
+        hints
+    }
+
+    pub fn get_topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
+        let n = guaranteed_cpus(pod, c);
+        if n == 0 {
+            return None;
+        }
+        let list = match self.assignments.get(&pod.uid).and_then(|m| m.get(&c.name)) {
+            Some(a) if a.len() != n => Vec::new(),
+            Some(a) => self.generate_hints(a, &CpuSet::new(), n),
+            None => {
+                let reuse = self
+                    .cpus_to_reuse
+                    .get(&pod.uid)
+                    .cloned()
+                    .unwrap_or_default();
+                self.generate_hints(&self.available(), &reuse, n)
+            }
+        };
+        Some([("cpu".to_string(), Some(list))].into())
+    }
+
+    pub fn get_pod_topology_hints(&self, pod: &PodInfo) -> ProviderHints {
+        let n = pod_guaranteed_cpus(pod);
+        if n == 0 {
+            return None;
+        }
+        let mut assigned = CpuSet::new();
+        for c in &pod.containers {
+            let nc = guaranteed_cpus(pod, c);
+            if let Some(a) = self.assignments.get(&pod.uid).and_then(|m| m.get(&c.name)) {
+                if a.len() != nc {
+                    return Some([("cpu".to_string(), Some(Vec::new()))].into());
+                }
+                assigned = assigned.union(a);
+            }
+        }
+        let list = if assigned.len() == n {
+            self.generate_hints(&assigned, &CpuSet::new(), n)
+        } else {
+            let reuse = self
+                .cpus_to_reuse
+                .get(&pod.uid)
+                .cloned()
+                .unwrap_or_default()
+                .union(&assigned);
+            self.generate_hints(&self.available(), &reuse, n)
+        };
+        Some([("cpu".to_string(), Some(list))].into())
+    }
+
+    /// `allocateCPUs`: first from the hinted NUMA nodes, the rest from anywhere.
+    fn allocate_cpus(
+        &mut self,
+        n: usize,
+        affinity: Option<NumaMask>,
+        reusable: &CpuSet,
+    ) -> Result<CpuSet, String> {
+        let allocatable = self.available().union(reusable);
+        let opts = take_options(&self.options);
+        let mut result = CpuSet::new();
+        if let Some(m) = affinity {
+            let aligned_cpus = if self.options.align_by_socket {
+                let sockets: std::collections::BTreeSet<u32> = self
+                    .topology
+                    .cpus
+                    .values()
+                    .filter(|i| m.is_set(i.numa))
+                    .map(|i| i.socket)
+                    .collect();
+                self.topology
+                    .cpus
+                    .iter()
+                    .filter(|(_, i)| sockets.contains(&i.socket))
+                    .map(|(&c, _)| c)
+                    .collect()
+            } else {
+                self.topology.cpus_in_numa_nodes(|x| m.is_set(x))
+            };
+            let aligned = allocatable.intersection(&aligned_cpus);
+            let k = n.min(aligned.len());
+            result = take_by_topology(&self.topology, &aligned, k, &opts)?;
+        }
+        let rest = take_by_topology(
+            &self.topology,
+            &allocatable.difference(&result),
+            n - result.len(),
+            &opts,
+        )?;
+        result = result.union(&rest);
+        self.default_set = self.default_set.difference(&result);
+        Ok(result)
+    }
+
+    pub fn allocate(
+        &mut self,
+        pod: &PodInfo,
+        c: &ContainerInfo,
+        hint: TopologyHint,
+    ) -> Result<(), ProviderError> {
+        let n = guaranteed_cpus(pod, c);
+        if n == 0 {
+            return Ok(());
+        }
+        if self.options.full_physical_cpus_only {
+            let per_core = self.topology.cpus_per_core();
+            if per_core == 0 || n % per_core != 0 {
+                return Err(smt_error(format!(
+                    "SMT Alignment Error: requested {n} cpus not multiple cpus per core = {per_core}"
+                )));
+            }
+            let avail = self.default_set.difference(&self.reserved_physical).len();
+            if n > avail {
+                return Err(smt_error(format!(
+                    "SMT Alignment Error: not enough free physical CPUs: available physical CPUs = {avail}, requested CPUs = {n}, CPUs per core = {per_core}"
+                )));
+            }
+        }
+        if let Some(set) = self
+            .assignments
+            .get(&pod.uid)
+            .and_then(|m| m.get(&c.name))
+            .cloned()
+        {
+            self.update_reuse(pod, c, &set);
+            return Ok(());
+        }
+        let reuse = self
+            .cpus_to_reuse
+            .get(&pod.uid)
+            .cloned()
+            .unwrap_or_default();
+        let set = self
+            .allocate_cpus(n, hint.affinity, &reuse)
+            .map_err(ProviderError::plain)?;
+        self.assignments
+            .entry(pod.uid.clone())
+            .or_default()
+            .insert(c.name.clone(), set.clone());
+        self.update_reuse(pod, c, &set);
+        Ok(())
+    }
+
+    /// `RemoveContainer`: CPUs no sibling container still holds go back to the shared pool.
+    pub fn remove_container(&mut self, pod: &str, container: &str) {
+        let Some(m) = self.assignments.get_mut(pod) else {
+            return;
+        };
+        let Some(set) = m.remove(container) else {
+            return;
+        };
+        let in_use = m.values().fold(CpuSet::new(), |a, s| a.union(s));
+        if m.is_empty() {
+            self.assignments.remove(pod);
+        }
+        self.default_set = self.default_set.union(&set.difference(&in_use));
+    }
+
+    pub fn remove_pod(&mut self, pod: &str) {
+        let names: Vec<String> = self
+            .assignments
+            .get(pod)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for n in names {
+            self.remove_container(pod, &n);
+        }
+        self.cpus_to_reuse.remove(pod);
+    }
+}

@@ -1,0 +1,80 @@
+//! The Topology Manager policies: how provider hints become one hint, and whether the
+//! pod may run with it. One type per kubelet policy file, behind one enum.
+
+use super::hint::{ProviderHints, TopologyHint};
+use super::merge::{filter_providers_hints, filter_single_numa, merge, Merger};
+use super::numa_info::NumaInfo;
+use super::options::PolicyOptions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    None,
+    BestEffort,
+    Restricted,
+    SingleNumaNode,
+}
+
+impl PolicyKind {
+    pub fn parse(name: &str) -> Option<PolicyKind> {
+        Some(match name {
+            "none" => PolicyKind::None,
+            "best-effort" => PolicyKind::BestEffort,
+            "restricted" => PolicyKind::Restricted,
+            "single-numa-node" => PolicyKind::SingleNumaNode,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::None => "none",
+            PolicyKind::BestEffort => "best-effort",
+            PolicyKind::Restricted => "restricted",
+            PolicyKind::SingleNumaNode => "single-numa-node",
+        }
+    }
+}
+
+/// The outcome of `Policy.Merge`, with what went into it (for `nmm explain`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeOutcome {
+    pub hint: TopologyHint,
+    pub admit: bool,
+    /// The per-resource hint lists that were merged (after the policy's filtering).
+    pub lists: Vec<Vec<TopologyHint>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub kind: PolicyKind,
+    pub numa: NumaInfo,
+    pub options: PolicyOptions,
+}
+
+impl Policy {
+    pub fn merge(&self, providers: &[ProviderHints]) -> MergeOutcome {
+        match self.kind {
+            PolicyKind::None => super::policy_none::merge(),
+            PolicyKind::BestEffort => super::policy_best_effort::merge(self, providers),
+            PolicyKind::Restricted => super::policy_restricted::merge(self, providers),
+            PolicyKind::SingleNumaNode => super::policy_single_numa_node::merge(self, providers),
+        }
+    }
+
+    /// best-effort's merge, shared by restricted.
+    pub(super) fn merge_filtered(
+        &self,
+        providers: &[ProviderHints],
+        single_numa: bool,
+    ) -> (TopologyHint, Vec<Vec<TopologyHint>>) {
+        let mut lists = filter_providers_hints(providers);
+        if single_numa {
+            lists = filter_single_numa(lists);
+        }
+        let merger = Merger {
+            numa: &self.numa,
+            closest: self.options.prefer_closest_numa && !single_numa,
+        };
+        (merge(&lists, &merger), lists)
+    }
+}

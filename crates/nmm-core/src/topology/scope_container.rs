@@ -1,0 +1,34 @@
+//! Container scope: one merge per container, in admission order (init containers, then
+//! app containers); container k+1's hints see container k's allocation.
+
+use super::{allocate_all, Admission, HintProvider, TopologyManager};
+use crate::pod::PodInfo;
+
+pub fn admit(
+    tm: &mut TopologyManager,
+    pod: &PodInfo,
+    providers: &mut [&mut dyn HintProvider],
+) -> Admission {
+    let mut adm = Admission::new(pod);
+    for (i, c) in pod.containers.iter().enumerate() {
+        let hints: Vec<_> = providers
+            .iter_mut()
+            .map(|p| (p.name(), p.get_topology_hints(pod, c)))
+            .collect();
+        let only: Vec<_> = hints.iter().map(|(_, h)| h.clone()).collect();
+        let outcome = tm.policy.merge(&only);
+        let trace = &mut adm.containers[i];
+        trace.provider_hints = hints;
+        trace.merge = Some(outcome.clone());
+        if !outcome.admit {
+            adm.reject_topology();
+            return adm;
+        }
+        tm.store(&pod.uid, &c.name, outcome.hint);
+        adm.containers[i].affinity = Some(outcome.hint);
+        if !allocate_all(&mut adm, i, pod, c, outcome.hint, providers) {
+            return adm;
+        }
+    }
+    adm
+}

@@ -1,0 +1,32 @@
+//! Pod scope: one merge for the whole pod; every container gets the same hint.
+
+use super::{allocate_all, Admission, HintProvider, TopologyManager};
+use crate::pod::PodInfo;
+
+pub fn admit(
+    tm: &mut TopologyManager,
+    pod: &PodInfo,
+    providers: &mut [&mut dyn HintProvider],
+) -> Admission {
+    let mut adm = Admission::new(pod);
+    let hints: Vec<_> = providers
+        .iter_mut()
+        .map(|p| (p.name(), p.get_pod_topology_hints(pod)))
+        .collect();
+    let only: Vec<_> = hints.iter().map(|(_, h)| h.clone()).collect();
+    let outcome = tm.policy.merge(&only);
+    adm.pod_hints = hints;
+    adm.pod_merge = Some(outcome.clone());
+    if !outcome.admit {
+        adm.reject_topology();
+        return adm;
+    }
+    for (i, c) in pod.containers.iter().enumerate() {
+        tm.store(&pod.uid, &c.name, outcome.hint);
+        adm.containers[i].affinity = Some(outcome.hint);
+        if !allocate_all(&mut adm, i, pod, c, outcome.hint, providers) {
+            return adm;
+        }
+    }
+    adm
+}
