@@ -39,6 +39,7 @@ pub struct KubeletConfig {
     )]
     pub cpu_manager_policy_options: Option<BTreeMap<String, String>>,
     #[serde(
+        rename = "reservedSystemCPUs",
         default,
         deserialize_with = "opt_string",
         skip_serializing_if = "Option::is_none"

@@ -274,7 +274,9 @@ impl Node {
         if pod.uid.is_empty() {
             return Err(StepError::MissingUid(pod.name.clone()));
         }
-        if self.is_live(&pod.uid) || self.rejected.contains(&pod.uid) {
+        // A pod restored from the checkpoints is admitted again after a restart (the
+        // kubelet's re-admission; the managers find its allocation already present).
+        if self.admitted.contains_key(&pod.uid) || self.rejected.contains(&pod.uid) {
             return Err(StepError::DuplicateUid(pod.uid.clone()));
         }
         let trace = {
@@ -313,6 +315,7 @@ impl Node {
             trace,
         };
         if result.admitted {
+            self.restored.remove(&pod.uid);
             self.admitted.insert(pod.uid.clone(), pod.name.clone());
             // The kubelet starts the containers next; the memory manager's AddContainer
             // releases regular init containers' memory as the app containers start.
