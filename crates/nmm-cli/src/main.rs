@@ -1,8 +1,9 @@
 //! `nmm`: a NUMA-aware memory manager for Kubernetes nodes.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use nmm::cmd;
+use nmm::cmd::Output;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -15,13 +16,6 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Output {
-    Table,
-    Json,
-    Yaml,
 }
 
 #[derive(Subcommand)]
@@ -49,6 +43,19 @@ enum Command {
         #[arg(short, long, value_enum)]
         output: Option<Output>,
     },
+    /// Check a kubelet configuration against a machine before restarting the kubelet.
+    ///
+    /// Example: nmm validate --config /var/lib/kubelet/config.yaml --sysfs-root /
+    Validate(cmd::validate::Args),
+    /// Read kubelet checkpoints (memory_manager_state, cpu_manager_state).
+    ///
+    /// Example: nmm state show /var/lib/kubelet/memory_manager_state
+    #[command(subcommand)]
+    State(cmd::state::Command),
+    /// Explain, provider by provider, why a pod of a scenario was admitted or rejected.
+    ///
+    /// Example: nmm explain examples/single-numa-reject.yaml --step 1
+    Explain(cmd::explain::Args),
     /// Print a shell completion script.
     ///
     /// Example: nmm completions bash > /etc/bash_completion.d/nmm
@@ -95,6 +102,9 @@ fn run(cli: Cli) -> Result<i32> {
             write!(out, "{text}")?;
             Ok(0)
         }
+        Command::Validate(a) => cmd::validate::execute(&a, &mut out, &mut err),
+        Command::State(c) => cmd::state::execute(&c, &mut out, &mut err),
+        Command::Explain(a) => cmd::explain::execute(&a, &mut out, &mut err),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "nmm", &mut out);

@@ -1,4 +1,16 @@
-//! One module per subcommand.
+//! One module per subcommand. Each exposes `Args` (clap) and `execute`, which writes to
+//! the given streams and returns the exit status; `main.rs` only dispatches.
 
+pub mod explain;
 pub mod node;
 pub mod simulate;
+pub mod state;
+pub mod validate;
+
+/// Output format shared by the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
