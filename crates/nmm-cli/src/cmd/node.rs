@@ -509,4 +509,27 @@ mod tests {
             "{t}"
         );
     }
+
+    /// What `nmm node -o yaml` prints reads back, through the scenario loader, as the same
+    /// machine; so does `{"machine": <nmm node -o json>}`.
+    #[test]
+    fn scenario_loader_reads_back_the_same_machine() {
+        use crate::scenario::{parse_machine, parse_yaml};
+        use nmm_sysfs::fake::FakeSysfs;
+        use std::path::Path;
+        let dir = tempfile::tempdir().unwrap();
+        FakeSysfs::uniform(3, 2, 2, 8 * GI + 4096)
+            .write_to(dir.path())
+            .unwrap();
+        let from_fake = nmm_sysfs::SysfsReader::new(dir.path())
+            .read_machine()
+            .unwrap();
+        for m in [machine(), from_fake] {
+            let path = Path::new("node.yaml");
+            let y = parse_yaml(&render_machine_yaml(&m), path).unwrap();
+            assert_eq!(parse_machine(&y["machine"], path).unwrap(), m);
+            let j = parse_yaml(&render_json(&m), path).unwrap();
+            assert_eq!(parse_machine(&j, path).unwrap(), m);
+        }
+    }
 }

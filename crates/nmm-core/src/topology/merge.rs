@@ -370,7 +370,7 @@ mod tests {
     fn h(ids: &[u32], p: bool) -> TopologyHint {
         TopologyHint::new(NumaMask(ids.iter().fold(0, |a, i| a | 1 << i)), p)
     }
-    fn any(p: bool) -> TopologyHint {
+    fn any_node(p: bool) -> TopologyHint {
         TopologyHint {
             affinity: None,
             preferred: p,
@@ -450,7 +450,17 @@ mod tests {
     }
 
     #[test]
-    fn any_hint_unused() {
-        let _ = any(true);
+    fn any_node_wildcard_lets_other_lists_decide() {
+        let numa = NumaInfo::from_matrix(vec![vec![10, 20], vec![20, 10]]);
+        let m = Merger {
+            numa: &numa,
+            closest: false,
+        };
+        let lists = vec![vec![any_node(true)], vec![h(&[1], true), h(&[0, 1], false)]];
+        assert_eq!(merge(&lists, &m), h(&[1], true));
+        assert_eq!(merge_brute_force(&lists, &m), h(&[1], true));
+        // An unsatisfiable provider (empty list -> any, not preferred) forces non-preferred.
+        let lists = vec![vec![any_node(false)], vec![h(&[1], true)]];
+        assert_eq!(merge(&lists, &m), h(&[1], false));
     }
 }
