@@ -7,3 +7,4 @@ pub mod fsio;
 pub mod render;
 pub mod scenario;
 pub mod simulate;
+pub mod svg;

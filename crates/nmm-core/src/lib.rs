@@ -15,5 +15,6 @@ pub mod node;
 pub mod node_allocatable;
 pub mod pod;
 pub mod quantity;
+pub mod reserved_memory_flag;
 pub mod topology;
 pub mod validation;

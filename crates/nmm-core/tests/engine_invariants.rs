@@ -19,7 +19,12 @@ fn machine(nodes: usize, cpus_per_node: u32, hp_pages: u64) -> Machine {
     for n in 0..nodes as u32 {
         let cpus: CpuSet = (n * cpus_per_node..(n + 1) * cpus_per_node).collect();
         for c in cpus.iter() {
-            m.cpus.push(Cpu { id: c, core: c / 2, socket: n, numa: n });
+            m.cpus.push(Cpu {
+                id: c,
+                core: c / 2,
+                socket: n,
+                numa: n,
+            });
         }
         m.nodes.push(NumaNode {
             id: n,
@@ -39,13 +44,22 @@ fn config(policy: &str, scope: &str, nodes: usize) -> KubeletConfig {
         cpu_manager_policy: Some("static".into()),
         topology_manager_policy: Some(policy.into()),
         topology_manager_scope: Some(scope.into()),
-        kube_reserved: Some([("cpu".to_string(), "1".to_string()), ("memory".to_string(), "1Gi".to_string())].into()),
+        kube_reserved: Some(
+            [
+                ("cpu".to_string(), "1".to_string()),
+                ("memory".to_string(), "1Gi".to_string()),
+            ]
+            .into(),
+        ),
         eviction_hard: Some(BTreeMap::new()),
         reserved_memory: Some(
             (0..nodes as i32)
                 .map(|n| MemoryReservation {
                     numa_node: n,
-                    limits: vec![("memory".into(), if n == 0 { "1Gi".into() } else { "0".into() })],
+                    limits: vec![(
+                        "memory".into(),
+                        if n == 0 { "1Gi".into() } else { "0".into() },
+                    )],
                 })
                 .filter(|r| r.numa_node == 0)
                 .collect(),
@@ -56,7 +70,14 @@ fn config(policy: &str, scope: &str, nodes: usize) -> KubeletConfig {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Admit { cpu: u32, mem_gi: u64, hp_gi: u64, init: bool, sidecar: bool, burstable: bool },
+    Admit {
+        cpu: u32,
+        mem_gi: u64,
+        hp_gi: u64,
+        init: bool,
+        sidecar: bool,
+        burstable: bool,
+    },
     Remove(usize),
 }
 
@@ -83,7 +104,17 @@ fn container(name: &str, cpu: u32, mem_gi: u64, hp_gi: u64, burstable: bool) -> 
 }
 
 fn pod(i: usize, op: &Op) -> PodInfo {
-    let Op::Admit { cpu, mem_gi, hp_gi, init, sidecar, burstable } = *op else { unreachable!() };
+    let Op::Admit {
+        cpu,
+        mem_gi,
+        hp_gi,
+        init,
+        sidecar,
+        burstable,
+    } = *op
+    else {
+        unreachable!()
+    };
     let mut spec = json!({"containers": [container("app", cpu, mem_gi, hp_gi, burstable), container("app2", 1, 1, 0, burstable)]});
     if init {
         let mut c = container("init", cpu.max(1), mem_gi / 2 + 1, hp_gi, burstable);
@@ -119,7 +150,10 @@ fn check_books(node: &Node) -> Result<(), TestCaseError> {
         for (_, s) in ctrs {
             pod_cpus = pod_cpus.union(&s);
         }
-        prop_assert!(seen.intersection(&pod_cpus).is_empty(), "cpus handed out twice");
+        prop_assert!(
+            seen.intersection(&pod_cpus).is_empty(),
+            "cpus handed out twice"
+        );
         seen = seen.union(&pod_cpus);
     }
     Ok(())

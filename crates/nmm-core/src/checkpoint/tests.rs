@@ -933,3 +933,40 @@ proptest! {
         prop_assert_eq!(&cp.encode(), &file);
     }
 }
+
+fn jsonish() -> impl Strategy<Value = Vec<u8>> {
+    let atom = prop_oneof![
+        Just(b"{".to_vec()),
+        Just(b"}".to_vec()),
+        Just(b"[".to_vec()),
+        Just(b"]".to_vec()),
+        Just(b",".to_vec()),
+        Just(b":".to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"\"policyName\"".to_vec()),
+        Just(b"\"machineState\"".to_vec()),
+        Just(b"\"entries\"".to_vec()),
+        Just(b"\"checksum\"".to_vec()),
+        Just(b"\"0\"".to_vec()),
+        Just(b"null".to_vec()),
+        Just(b"-1".to_vec()),
+        Just(b"1.5e3".to_vec()),
+        Just(b"\"\\ud800\"".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..4),
+    ];
+    prop::collection::vec(atom, 0..40).prop_map(|v| v.concat())
+}
+
+proptest! {
+    /// Readers never panic, and accept everything `serde_json` accepts as JSON syntax.
+    #[test]
+    fn readers_are_total(bytes in jsonish()) {
+        let ours = super::gojson::parse(&bytes);
+        if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
+            prop_assert!(ours.is_ok(), "{:?}", ours);
+        }
+        let _ = memory::decode_v132(&bytes);
+        let _ = memory::decode_any(&bytes);
+        let _ = cpu::decode(&bytes);
+    }
+}
