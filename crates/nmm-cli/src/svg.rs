@@ -200,7 +200,7 @@ fn draw_bar(out: &mut String, y: u32, row: &Row, scale: f64) {
     let Some(t) = row.table else {
         let _ = writeln!(
             out,
-            r#"<text x="{BAR_X}" y="{}" fill="{C_WARN}">no such memory type on this node</text>"#,
+            r##"<text x="{BAR_X}" y="{}" fill="#777">no such memory type on this node</text>"##,
             bar_y + BAR_H - 4
         );
         return;
@@ -265,7 +265,7 @@ fn draw_bar(out: &mut String, y: u32, row: &Row, scale: f64) {
     if !consistent {
         let _ = write!(
             out,
-            r#"<tspan fill="{C_WARN}">(reserved + free \u{2260} allocatable)</tspan>"#
+            r#"<tspan fill="{C_WARN}">(reserved + free ≠ allocatable)</tspan>"#
         );
     }
     let _ = writeln!(out, "</text>");
@@ -301,7 +301,7 @@ pub fn render_memory_state(state: &MachineState, title: &str) -> String {
             y + 11,
             esc(name)
         );
-        lx += 20 + 8 * name.len() as u32 + 18;
+        lx += 20 + (6.4 * name.len() as f64) as u32 + 22;
     }
     y += 22;
     let _ = writeln!(

@@ -46,6 +46,12 @@ pub struct StartOptions {
     pub state_dir: String,
     pub memory_checkpoint: Option<RawCheckpoint>,
     pub cpu_checkpoint: Option<RawCheckpoint>,
+    /// Use the large-machine (described hint lists) path whatever the machine size: the
+    /// decisions are the same; tests use this to compare both paths.
+    pub force_large: bool,
+    /// With `force_large`: the projection threshold of the large merge (0 makes every
+    /// merge use the search paths).
+    pub large_dense_universe: Option<usize>,
 }
 
 /// One container after an admission attempt: what the managers hold for it.
@@ -152,12 +158,23 @@ impl Node {
             );
         }
 
-        let topology = TopologyManager::new(&machine, &config).map_err(err("topologyManager"))?;
+        let mut topology =
+            TopologyManager::new(&machine, &config).map_err(err("topologyManager"))?;
+        if opts.force_large && topology.policy.kind != PolicyKind::None {
+            topology.large = true;
+            if let Some(d) = opts.large_dense_universe {
+                topology.policy.dense_universe = d;
+            }
+        }
         let mut cpu = CpuManager::new(&machine, &config, &reservation, &reserved_cpus)
             .map_err(err("cpuManager"))?;
         let mut memory =
             MemoryManager::new(&machine, &config, &reservation).map_err(err("memoryManager"))?;
 
+        cpu.set_large(topology.large);
+        memory.set_large(
+            topology.large || machine.nodes.len() > crate::topology::LARGE_MACHINE_NODES,
+        );
         let mut node_restored = BTreeSet::new();
 
         // CPU manager Start.

@@ -2,6 +2,7 @@
 //! checks, and the hint-provider face the Topology Manager sees.
 
 pub mod cpu_assignment;
+pub mod hint_family;
 pub mod options;
 pub mod policy_static;
 pub mod topology;
@@ -11,7 +12,7 @@ use crate::kubelet_config::KubeletConfig;
 use crate::machine::Machine;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::quantity::Quantity;
-use crate::topology::hint::{ProviderHints, TopologyHint};
+use crate::topology::hint::{to_large, LargeHints, ProviderHints, TopologyHint};
 use crate::topology::{HintProvider, ProviderError};
 use policy_static::{CpuAssignments, StaticPolicy};
 use std::collections::BTreeMap;
@@ -131,6 +132,13 @@ impl CpuManager {
         }
     }
 
+    /// Describe hint lists instead of listing them (large machines).
+    pub fn set_large(&mut self, large: bool) {
+        if let CpuPolicy::Static(p) = &mut self.policy {
+            p.large = large;
+        }
+    }
+
     pub fn has_pod(&self, uid: &str) -> bool {
         matches!(&self.policy, CpuPolicy::Static(p) if p.assignments.contains_key(uid))
     }
@@ -152,6 +160,20 @@ impl HintProvider for CpuManager {
         match &self.policy {
             CpuPolicy::None => None,
             CpuPolicy::Static(p) => p.get_pod_topology_hints(pod),
+        }
+    }
+
+    fn get_topology_hint_families(&mut self, pod: &PodInfo, c: &ContainerInfo) -> LargeHints {
+        match &self.policy {
+            CpuPolicy::None => to_large(None),
+            CpuPolicy::Static(p) => p.get_topology_hint_families(pod, c),
+        }
+    }
+
+    fn get_pod_topology_hint_families(&mut self, pod: &PodInfo) -> LargeHints {
+        match &self.policy {
+            CpuPolicy::None => to_large(None),
+            CpuPolicy::Static(p) => p.get_pod_topology_hint_families(pod),
         }
     }
 

@@ -2,14 +2,17 @@
 //! CPU requests, NUMA hints for them, and topology-aware allocation.
 
 use super::cpu_assignment::{take_by_topology, TakeOptions};
+use super::hint_family::CpuHintFamily;
 use super::options::StaticPolicyOptions;
 use super::topology::CpuTopology;
 use crate::bitmask::{iterate_masks, NumaMask};
 use crate::cpuset::CpuSet;
 use crate::pod::{ContainerInfo, PodInfo, QosClass};
-use crate::topology::hint::{ProviderHints, TopologyHint};
+use crate::topology::family::{HintFamily, LargeList};
+use crate::topology::hint::{to_large, LargeHints, ProviderHints, TopologyHint};
 use crate::topology::ProviderError;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 pub type CpuAssignments = BTreeMap<String, BTreeMap<String, CpuSet>>;
 
@@ -23,6 +26,8 @@ pub struct StaticPolicy {
     pub assignments: CpuAssignments,
     /// CPUs of regular init containers the pod's later containers may take (in memory).
     cpus_to_reuse: BTreeMap<String, CpuSet>,
+    /// Describe hint lists instead of listing them (large machines).
+    pub large: bool,
 }
 
 fn take_options(o: &StaticPolicyOptions) -> TakeOptions {
@@ -112,6 +117,7 @@ impl StaticPolicy {
             default_set: CpuSet::new(),
             assignments: CpuAssignments::new(),
             cpus_to_reuse: BTreeMap::new(),
+            large: false,
         })
     }
 
@@ -246,6 +252,88 @@ impl StaticPolicy {
             }
         }
         hints
+    }
+
+    /// The hint family of `generateCPUTopologyHints(available, reusable, request)`.
+    fn family(&self, available: &CpuSet, reusable: &CpuSet, request: usize) -> CpuHintFamily {
+        let mut total: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut avail: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut reuse_mask = NumaMask::EMPTY;
+        for (&cpu, info) in &self.topology.cpus {
+            *total.entry(info.numa).or_default() += 1;
+            if available.contains(cpu) {
+                *avail.entry(info.numa).or_default() += 1;
+            }
+            if reusable.contains(cpu) {
+                reuse_mask = reuse_mask.or(NumaMask::single(info.numa));
+            }
+        }
+        let sockets = self.options.align_by_socket.then(|| {
+            let pairs: Vec<(u32, u32)> = self
+                .topology
+                .cpus
+                .values()
+                .map(|i| (i.numa, i.socket))
+                .collect();
+            let per = self
+                .topology
+                .num_numa_nodes
+                .checked_div(self.topology.num_sockets)
+                .unwrap_or(0);
+            (pairs, per)
+        });
+        CpuHintFamily::new(
+            &total.into_iter().collect::<Vec<_>>(),
+            &avail.into_iter().collect::<Vec<_>>(),
+            reusable.len(),
+            reuse_mask,
+            request,
+            sockets,
+        )
+    }
+
+    fn wrap_family(f: CpuHintFamily) -> LargeHints {
+        // No mask holds the request: an empty list ("cannot be satisfied"), as the
+        // enumerating path returns.
+        let list = if f.min_size().is_none() {
+            LargeList::Explicit(Vec::new())
+        } else {
+            LargeList::Family(Rc::new(f))
+        };
+        Some([("cpu".to_string(), Some(list))].into())
+    }
+
+    pub fn get_topology_hint_families(&self, pod: &PodInfo, c: &ContainerInfo) -> LargeHints {
+        let n = guaranteed_cpus(pod, c);
+        if !self.large
+            || n == 0
+            || self
+                .assignments
+                .get(&pod.uid)
+                .is_some_and(|m| m.contains_key(&c.name))
+        {
+            return to_large(self.get_topology_hints(pod, c));
+        }
+        let reuse = self
+            .cpus_to_reuse
+            .get(&pod.uid)
+            .cloned()
+            .unwrap_or_default();
+        Self::wrap_family(self.family(&self.available(), &reuse, n))
+    }
+
+    pub fn get_pod_topology_hint_families(&self, pod: &PodInfo) -> LargeHints {
+        let n = pod_guaranteed_cpus(pod);
+        let any_assigned = self.assignments.contains_key(&pod.uid);
+        if !self.large || n == 0 || any_assigned {
+            return to_large(self.get_pod_topology_hints(pod));
+        }
+        let reuse = self
+            .cpus_to_reuse
+            .get(&pod.uid)
+            .cloned()
+            .unwrap_or_default();
+        Self::wrap_family(self.family(&self.available(), &reuse, n))
     }
 
     pub fn get_topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {

@@ -114,9 +114,5 @@ impl CpuTopology {
 }
 
 fn div(a: usize, b: usize) -> usize {
-    if b == 0 {
-        0
-    } else {
-        a / b
-    }
+    a.checked_div(b).unwrap_or(0)
 }

@@ -1,6 +1,7 @@
 //! Memory Manager (`pkg/kubelet/cm/memorymanager`): policy selection and start-up checks,
 //! the static policy, and the hint-provider face the Topology Manager sees.
 
+pub mod hint_family;
 pub mod policy_static;
 pub mod reserved_memory;
 pub mod state;
@@ -9,7 +10,7 @@ use crate::kubelet_config::KubeletConfig;
 use crate::machine::Machine;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::quantity::Quantity;
-use crate::topology::hint::{ProviderHints, TopologyHint};
+use crate::topology::hint::{to_large, LargeHints, ProviderHints, TopologyHint};
 use crate::topology::{HintProvider, ProviderError};
 use policy_static::StaticPolicy;
 use state::{Assignments, MachineState};
@@ -120,6 +121,13 @@ impl MemoryManager {
         }
     }
 
+    /// Describe hint lists instead of listing them (large machines).
+    pub fn set_large(&mut self, large: bool) {
+        if let MemoryPolicy::Static(p) = &mut self.policy {
+            p.large = large;
+        }
+    }
+
     pub fn has_pod(&self, uid: &str) -> bool {
         self.static_policy()
             .is_some_and(|p| p.assignments.contains_key(uid))
@@ -142,6 +150,20 @@ impl HintProvider for MemoryManager {
         match &self.policy {
             MemoryPolicy::None => None,
             MemoryPolicy::Static(p) => p.get_pod_topology_hints(pod),
+        }
+    }
+
+    fn get_topology_hint_families(&mut self, pod: &PodInfo, c: &ContainerInfo) -> LargeHints {
+        match &self.policy {
+            MemoryPolicy::None => to_large(None),
+            MemoryPolicy::Static(p) => p.get_topology_hint_families(pod, c),
+        }
+    }
+
+    fn get_pod_topology_hint_families(&mut self, pod: &PodInfo) -> LargeHints {
+        match &self.policy {
+            MemoryPolicy::None => to_large(None),
+            MemoryPolicy::Static(p) => p.get_pod_topology_hint_families(pod),
         }
     }
 

@@ -2,12 +2,15 @@
 //! with the Topology Manager's hint (default hint, extension), NUMA groups, init-container
 //! memory reuse, release, and restart validation.
 
+use super::hint_family::MemoryHintFamily;
 use super::state::{Assignments, Block, MachineState, MemoryTable, NumaNodeState};
 use crate::bitmask::{iterate_masks, NumaMask};
 use crate::machine::{hugepage_resource_name, Machine};
 use crate::pod::{ContainerInfo, PodInfo, QosClass};
-use crate::topology::hint::{ProviderHints, TopologyHint};
+use crate::topology::family::{HintFamily, LargeList};
+use crate::topology::hint::{to_large, LargeHints, ProviderHints, TopologyHint};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 pub const MEMORY: &str = "memory";
 
@@ -25,6 +28,8 @@ pub struct StaticPolicy {
     /// pod uid -> mask -> resource -> bytes. In memory only, like the kubelet's.
     reusable: BTreeMap<String, BTreeMap<NumaMask, BTreeMap<String, u64>>>,
     system_reserved: SystemReserved,
+    /// Describe hint lists instead of listing them (large machines).
+    pub large: bool,
 }
 
 pub fn is_memory_resource(name: &str) -> bool {
@@ -170,6 +175,14 @@ impl StaticPolicy {
         &self.system_reserved
     }
 
+    /// This pod's reusable init-container memory: mask -> resource -> bytes.
+    pub fn reusable_masks(&self, pod: &str) -> Vec<(NumaMask, BTreeMap<String, u64>)> {
+        self.reusable
+            .get(pod)
+            .map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     fn reusable_for(&self, pod: &str, mask: NumaMask, r: &str) -> u64 {
         self.reusable
             .get(pod)
@@ -264,6 +277,70 @@ impl StaticPolicy {
         Some(h.into_iter().map(|(k, v)| (k, Some(v))).collect())
     }
 
+    fn family_hints(&self, pod_uid: &str, req: &Requests) -> LargeHints {
+        let f = MemoryHintFamily::new(self, pod_uid, req);
+        if f.min_size().is_none() {
+            // No mask at all: an empty map, "no preference" to the Topology Manager.
+            return Some(BTreeMap::new());
+        }
+        let f: Rc<dyn HintFamily> = Rc::new(f);
+        Some(
+            req.keys()
+                .map(|r| (r.clone(), Some(LargeList::Family(f.clone()))))
+                .collect(),
+        )
+    }
+
+    pub fn get_topology_hint_families(&self, pod: &PodInfo, c: &ContainerInfo) -> LargeHints {
+        if !self.large
+            || pod.qos != QosClass::Guaranteed
+            || self.blocks(&pod.uid, &c.name).is_some()
+        {
+            return to_large(self.get_topology_hints(pod, c));
+        }
+        let req = container_requests(c).ok()?;
+        self.family_hints(&pod.uid, &req)
+    }
+
+    pub fn get_pod_topology_hint_families(&self, pod: &PodInfo) -> LargeHints {
+        let allocated = pod
+            .containers
+            .iter()
+            .any(|c| self.blocks(&pod.uid, &c.name).is_some());
+        if !self.large || pod.qos != QosClass::Guaranteed || allocated {
+            return to_large(self.get_pod_topology_hints(pod));
+        }
+        let req = pod_requests(pod).ok()?;
+        self.family_hints(&pod.uid, &req)
+    }
+
+    /// `findBestHint` over the memory hints containing `base` (all hints for an empty
+    /// base), without listing every mask on large machines.
+    fn best_memory_hint(
+        &self,
+        pod_uid: &str,
+        req: &Requests,
+        base: NumaMask,
+    ) -> Option<TopologyHint> {
+        if self.large {
+            let f = MemoryHintFamily::new(self, pod_uid, req);
+            f.min_size()?;
+            return f.best_member(base);
+        }
+        let hints = self.calculate_hints(pod_uid, req);
+        let wider: Vec<TopologyHint> = hints
+            .get(MEMORY)
+            .into_iter()
+            .flatten()
+            .filter(|h| h.affinity.is_some_and(|m| base.is_subset_of(m)))
+            .copied()
+            .collect();
+        if wider.is_empty() {
+            return None;
+        }
+        Some(find_best_hint(&wider))
+    }
+
     pub fn get_topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
         if pod.qos != QosClass::Guaranteed {
             return None;
@@ -318,11 +395,11 @@ impl StaticPolicy {
         let req = container_requests(c)?;
         let mut best = hint;
         if hint.affinity.is_none() {
-            let hints = self.calculate_hints(&pod.uid, &req);
-            if hints.is_empty() {
+            // The hint map is empty exactly when no mask has room; `memory` is always
+            // requested by a Guaranteed container.
+            let Some(default) = self.best_memory_hint(&pod.uid, &req, NumaMask::EMPTY) else {
                 return Err("[memorymanager] failed to get the default NUMA affinity, no NUMA nodes with enough memory is available".into());
-            }
-            let default = find_best_hint(hints.get(MEMORY).map_or(&[][..], |v| v));
+            };
             if !default.preferred && hint.preferred {
                 return Err("[memorymanager] failed to find the default preferred hint".into());
             }
@@ -333,25 +410,16 @@ impl StaticPolicy {
             return Err("[memorymanager] failed to get the default NUMA affinity, no NUMA nodes with enough memory is available".into());
         };
         if !self.satisfies(mask, &req) {
-            let hints = self.calculate_hints(&pod.uid, &req);
-            let wider: Vec<TopologyHint> = hints
-                .get(MEMORY)
-                .into_iter()
-                .flatten()
-                .filter(|h| h.affinity.is_some_and(|m| mask.is_subset_of(m)))
-                .copied()
-                .collect();
-            if wider.is_empty() {
+            let Some(extended) = self.best_memory_hint(&pod.uid, &req, mask) else {
                 return Err(
                     "[memorymanager] failed to find NUMA nodes to extend the current topology hint"
                         .into(),
                 );
-            }
-            let extended = find_best_hint(&wider);
+            };
             if !extended.preferred && best.preferred {
                 return Err("[memorymanager] failed to find the extended preferred hint".into());
             }
-            mask = extended.affinity.expect("filtered on Some");
+            mask = extended.affinity.expect("members have masks");
         }
         if mask.count() > 1 {
             for n in mask.ids() {

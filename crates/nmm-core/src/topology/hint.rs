@@ -29,3 +29,15 @@ impl TopologyHint {
 /// preference at all); within the map a `None` list means "no preference for this
 /// resource" and an empty list means "this resource cannot be satisfied".
 pub type ProviderHints = Option<BTreeMap<String, Option<Vec<TopologyHint>>>>;
+
+/// A provider's answer on a large machine: lists may be described rather than listed.
+pub type LargeHints = Option<BTreeMap<String, Option<super::family::LargeList>>>;
+
+/// The explicit answer in the large-machine shape.
+pub fn to_large(h: ProviderHints) -> LargeHints {
+    h.map(|m| {
+        m.into_iter()
+            .map(|(k, v)| (k, v.map(super::family::LargeList::Explicit)))
+            .collect()
+    })
+}

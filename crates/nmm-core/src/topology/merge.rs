@@ -310,6 +310,15 @@ fn superset_mobius(v: &mut [i128], n: usize) {
     }
 }
 
+/// [`dense_and_closure`] for plain mask lists over the given node ids.
+pub fn dense_and_closure_on(lists: &[Vec<NumaMask>], nodes: &[u32]) -> Vec<NumaMask> {
+    let hl: Vec<Vec<TopologyHint>> = lists
+        .iter()
+        .map(|l| l.iter().map(|&m| TopologyHint::new(m, false)).collect())
+        .collect();
+    dense_and_closure(&hl, nodes)
+}
+
 /// Exact closure over a dense table: with s(T) = #reachable sets ⊇ T and l(T) = #list
 /// masks ⊇ T, s(T)·l(T) counts pairs whose AND ⊇ T; Möbius inversion turns that into pairs
 /// whose AND is exactly T. Counts are reset to 0/1 after each list, so they stay below

@@ -2,6 +2,7 @@
 //! providers, merges them under the configured policy and scope, stores the merged hint
 //! per container and asks every provider to allocate with it.
 
+pub mod family;
 pub mod hint;
 pub mod merge;
 pub mod numa_info;
@@ -17,7 +18,7 @@ mod scope_pod;
 use crate::kubelet_config::KubeletConfig;
 use crate::machine::Machine;
 use crate::pod::{ContainerInfo, PodInfo};
-use hint::{ProviderHints, TopologyHint};
+use hint::{LargeHints, ProviderHints, TopologyHint};
 use numa_info::NumaInfo;
 use options::PolicyOptions;
 use policy::{MergeOutcome, Policy, PolicyKind};
@@ -29,6 +30,18 @@ pub trait HintProvider {
     fn name(&self) -> &'static str;
     fn get_topology_hints(&mut self, pod: &PodInfo, container: &ContainerInfo) -> ProviderHints;
     fn get_pod_topology_hints(&mut self, pod: &PodInfo) -> ProviderHints;
+    /// Hints for machines too large to enumerate (see `family`); by default the
+    /// explicit lists.
+    fn get_topology_hint_families(
+        &mut self,
+        pod: &PodInfo,
+        container: &ContainerInfo,
+    ) -> LargeHints {
+        hint::to_large(self.get_topology_hints(pod, container))
+    }
+    fn get_pod_topology_hint_families(&mut self, pod: &PodInfo) -> LargeHints {
+        hint::to_large(self.get_pod_topology_hints(pod))
+    }
     /// Allocate for one container with the merged hint the Topology Manager stored for it.
     fn allocate(
         &mut self,
@@ -69,6 +82,9 @@ impl ProviderError {
     }
 }
 
+/// Above this many NUMA nodes hints are described, not listed.
+pub const LARGE_MACHINE_NODES: usize = 16;
+
 pub const TOPOLOGY_AFFINITY_ERROR: &str = "TopologyAffinityError";
 pub const TOPOLOGY_AFFINITY_MESSAGE: &str = "Resources cannot be allocated with Topology locality";
 
@@ -86,6 +102,8 @@ pub struct ContainerTrace {
     pub name: String,
     /// Each provider's answer (name, hints), container scope only.
     pub provider_hints: Vec<(&'static str, ProviderHints)>,
+    /// Large machines: each provider's described lists (container scope).
+    pub provider_families: Vec<(&'static str, LargeHints)>,
     /// The merge for this container (container scope).
     pub merge: Option<MergeOutcome>,
     /// The hint stored for the container (absent if admission stopped before it).
@@ -104,6 +122,7 @@ pub struct Admission {
     /// Pod scope: the providers' pod-level hints and the merge.
     pub pod_hints: Vec<(&'static str, ProviderHints)>,
     pub pod_merge: Option<MergeOutcome>,
+    pub pod_families: Vec<(&'static str, LargeHints)>,
 }
 
 impl Admission {
@@ -122,6 +141,7 @@ impl Admission {
                 .collect(),
             pod_hints: Vec::new(),
             pod_merge: None,
+            pod_families: Vec::new(),
         }
     }
 
@@ -143,6 +163,9 @@ impl Admission {
 pub struct TopologyManager {
     pub policy: Policy,
     pub scope: Scope,
+    /// Merge with described hint lists (machines above [`LARGE_MACHINE_NODES`] NUMA nodes,
+    /// or when forced for tests): same decisions, no enumeration of every mask.
+    pub large: bool,
     /// pod uid -> container -> stored hint (`podTopologyHints`).
     hints: BTreeMap<String, BTreeMap<String, TopologyHint>>,
 }
@@ -158,8 +181,10 @@ impl TopologyManager {
                     kind: PolicyKind::None,
                     numa,
                     options: PolicyOptions::default(),
+                    dense_universe: family::DENSE_UNIVERSE,
                 },
                 scope: Scope::None,
+                large: false,
                 hints: BTreeMap::new(),
             });
         }
@@ -194,8 +219,10 @@ impl TopologyManager {
                 kind,
                 numa,
                 options,
+                dense_universe: family::DENSE_UNIVERSE,
             },
             scope,
+            large: machine.nodes.len() > LARGE_MACHINE_NODES,
             hints: BTreeMap::new(),
         })
     }

@@ -1,7 +1,8 @@
 //! The Topology Manager policies: how provider hints become one hint, and whether the
 //! pod may run with it. One type per kubelet policy file, behind one enum.
 
-use super::hint::{ProviderHints, TopologyHint};
+use super::family::{merge_large_with, LargeList, DENSE_UNIVERSE};
+use super::hint::{LargeHints, ProviderHints, TopologyHint};
 use super::merge::{filter_providers_hints, filter_single_numa, merge, Merger};
 use super::numa_info::NumaInfo;
 use super::options::PolicyOptions;
@@ -49,6 +50,8 @@ pub struct Policy {
     pub kind: PolicyKind,
     pub numa: NumaInfo,
     pub options: PolicyOptions,
+    /// Large-machine merge: universes up to this size are merged by projection.
+    pub dense_universe: usize,
 }
 
 impl Policy {
@@ -59,6 +62,74 @@ impl Policy {
             PolicyKind::Restricted => super::policy_restricted::merge(self, providers),
             PolicyKind::SingleNumaNode => super::policy_single_numa_node::merge(self, providers),
         }
+    }
+
+    /// [`Policy::merge`] for described hint lists (large machines).
+    pub fn merge_large(&self, providers: &[LargeHints]) -> Result<MergeOutcome, String> {
+        if self.kind == PolicyKind::None {
+            return Ok(super::policy_none::merge());
+        }
+        let single = self.kind == PolicyKind::SingleNumaNode;
+        let any = |p: bool| {
+            LargeList::Explicit(vec![TopologyHint {
+                affinity: None,
+                preferred: p,
+            }])
+        };
+        let mut lists: Vec<LargeList> = Vec::new();
+        for p in providers {
+            match p {
+                None => lists.push(any(true)),
+                Some(m) if m.is_empty() => lists.push(any(true)),
+                Some(m) => {
+                    for l in m.values() {
+                        lists.push(match l {
+                            None => any(true),
+                            Some(LargeList::Explicit(v)) if v.is_empty() => any(false),
+                            Some(l) => l.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if single {
+            lists = lists
+                .into_iter()
+                .map(|l| {
+                    let v: Vec<TopologyHint> = match l {
+                        LargeList::Explicit(v) => v,
+                        LargeList::Family(f) => f
+                            .universe()
+                            .ids()
+                            .map(crate::bitmask::NumaMask::single)
+                            .filter_map(|m| f.get(m).map(|p| TopologyHint::new(m, p)))
+                            .collect(),
+                    };
+                    LargeList::Explicit(
+                        v.into_iter()
+                            .filter(|h| h.preferred && h.affinity.is_none_or(|m| m.count() == 1))
+                            .collect(),
+                    )
+                })
+                .collect();
+        }
+        let merger = Merger {
+            numa: &self.numa,
+            closest: self.options.prefer_closest_numa && !single,
+        };
+        let mut hint = merge_large_with(&lists, &merger, self.dense_universe)?;
+        if single && hint.affinity == Some(self.numa.all) {
+            hint.affinity = None;
+        }
+        let admit = match self.kind {
+            PolicyKind::BestEffort => true,
+            _ => hint.preferred,
+        };
+        Ok(MergeOutcome {
+            hint,
+            admit,
+            lists: Vec::new(),
+        })
     }
 
     /// best-effort's merge, shared by restricted.

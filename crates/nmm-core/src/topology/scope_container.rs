@@ -11,14 +11,30 @@ pub fn admit(
 ) -> Admission {
     let mut adm = Admission::new(pod);
     for (i, c) in pod.containers.iter().enumerate() {
-        let hints: Vec<_> = providers
-            .iter_mut()
-            .map(|p| (p.name(), p.get_topology_hints(pod, c)))
-            .collect();
-        let only: Vec<_> = hints.iter().map(|(_, h)| h.clone()).collect();
-        let outcome = tm.policy.merge(&only);
+        let outcome = if tm.large {
+            let fams: Vec<_> = providers
+                .iter_mut()
+                .map(|p| (p.name(), p.get_topology_hint_families(pod, c)))
+                .collect();
+            let only: Vec<_> = fams.iter().map(|(_, h)| h.clone()).collect();
+            adm.containers[i].provider_families = fams;
+            match tm.policy.merge_large(&only) {
+                Ok(o) => o,
+                Err(e) => {
+                    adm.reject("UnexpectedAdmissionError".into(), format!("nmm: {e}"));
+                    return adm;
+                }
+            }
+        } else {
+            let hints: Vec<_> = providers
+                .iter_mut()
+                .map(|p| (p.name(), p.get_topology_hints(pod, c)))
+                .collect();
+            let only: Vec<_> = hints.iter().map(|(_, h)| h.clone()).collect();
+            adm.containers[i].provider_hints = hints;
+            tm.policy.merge(&only)
+        };
         let trace = &mut adm.containers[i];
-        trace.provider_hints = hints;
         trace.merge = Some(outcome.clone());
         if !outcome.admit {
             adm.reject_topology();

@@ -9,13 +9,29 @@ pub fn admit(
     providers: &mut [&mut dyn HintProvider],
 ) -> Admission {
     let mut adm = Admission::new(pod);
-    let hints: Vec<_> = providers
-        .iter_mut()
-        .map(|p| (p.name(), p.get_pod_topology_hints(pod)))
-        .collect();
-    let only: Vec<_> = hints.iter().map(|(_, h)| h.clone()).collect();
-    let outcome = tm.policy.merge(&only);
-    adm.pod_hints = hints;
+    let outcome = if tm.large {
+        let fams: Vec<_> = providers
+            .iter_mut()
+            .map(|p| (p.name(), p.get_pod_topology_hint_families(pod)))
+            .collect();
+        let only: Vec<_> = fams.iter().map(|(_, h)| h.clone()).collect();
+        adm.pod_families = fams;
+        match tm.policy.merge_large(&only) {
+            Ok(o) => o,
+            Err(e) => {
+                adm.reject("UnexpectedAdmissionError".into(), format!("nmm: {e}"));
+                return adm;
+            }
+        }
+    } else {
+        let hints: Vec<_> = providers
+            .iter_mut()
+            .map(|p| (p.name(), p.get_pod_topology_hints(pod)))
+            .collect();
+        let only: Vec<_> = hints.iter().map(|(_, h)| h.clone()).collect();
+        adm.pod_hints = hints;
+        tm.policy.merge(&only)
+    };
     adm.pod_merge = Some(outcome.clone());
     if !outcome.admit {
         adm.reject_topology();

@@ -1,0 +1,130 @@
+//! The static CPU policy's hint list as a [`HintFamily`] (`generateCPUTopologyHints`
+//! without listing every mask): masks of NUMA nodes with CPUs that hold every reusable
+//! CPU and enough available + reusable CPUs. Such masks are closed under adding nodes.
+
+use crate::bitmask::NumaMask;
+use crate::topology::family::HintFamily;
+
+#[derive(Debug, Clone)]
+pub struct CpuHintFamily {
+    universe: NumaMask,
+    /// Indexed by NUMA id.
+    avail: Vec<usize>,
+    reusable_count: usize,
+    reuse_mask: NumaMask,
+    request: usize,
+    min_affinity: u32,
+    /// `align-by-socket`: socket mask of each NUMA node, and the socket count that is
+    /// also preferred. Given to `new` as (numa, socket) pairs and NUMA nodes per socket.
+    socket_of: Option<(Vec<u64>, usize)>,
+}
+
+impl CpuHintFamily {
+    pub fn new(
+        numa_total: &[(u32, usize)],
+        avail_per_numa: &[(u32, usize)],
+        reusable_count: usize,
+        reuse_mask: NumaMask,
+        request: usize,
+        socket_of: Option<(Vec<(u32, u32)>, usize)>,
+    ) -> CpuHintFamily {
+        let max = numa_total
+            .iter()
+            .map(|&(n, _)| n as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut avail = vec![0usize; max];
+        for &(n, c) in avail_per_numa {
+            avail[n as usize] = c;
+        }
+        let universe = numa_total
+            .iter()
+            .fold(NumaMask::EMPTY, |m, &(n, _)| m.or(NumaMask::single(n)));
+        let mut totals: Vec<usize> = numa_total.iter().map(|&(_, t)| t).collect();
+        totals.sort_unstable_by(|a, b| b.cmp(a));
+        let mut acc = 0;
+        let mut min_affinity = universe.count();
+        for (i, t) in totals.iter().enumerate() {
+            acc += t;
+            if acc >= request {
+                min_affinity = i as u32 + 1;
+                break;
+            }
+        }
+        // `socket_of` carries NUMA nodes per socket; the preferred socket count follows
+        // from the minimal affinity.
+        let socket_of = socket_of.filter(|(_, per)| *per > 0).map(|(pairs, per)| {
+            let mut v = vec![0u64; max];
+            for (numa, socket) in pairs {
+                v[numa as usize] |= 1u64 << (socket % 64);
+            }
+            (v, (min_affinity as usize).div_ceil(per))
+        });
+        CpuHintFamily {
+            universe,
+            avail,
+            reusable_count,
+            reuse_mask,
+            request,
+            min_affinity,
+            socket_of,
+        }
+    }
+
+    fn count(&self, m: NumaMask) -> usize {
+        self.reusable_count + m.ids().map(|n| self.avail[n as usize]).sum::<usize>()
+    }
+}
+
+impl HintFamily for CpuHintFamily {
+    fn get(&self, m: NumaMask) -> Option<bool> {
+        if m.is_empty() || !m.is_subset_of(self.universe) || !self.reuse_mask.is_subset_of(m) {
+            return None;
+        }
+        if self.count(m) < self.request {
+            return None;
+        }
+        let mut preferred = m.count() == self.min_affinity;
+        if let Some((sockets, want)) = &self.socket_of {
+            let s = m.ids().fold(0u64, |a, n| a | sockets[n as usize]);
+            preferred |= s.count_ones() as usize == *want;
+        }
+        Some(preferred)
+    }
+
+    fn universe(&self) -> NumaMask {
+        self.universe
+    }
+
+    fn preferred_sizes(&self) -> Vec<u32> {
+        if self.socket_of.is_some() {
+            (1..=self.universe.count()).collect()
+        } else {
+            vec![self.min_affinity]
+        }
+    }
+
+    fn min_size(&self) -> Option<u32> {
+        let base = self.reuse_mask.and(self.universe);
+        let mut have = self.count(base);
+        let mut size = base.count();
+        let mut rest: Vec<usize> = self
+            .universe
+            .ids()
+            .filter(|n| !base.is_set(*n))
+            .map(|n| self.avail[n as usize])
+            .collect();
+        rest.sort_unstable_by(|a, b| b.cmp(a));
+        let mut it = rest.into_iter();
+        while have < self.request || size == 0 {
+            have += it.next()?;
+            size += 1;
+        }
+        Some(size)
+    }
+
+    fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {
+        let m = x.or(NumaMask(self.universe.0 & !u.0));
+        m.and(u) == x && self.get(m).is_some()
+    }
+}

@@ -1,0 +1,1853 @@
+//! Why a pod was admitted or rejected, in plain words: each hint provider's hints, the
+//! merged hint and why it won, the policy's verdict, the allocation that failed, and what
+//! would make the pod fit (removing a running pod, another topology policy, a smaller
+//! request).
+//!
+//! Pure engine knowledge: [`explain`] replays a history on a [`Node`], admits the pod on a
+//! clone of the node it met to get the trace, and re-runs the admission on further clones
+//! for the counterfactuals. `nmm explain` renders the [`Explanation`].
+
+use crate::bitmask::{iterate_masks, NumaMask};
+use crate::cpumanager::policy_static::{guaranteed_cpus, pod_guaranteed_cpus};
+use crate::cpumanager::CpuPolicy;
+use crate::cpuset::CpuSet;
+use crate::kubelet_config::KubeletConfig;
+use crate::machine::Machine;
+use crate::memorymanager::policy_static::{container_requests, pod_requests, Requests};
+use crate::memorymanager::state::{MachineState, MemoryTable};
+use crate::memorymanager::MemoryPolicy;
+use crate::node::{Node, StartOptions, StartupError, StepError};
+use crate::pod::{ContainerInfo, PodInfo, QosClass};
+use crate::quantity::format_human_bytes;
+use crate::topology::hint::{ProviderHints, TopologyHint};
+use crate::topology::merge::filter_providers_hints;
+use crate::topology::policy::{MergeOutcome, Policy, PolicyKind};
+use crate::topology::{Admission, HintProvider, Scope};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Above this many NUMA nodes the group analysis (which walks every node subset) is skipped.
+const MAX_ENUMERATED_NODES: usize = 12;
+/// Pairs of removals are only tried when at most this many pods hold resources.
+const MAX_PAIR_CANDIDATES: usize = 12;
+
+/// One event of the history before the pod being explained.
+#[derive(Debug, Clone)]
+pub enum HistoryStep {
+    Admit(PodInfo),
+    /// A pod deletion, by uid.
+    Remove(String),
+}
+
+/// What a node started from and went through before the pod being explained.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    pub machine: &'a Machine,
+    pub config: &'a KubeletConfig,
+    pub start: &'a StartOptions,
+    pub steps: &'a [HistoryStep],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    #[error("the kubelet would not start ({}): {}", .0.stage, .0.message)]
+    Startup(StartupError),
+    /// `index` is the position in the history (`steps.len()` for the pod itself).
+    #[error("step {index}: {error}")]
+    Step { index: usize, error: StepError },
+}
+
+/// A topology hint for people and scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HintView {
+    /// NUMA node ids; `null` = any node.
+    pub numa_nodes: Option<Vec<u32>>,
+    pub preferred: bool,
+    /// `{0,1} preferred`, `any`.
+    pub text: String,
+}
+
+impl From<TopologyHint> for HintView {
+    fn from(h: TopologyHint) -> Self {
+        HintView {
+            numa_nodes: h.affinity.map(NumaMask::to_vec),
+            preferred: h.preferred,
+            text: hint_text(&h),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodView {
+    pub name: String,
+    pub uid: String,
+    pub namespace: String,
+    pub qos: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeView {
+    pub topology_policy: String,
+    pub topology_scope: String,
+    pub prefer_closest_numa_nodes: bool,
+    pub cpu_policy: String,
+    pub memory_policy: String,
+    pub numa_nodes: Vec<u32>,
+}
+
+/// One resource's hint list as a provider gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceHints {
+    pub resource: String,
+    /// `null`: no preference for this resource; `[]`: it cannot be satisfied.
+    pub hints: Option<Vec<HintView>>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderView {
+    pub provider: String,
+    /// Empty when the provider has no preference at all.
+    pub resources: Vec<ResourceHints>,
+    /// `memory: {0} preferred, {1} preferred, {0,1}`, `cpu: no preference (...)`.
+    pub text: String,
+}
+
+/// What a policy would have made of the same hints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyVerdict {
+    pub policy: String,
+    pub merged: HintView,
+    pub admit: bool,
+}
+
+/// One merge of the Topology Manager: per container (container scope) or for the pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// `container` or `pod`.
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub providers: Vec<ProviderView>,
+    pub merged: HintView,
+    pub admit: bool,
+    /// Why the merged hint won.
+    pub why_merged: String,
+    /// The configured policy's verdict on it.
+    pub verdict: String,
+    /// The same hints under every policy.
+    pub under_each_policy: Vec<PolicyVerdict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockView {
+    pub resource: String,
+    pub size: u64,
+    pub numa_nodes: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// `cpu`, `memory`, or `topology` (the policy rejected the merged hint).
+    pub provider: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerView {
+    pub name: String,
+    pub init: bool,
+    pub sidecar: bool,
+    /// Resource -> quantity as written (canonical form).
+    pub requests: BTreeMap<String, String>,
+    pub exclusive_cpus: usize,
+    /// `admitted`, `released` (allocated, then released because a later container
+    /// failed), `topology-rejected`, `allocation-failed` or `not-reached`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<HintView>,
+    pub cpus: String,
+    pub memory: Vec<BlockView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMemory {
+    pub node: u32,
+    pub allocatable: u64,
+    pub free: u64,
+    pub assignments: i64,
+    /// The NUMA group the node belongs to (itself alone when not grouped).
+    pub group: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Amount {
+    pub numa_nodes: Vec<u32>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryFact {
+    pub resource: String,
+    pub request: u64,
+    pub nodes: Vec<NodeMemory>,
+    /// The most free memory on one node that may be used alone.
+    pub largest_free_node: Option<Amount>,
+    /// The most free memory on a group of several nodes the memory manager would allow.
+    pub largest_free_group: Option<Amount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCpus {
+    pub node: u32,
+    /// Free exclusive CPUs (the shared pool minus the reserved CPUs).
+    pub free: usize,
+    pub cpus: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuFact {
+    pub request: usize,
+    pub reserved: String,
+    pub nodes: Vec<NodeCpus>,
+}
+
+/// The machine state the failing container (or the pod) met, for its requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Facts {
+    /// Whose requests these are: `container c` or `pod p`.
+    pub subject: String,
+    pub memory: Vec<MemoryFact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removal {
+    pub uid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub memory_bytes: u64,
+    pub cpus: usize,
+    /// `memory 10Gi on node 0, 2 exclusive CPUs`.
+    pub frees: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAlternative {
+    pub policy: String,
+    /// `null` when the kubelet would not start with it.
+    pub admitted: Option<bool>,
+    pub detail: String,
+    /// Earlier admissions that would end differently under this policy.
+    pub earlier_changes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alternatives {
+    /// Running pods that hold exclusive CPUs or pinned memory.
+    pub running_pods: usize,
+    /// Single removals after which the pod is admitted, smallest first.
+    pub single_removals: Vec<Removal>,
+    /// When no single removal is enough: the smallest pair that is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pair_removal: Option<Vec<Removal>>,
+    pub fits_on_empty_node: bool,
+    pub policies: Vec<PolicyAlternative>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    pub pod: PodView,
+    pub node: NodeView,
+    pub admitted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// One sentence: what happened.
+    pub verdict: String,
+    pub decisions: Vec<Decision>,
+    pub containers: Vec<ContainerView>,
+    /// Why the rejection happened, in plain words (empty when admitted).
+    pub why: Vec<String>,
+    /// What would make it fit (empty when admitted).
+    pub fixes: Vec<String>,
+    pub facts: Facts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alternatives: Option<Alternatives>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Words.
+
+/// `{0,1}`.
+pub fn mask_text(m: NumaMask) -> String {
+    let ids: Vec<String> = m.ids().map(|i| i.to_string()).collect();
+    format!("{{{}}}", ids.join(","))
+}
+
+fn affinity_text(a: Option<NumaMask>) -> String {
+    a.map_or_else(|| "any".to_string(), mask_text)
+}
+
+/// `{0} preferred`, `{0,1}`, `any preferred`.
+pub fn hint_text(h: &TopologyHint) -> String {
+    format!(
+        "{}{}",
+        affinity_text(h.affinity),
+        if h.preferred { " preferred" } else { "" }
+    )
+}
+
+fn list_text(l: &[TopologyHint]) -> String {
+    l.iter().map(hint_text).collect::<Vec<_>>().join(", ")
+}
+
+/// `{0}, preferred`, `any node, not preferred`.
+pub fn hint_words(h: &TopologyHint) -> String {
+    format!(
+        "{}, {}",
+        h.affinity.map_or_else(|| "any node".to_string(), mask_text),
+        if h.preferred {
+            "preferred"
+        } else {
+            "not preferred"
+        }
+    )
+}
+
+/// `100Gi`, `23.9Gi`.
+pub fn bytes_text(b: u64) -> String {
+    format_human_bytes(b)
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [a] => a.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn nodes_text(nodes: &[u32]) -> String {
+    let ids: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    if ids.len() == 1 {
+        format!("node {}", ids[0])
+    } else {
+        format!("nodes {}", and_list(&ids))
+    }
+}
+
+fn requests_text(req: &Requests) -> String {
+    let parts: Vec<String> = req
+        .iter()
+        .map(|(r, b)| format!("{} {r}", bytes_text(*b)))
+        .collect();
+    and_list(&parts)
+}
+
+fn pod_ref(name: Option<&str>, uid: &str) -> String {
+    match name {
+        Some(n) if !n.is_empty() => format!("pod {n}"),
+        _ => format!("pod with uid {uid}"),
+    }
+}
+
+fn mask_of(ids: &[u32]) -> NumaMask {
+    ids.iter()
+        .fold(NumaMask::EMPTY, |m, &i| m.or(NumaMask::single(i)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Replays.
+
+struct Replayed {
+    node: Node,
+    /// Live pods that may hold resources: uid -> name (None for pods restored from the
+    /// checkpoints).
+    live: BTreeMap<String, Option<String>>,
+    /// Per history step: the admission's outcome (None for removals and failed steps).
+    outcomes: Vec<Option<bool>>,
+}
+
+fn replay(h: &History, config: &KubeletConfig, strict: bool) -> Result<Replayed, ExplainError> {
+    let mut node = Node::start(h.machine.clone(), config.clone(), h.start.clone())
+        .map_err(ExplainError::Startup)?;
+    let mut live: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for uid in node
+        .memory
+        .assignments()
+        .keys()
+        .chain(node.cpu.assignments().keys())
+    {
+        live.insert(uid.clone(), None);
+    }
+    let mut outcomes = Vec::with_capacity(h.steps.len());
+    for (index, s) in h.steps.iter().enumerate() {
+        match s {
+            HistoryStep::Admit(p) => match node.admit(p) {
+                Ok(r) => {
+                    if r.admitted {
+                        live.insert(p.uid.clone(), Some(p.name.clone()));
+                    }
+                    outcomes.push(Some(r.admitted));
+                }
+                Err(error) if strict => return Err(ExplainError::Step { index, error }),
+                Err(_) => outcomes.push(None),
+            },
+            HistoryStep::Remove(uid) => {
+                node.remove(uid);
+                live.remove(uid);
+                outcomes.push(None);
+            }
+        }
+    }
+    live.retain(|uid, _| node.is_live(uid));
+    Ok(Replayed {
+        node,
+        live,
+        outcomes,
+    })
+}
+
+/// The node as container `k` met it: the node before the pod, with the containers before
+/// `k` allocated with their stored hints.
+fn met_node(before: &Node, pod: &PodInfo, trace: &Admission, k: usize) -> Node {
+    let mut n = before.clone();
+    for (c, t) in pod.containers.iter().zip(&trace.containers).take(k) {
+        let hint = t.affinity.unwrap_or(TopologyHint::NONE);
+        let _ = n.cpu.allocate(pod, c, hint);
+        let _ = n.memory.allocate(pod, c, hint);
+    }
+    n
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory state analysis.
+
+fn table(ms: &MachineState, node: u32, r: &str) -> MemoryTable {
+    ms.get(&node)
+        .and_then(|n| n.memory_map.get(r))
+        .copied()
+        .unwrap_or_default()
+}
+
+fn sum(ms: &MachineState, m: NumaMask, r: &str, f: fn(&MemoryTable) -> u64) -> u64 {
+    m.ids()
+        .map(|n| f(&table(ms, n, r)))
+        .fold(0u64, u64::wrapping_add)
+}
+
+fn usable_alone(ms: &MachineState, n: u32) -> bool {
+    ms.get(&n).is_none_or(|s| s.cells.len() <= 1)
+}
+
+/// Why the memory manager would not place anything on `mask` (its group rules in
+/// `calculateHints`), per node; empty when the mask is allowed.
+fn group_obstacles(ms: &MachineState, mask: NumaMask) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    if mask.count() == 1 {
+        let n = mask.to_vec()[0];
+        if let Some(s) = ms.get(&n).filter(|s| s.cells.len() > 1) {
+            out.push((
+                n,
+                format!("belongs to the group {}", mask_text(mask_of(&s.cells))),
+            ));
+        }
+        return out;
+    }
+    for n in mask.ids() {
+        let Some(s) = ms.get(&n) else { continue };
+        if s.number_of_assignments <= 0 {
+            continue;
+        }
+        if s.cells.len() == 1 {
+            out.push((n, "already holds single-NUMA allocations".to_string()));
+        } else if mask_of(&s.cells) != mask || s.cells.len() != mask.count() as usize {
+            out.push((
+                n,
+                format!("belongs to the group {}", mask_text(mask_of(&s.cells))),
+            ));
+        }
+    }
+    out
+}
+
+/// `node 1 already holds single-NUMA allocations`, `nodes 0 and 1 already hold ...`.
+fn obstacle_sentence(obstacles: &BTreeMap<u32, String>) -> String {
+    let mut by_reason: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (n, why) in obstacles {
+        by_reason.entry(why.as_str()).or_default().push(*n);
+    }
+    let parts: Vec<String> = by_reason
+        .into_iter()
+        .map(|(why, nodes)| {
+            let why = if nodes.len() > 1 {
+                why.replacen("holds", "hold", 1)
+                    .replacen("belongs", "belong", 1)
+            } else {
+                why.to_string()
+            };
+            format!("{} {why}", nodes_text(&nodes))
+        })
+        .collect();
+    and_list(&parts)
+}
+
+/// The most free `r` on one node usable alone.
+fn largest_free_node(ms: &MachineState, r: &str) -> Option<(u32, u64)> {
+    let mut best: Option<(u32, u64)> = None;
+    for &n in ms.keys() {
+        if !usable_alone(ms, n) {
+            continue;
+        }
+        let f = table(ms, n, r).free;
+        if best.is_none_or(|(_, b)| f > b) {
+            best = Some((n, f));
+        }
+    }
+    best
+}
+
+fn largest_allocatable_node(ms: &MachineState, r: &str) -> Option<(u32, u64)> {
+    let mut best: Option<(u32, u64)> = None;
+    for &n in ms.keys() {
+        let a = table(ms, n, r).allocatable;
+        if best.is_none_or(|(_, b)| a > b) {
+            best = Some((n, a));
+        }
+    }
+    best
+}
+
+fn enumerable(ms: &MachineState) -> bool {
+    ms.len() <= MAX_ENUMERATED_NODES
+}
+
+/// The allowed multi-node group with the most free `r`.
+fn largest_free_group(ms: &MachineState, r: &str) -> Option<(NumaMask, u64)> {
+    if !enumerable(ms) {
+        return None;
+    }
+    let ids: Vec<u32> = ms.keys().copied().collect();
+    let mut best: Option<(NumaMask, u64)> = None;
+    iterate_masks(&ids, |m| {
+        if m.count() < 2 || !group_obstacles(ms, m).is_empty() {
+            return;
+        }
+        let f = sum(ms, m, r, |t| t.free);
+        if best.is_none_or(|(_, b)| f > b) {
+            best = Some((m, f));
+        }
+    });
+    best
+}
+
+/// Why no group of several nodes among `candidates` can hold `req`, in words.
+fn spanning_sentence(
+    ms: &MachineState,
+    req: &Requests,
+    candidates: impl Fn(NumaMask) -> bool,
+    wider: bool,
+) -> String {
+    if !enumerable(ms) {
+        return String::new();
+    }
+    let ids: Vec<u32> = ms.keys().copied().collect();
+    let mut big_enough = false;
+    let mut fits: Option<NumaMask> = None;
+    let mut blocked: BTreeMap<u32, String> = BTreeMap::new();
+    let mut short: Option<(NumaMask, String)> = None;
+    let mut short_free = 0u64;
+    iterate_masks(&ids, |m| {
+        if m.count() < 2 || !candidates(m) || fits.is_some() {
+            return;
+        }
+        if req
+            .iter()
+            .any(|(r, &want)| sum(ms, m, r, |t| t.allocatable) < want)
+        {
+            return;
+        }
+        big_enough = true;
+        let obstacles = group_obstacles(ms, m);
+        if !obstacles.is_empty() {
+            blocked.extend(obstacles);
+            return;
+        }
+        let lacking: Vec<(&String, u64)> = req
+            .iter()
+            .map(|(r, _)| (r, sum(ms, m, r, |t| t.free)))
+            .filter(|(r, f)| *f < req[*r])
+            .collect();
+        if lacking.is_empty() {
+            fits = Some(m);
+            return;
+        }
+        let total: u64 = lacking.iter().map(|(_, f)| f).sum();
+        if short.is_none() || total > short_free {
+            short_free = total;
+            let text = lacking
+                .iter()
+                .map(|(r, f)| format!("{} {r}", bytes_text(*f)))
+                .collect::<Vec<_>>();
+            short = Some((m, and_list(&text)));
+        }
+    });
+    let group = if wider {
+        "wider group"
+    } else {
+        "group of nodes"
+    };
+    if let Some(m) = fits {
+        return format!("the group {} could hold it", mask_text(m));
+    }
+    if !big_enough {
+        return format!("no {group} could hold it even if it were empty");
+    }
+    match short {
+        None => format!(
+            "no {group} is allowed because {}",
+            obstacle_sentence(&blocked)
+        ),
+        Some((m, free)) => {
+            let mut s = format!(
+                "the largest allowed {group} {} has only {free} free",
+                mask_text(m)
+            );
+            if !blocked.is_empty() {
+                s.push_str(&format!(
+                    "; others are not allowed because {}",
+                    obstacle_sentence(&blocked)
+                ));
+            }
+            s
+        }
+    }
+}
+
+/// `memory: needs 100Gi on one NUMA node; the largest free single node has 23.9Gi (node 1)`,
+/// then why spanning nodes does not help.
+fn single_node_sentence(ms: &MachineState, r: &str, want: u64, kind: PolicyKind) -> String {
+    let mut s = format!("{r}: needs {} on one NUMA node; ", bytes_text(want));
+    match largest_allocatable_node(ms, r) {
+        Some((n, a)) if a < want => s.push_str(&format!(
+            "no NUMA node can hold that even when empty (the largest allocatable is {} on node {n})",
+            bytes_text(a)
+        )),
+        _ => match largest_free_node(ms, r) {
+            Some((n, f)) => s.push_str(&format!(
+                "the largest free single node has {} (node {n})",
+                bytes_text(f)
+            )),
+            None => s.push_str("every NUMA node belongs to a multi-node group and cannot be used alone"),
+        },
+    }
+    if kind == PolicyKind::SingleNumaNode {
+        s.push_str("; single-numa-node forbids spanning nodes");
+    } else {
+        let one: Requests = [(r.to_string(), want)].into();
+        let span = spanning_sentence(ms, &one, |_| true, false);
+        if !span.is_empty() {
+            s.push_str("; ");
+            s.push_str(&span);
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// Hints and merges in words.
+
+fn cpu_no_preference(node: &Node, pod: &PodInfo, c: Option<&ContainerInfo>) -> String {
+    if matches!(node.cpu.policy, CpuPolicy::None) {
+        return "the CPU manager policy is none: no exclusive CPUs".into();
+    }
+    if pod.qos != QosClass::Guaranteed {
+        return format!(
+            "the pod is {}, not Guaranteed: it runs on the shared CPU pool",
+            pod.qos.as_str()
+        );
+    }
+    match c {
+        Some(c) => match c.requests.get("cpu") {
+            None => "the container requests no CPU".into(),
+            Some(q) => format!(
+                "the CPU request {} is not a whole number: the container runs on the shared pool",
+                q.canonical()
+            ),
+        },
+        None => "no container asks for whole exclusive CPUs".into(),
+    }
+}
+
+fn memory_no_preference(node: &Node, pod: &PodInfo) -> String {
+    if matches!(node.memory.policy, MemoryPolicy::None) {
+        return "the memory manager policy is None".into();
+    }
+    if pod.qos != QosClass::Guaranteed {
+        return format!(
+            "the pod is {}, not Guaranteed: its memory is not pinned",
+            pod.qos.as_str()
+        );
+    }
+    "its existing allocation does not match the request".into()
+}
+
+fn subject_requests(pod: &PodInfo, c: Option<&ContainerInfo>) -> Requests {
+    match c {
+        Some(c) => container_requests(c).unwrap_or_default(),
+        None => pod_requests(pod).unwrap_or_default(),
+    }
+}
+
+fn provider_view(
+    node: &Node,
+    pod: &PodInfo,
+    c: Option<&ContainerInfo>,
+    provider: &str,
+    hints: &ProviderHints,
+) -> ProviderView {
+    let no_pref = |why: String| ProviderView {
+        provider: provider.to_string(),
+        resources: Vec::new(),
+        text: format!("{provider}: no preference ({why})"),
+    };
+    match hints {
+        None => no_pref(if provider == "cpu" {
+            cpu_no_preference(node, pod, c)
+        } else {
+            memory_no_preference(node, pod)
+        }),
+        Some(m) if m.is_empty() => {
+            let req = subject_requests(pod, c);
+            if provider != "memory" {
+                no_pref("no hints".into())
+            } else if req.is_empty() {
+                no_pref("no memory or hugepages request".into())
+            } else {
+                ProviderView {
+                    provider: provider.to_string(),
+                    resources: Vec::new(),
+                    text: format!(
+                        "{provider}: no hints: no NUMA node or allowed group has {} free, and an empty answer reads as no preference",
+                        requests_text(&req)
+                    ),
+                }
+            }
+        }
+        Some(m) => {
+            let resources: Vec<ResourceHints> = m
+                .iter()
+                .map(|(r, l)| {
+                    let text = match l {
+                        None => "no preference".to_string(),
+                        Some(v) if v.is_empty() => "no hint: it cannot be satisfied".to_string(),
+                        Some(v) => list_text(v),
+                    };
+                    ResourceHints {
+                        resource: r.clone(),
+                        hints: l
+                            .as_ref()
+                            .map(|v| v.iter().copied().map(HintView::from).collect()),
+                        text,
+                    }
+                })
+                .collect();
+            let text = resources
+                .iter()
+                .map(|r| format!("{}: {}", r.resource, r.text))
+                .collect::<Vec<_>>()
+                .join("; ");
+            ProviderView {
+                provider: provider.to_string(),
+                resources,
+                text,
+            }
+        }
+    }
+}
+
+/// One label per hint list `filter_providers_hints` makes, in its order.
+fn list_labels(hints: &[(&'static str, ProviderHints)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, h) in hints {
+        match h {
+            Some(m) if !m.is_empty() => out.extend(m.keys().cloned()),
+            _ => out.push(p.to_string()),
+        }
+    }
+    out
+}
+
+/// Masks a merge can produce as preferred: every list holds the mask as a preferred hint
+/// or has a preferred "any node" hint (the default mask when every list has one).
+fn preferred_candidates(lists: &[Vec<TopologyHint>], all: NumaMask) -> Vec<NumaMask> {
+    let accepts = |l: &Vec<TopologyHint>, m: NumaMask| {
+        l.iter()
+            .any(|h| h.preferred && (h.affinity.is_none() || h.affinity == Some(m)))
+    };
+    let masks: BTreeSet<NumaMask> = lists
+        .iter()
+        .flatten()
+        .filter(|h| h.preferred)
+        .filter_map(|h| h.affinity)
+        .collect();
+    let mut out: Vec<NumaMask> = masks
+        .into_iter()
+        .filter(|&m| lists.iter().all(|l| accepts(l, m)))
+        .collect();
+    let all_any = lists
+        .iter()
+        .all(|l| l.iter().any(|h| h.preferred && h.affinity.is_none()));
+    if all_any && !out.contains(&all) {
+        out.push(all);
+    }
+    out.sort_by(|a, b| {
+        if a.is_narrower_than(*b) {
+            std::cmp::Ordering::Less
+        } else if b.is_narrower_than(*a) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    });
+    out
+}
+
+fn preferences_text(labels: &[String], lists: &[Vec<TopologyHint>]) -> String {
+    labels
+        .iter()
+        .zip(lists)
+        .map(|(label, l)| {
+            if l.iter().any(|h| h.preferred && h.affinity.is_none()) {
+                return format!("{label} has no preference");
+            }
+            let p: Vec<String> = l
+                .iter()
+                .filter(|h| h.preferred)
+                .filter_map(|h| h.affinity.map(mask_text))
+                .collect();
+            if p.is_empty() {
+                format!("{label} prefers no mask")
+            } else {
+                format!("{label} prefers {}", p.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn why_merged(
+    policy: &Policy,
+    labels: &[String],
+    raw: &[Vec<TopologyHint>],
+    outcome: &MergeOutcome,
+) -> String {
+    let lists = &outcome.lists;
+    let empty: Vec<String> = labels
+        .iter()
+        .zip(lists)
+        .filter(|(_, l)| l.is_empty())
+        .map(|(label, _)| label.clone())
+        .collect();
+    let mut prefix = String::new();
+    if policy.kind == PolicyKind::SingleNumaNode {
+        let filtered = labels
+            .iter()
+            .zip(raw.iter().zip(lists))
+            .any(|(_, (r, l))| r != l);
+        if filtered && !empty.is_empty() {
+            return format!(
+                "single-numa-node keeps only preferred single-node hints, which leaves {} with none; no merge can be preferred, so the result is {}",
+                and_list(&empty),
+                hint_words(&outcome.hint)
+            );
+        }
+        if filtered {
+            prefix = "single-numa-node keeps only preferred single-node hints; ".into();
+        }
+    }
+    if !empty.is_empty() {
+        return format!(
+            "{prefix}{} cannot be satisfied (no hint), so no merge can be preferred; the result is {}",
+            and_list(&empty),
+            hint_words(&outcome.hint)
+        );
+    }
+    let cands = preferred_candidates(lists, policy.numa.all);
+    if outcome.hint.preferred {
+        let only_any = lists.iter().all(|l| l.iter().all(|h| h.affinity.is_none()));
+        if only_any {
+            return format!(
+                "{prefix}no provider has a NUMA preference, so the merged hint is any node"
+            );
+        }
+        let winner = outcome.hint.affinity.unwrap_or(policy.numa.all);
+        if cands.len() <= 1 {
+            return format!(
+                "{prefix}the only preferred mask every provider accepts is {}",
+                mask_text(winner)
+            );
+        }
+        let how = if policy.options.prefer_closest_numa && policy.kind != PolicyKind::SingleNumaNode
+        {
+            "the closest (fewest nodes, then the lowest average NUMA distance)"
+        } else {
+            "the narrowest (fewest nodes, then the lowest ids)"
+        };
+        let names: Vec<String> = cands.iter().map(|m| mask_text(*m)).collect();
+        return format!(
+            "{prefix}{} are preferred by every provider; {} wins as {how}",
+            and_list(&names),
+            mask_text(winner)
+        );
+    }
+    format!(
+        "{prefix}no mask is preferred by all providers ({}); best non-preferred is {}",
+        preferences_text(labels, lists),
+        affinity_text(outcome.hint.affinity)
+    )
+}
+
+fn verdict_text(kind: PolicyKind, outcome: &MergeOutcome) -> String {
+    match kind {
+        PolicyKind::None => "none admits every pod without merging hints".into(),
+        PolicyKind::BestEffort => format!(
+            "best-effort admits any merged hint; the providers allocate with {}",
+            hint_text(&outcome.hint)
+        ),
+        k if outcome.admit => format!("{} admits: the merged hint is preferred", k.name()),
+        k => format!(
+            "{} rejects: the merged hint ({}) is not preferred (TopologyAffinityError)",
+            k.name(),
+            outcome
+                .hint
+                .affinity
+                .map_or_else(|| "any node".to_string(), mask_text)
+        ),
+    }
+}
+
+const ALL_POLICIES: [PolicyKind; 4] = [
+    PolicyKind::None,
+    PolicyKind::BestEffort,
+    PolicyKind::Restricted,
+    PolicyKind::SingleNumaNode,
+];
+
+fn decision(
+    node: &Node,
+    pod: &PodInfo,
+    c: Option<&ContainerInfo>,
+    hints: &[(&'static str, ProviderHints)],
+    outcome: &MergeOutcome,
+) -> Decision {
+    let policy = &node.topology.policy;
+    let providers = hints
+        .iter()
+        .map(|(p, h)| provider_view(node, pod, c, p, h))
+        .collect();
+    let only: Vec<ProviderHints> = hints.iter().map(|(_, h)| h.clone()).collect();
+    let labels = list_labels(hints);
+    let raw = filter_providers_hints(&only);
+    let under_each_policy = ALL_POLICIES
+        .iter()
+        .map(|&kind| {
+            let o = Policy {
+                kind,
+                numa: policy.numa.clone(),
+                options: policy.options,
+                dense_universe: policy.dense_universe,
+            }
+            .merge(&only);
+            PolicyVerdict {
+                policy: kind.name().to_string(),
+                merged: o.hint.into(),
+                admit: o.admit,
+            }
+        })
+        .collect();
+    Decision {
+        scope: if c.is_some() { "container" } else { "pod" }.to_string(),
+        container: c.map(|c| c.name.clone()),
+        providers,
+        merged: outcome.hint.into(),
+        admit: outcome.admit,
+        why_merged: why_merged(policy, &labels, &raw, outcome),
+        verdict: verdict_text(policy.kind, outcome),
+        under_each_policy,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Facts.
+
+fn memory_facts(node: &Node, req: &Requests) -> Vec<MemoryFact> {
+    let Some(p) = node.memory.static_policy() else {
+        return Vec::new();
+    };
+    let ms = &p.machine_state;
+    req.iter()
+        .map(|(r, &want)| MemoryFact {
+            resource: r.clone(),
+            request: want,
+            nodes: ms
+                .iter()
+                .map(|(&n, s)| {
+                    let t = table(ms, n, r);
+                    NodeMemory {
+                        node: n,
+                        allocatable: t.allocatable,
+                        free: t.free,
+                        assignments: s.number_of_assignments,
+                        group: s.cells.clone(),
+                    }
+                })
+                .collect(),
+            largest_free_node: largest_free_node(ms, r).map(|(n, b)| Amount {
+                numa_nodes: vec![n],
+                bytes: b,
+            }),
+            largest_free_group: largest_free_group(ms, r).map(|(m, b)| Amount {
+                numa_nodes: m.to_vec(),
+                bytes: b,
+            }),
+        })
+        .collect()
+}
+
+fn free_cpus(node: &Node) -> Option<(CpuSet, &crate::cpumanager::policy_static::StaticPolicy)> {
+    match &node.cpu.policy {
+        CpuPolicy::Static(p) => Some((p.default_set.difference(&p.reserved), p)),
+        CpuPolicy::None => None,
+    }
+}
+
+fn cpu_fact(node: &Node, want: usize) -> Option<CpuFact> {
+    let (free, p) = free_cpus(node)?;
+    let nodes = p
+        .topology
+        .numa_nodes()
+        .into_iter()
+        .map(|n| {
+            let set = p
+                .topology
+                .cpus_in_numa_nodes(|x| x == n)
+                .intersection(&free);
+            NodeCpus {
+                node: n,
+                free: set.len(),
+                cpus: set.to_string(),
+            }
+        })
+        .collect();
+    Some(CpuFact {
+        request: want,
+        reserved: p.reserved.to_string(),
+        nodes,
+    })
+}
+
+fn cpu_free_text(f: &CpuFact) -> String {
+    let parts: Vec<String> = f
+        .nodes
+        .iter()
+        .map(|n| format!("{} on node {}", n.free, n.node))
+        .collect();
+    and_list(&parts)
+}
+
+// ---------------------------------------------------------------------------------------
+// Why, and what would make it fit.
+
+struct Failing<'a> {
+    /// The container the admission stopped at (None: the pod-scope merge).
+    index: Option<usize>,
+    container: Option<&'a ContainerInfo>,
+    provider: Option<&'static str>,
+}
+
+fn topology_why(
+    node: &Node,
+    pod: &PodInfo,
+    c: Option<&ContainerInfo>,
+    hints: &[(&'static str, ProviderHints)],
+    outcome: &MergeOutcome,
+    facts: &Facts,
+    fixes: &mut Vec<String>,
+) -> Vec<String> {
+    let kind = node.topology.policy.kind;
+    let only: Vec<ProviderHints> = hints.iter().map(|(_, h)| h.clone()).collect();
+    let labels = list_labels(hints);
+    let raw = filter_providers_hints(&only);
+    let ms = node.memory.static_policy().map(|p| &p.machine_state);
+    let req = subject_requests(pod, c);
+    let want_cpus = match c {
+        Some(c) => guaranteed_cpus(pod, c),
+        None => pod_guaranteed_cpus(pod),
+    };
+    let mut why = Vec::new();
+    for (i, l) in outcome.lists.iter().enumerate() {
+        if !l.is_empty() {
+            continue;
+        }
+        let label = labels.get(i).cloned().unwrap_or_default();
+        let had = raw.get(i).is_some_and(|r| !r.is_empty());
+        if let (Some(ms), Some(&want)) = (ms, req.get(&label)) {
+            why.push(single_node_sentence(ms, &label, want, kind));
+            if let Some((_, f)) = largest_free_node(ms, &label) {
+                if f > 0 && f < want {
+                    fixes.push(format!(
+                        "or lower its {label} request to at most {} so that one NUMA node can hold it",
+                        bytes_text(f)
+                    ));
+                }
+            }
+        } else if label == "cpu" {
+            let cf = facts.cpu.as_ref();
+            let best = cf.and_then(|f| f.nodes.iter().max_by_key(|n| n.free));
+            if had {
+                why.push(format!(
+                    "cpu: needs {want_cpus} exclusive CPUs on one NUMA node; the most free on a single node is {} (node {}); single-numa-node forbids spanning nodes",
+                    best.map_or(0, |b| b.free),
+                    best.map_or(0, |b| b.node)
+                ));
+            } else {
+                let total: usize = cf.map_or(0, |f| f.nodes.iter().map(|n| n.free).sum());
+                why.push(format!(
+                    "cpu: needs {want_cpus} exclusive CPUs but only {total} are free outside the reserved CPUs ({})",
+                    cf.map(cpu_free_text).unwrap_or_default()
+                ));
+            }
+        } else {
+            why.push(format!("{label}: no hint can satisfy the request"));
+        }
+    }
+    if why.is_empty() {
+        why.push(format!(
+            "no mask is preferred by all providers ({}); best non-preferred is {}",
+            preferences_text(&labels, &outcome.lists),
+            affinity_text(outcome.hint.affinity)
+        ));
+        if let Some(ms) = ms {
+            for (label, l) in labels.iter().zip(&outcome.lists) {
+                let Some(&want) = req.get(label) else {
+                    continue;
+                };
+                if l.iter().any(|h| h.preferred) {
+                    continue;
+                }
+                let mut reasons: BTreeMap<u32, String> = BTreeMap::new();
+                for (&n, st) in ms {
+                    if st.cells.len() > 1 {
+                        reasons.insert(
+                            n,
+                            format!("belongs to the group {}", mask_text(mask_of(&st.cells))),
+                        );
+                    } else if table(ms, n, label).free < want {
+                        reasons.insert(
+                            n,
+                            format!("has only {} free", bytes_text(table(ms, n, label).free)),
+                        );
+                    }
+                }
+                why.push(format!(
+                    "{label}: no hint is preferred: a single NUMA node is big enough for {}, but none can take it alone ({})",
+                    bytes_text(want),
+                    obstacle_sentence(&reasons)
+                ));
+            }
+        }
+        // A memory request wider than any single node while another resource prefers
+        // single nodes: shrinking it would align them.
+        if let Some(ms) = ms {
+            for (label, l) in labels.iter().zip(&outcome.lists) {
+                let Some(&want) = req.get(label) else {
+                    continue;
+                };
+                let narrowest = l
+                    .iter()
+                    .filter(|h| h.preferred)
+                    .filter_map(|h| h.affinity)
+                    .map(|m| m.count())
+                    .min();
+                if narrowest.is_some_and(|n| n > 1) {
+                    why.push(format!(
+                        "{label}: needs {} — more than one NUMA node can offer — so it prefers only multi-node groups",
+                        bytes_text(want)
+                    ));
+                    if let Some((_, f)) = largest_free_node(ms, label) {
+                        fixes.push(format!(
+                            "or lower its {label} request to at most {} so that one NUMA node can hold it",
+                            bytes_text(f)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    why.push(format!(
+        "{} admits only preferred merged hints, so the pod is rejected with TopologyAffinityError",
+        kind.name()
+    ));
+    why
+}
+
+fn memory_allocation_why(
+    node: &Node,
+    req: &Requests,
+    hint: Option<TopologyHint>,
+    message: &str,
+    memory_gave_no_hints: bool,
+    fixes: &mut Vec<String>,
+) -> Vec<String> {
+    let kind = node.topology.policy.kind;
+    let Some(ms) = node.memory.static_policy().map(|p| &p.machine_state) else {
+        return vec![format!("the memory manager's Allocate failed: {message}")];
+    };
+    let mut why = Vec::new();
+    let merged = hint.and_then(|h| h.affinity);
+    let largest_fix = |fixes: &mut Vec<String>, r: &str, want: u64| {
+        if let Some((_, f)) = largest_free_node(ms, r) {
+            if f > 0 && f < want {
+                fixes.push(format!(
+                    "or lower its {r} request to at most {} so that one NUMA node can hold it",
+                    bytes_text(f)
+                ));
+            }
+        }
+    };
+    if message.contains("failed to get the default NUMA affinity") {
+        for (r, &want) in req {
+            if largest_free_node(ms, r).is_none_or(|(_, f)| f < want) {
+                why.push(single_node_sentence(ms, r, want, kind));
+                largest_fix(fixes, r, want);
+            }
+        }
+        if why.is_empty() {
+            why.push(format!(
+                "no single NUMA node has all of {} free at once",
+                requests_text(req)
+            ));
+        }
+        why.push("so the memory manager offered no hints, which the Topology Manager reads as no preference; the merged hint was any node".into());
+        why.push(format!(
+            "the memory manager's Allocate then found no NUMA node or allowed group with {} free ({message})",
+            requests_text(req)
+        ));
+    } else if message.contains("failed to find NUMA nodes to extend the current topology hint")
+        || message.contains("failed to find the extended preferred hint")
+    {
+        let m = merged.unwrap_or_default();
+        if memory_gave_no_hints {
+            why.push(format!(
+                "the memory manager offered no hints (no NUMA node or allowed group has {} free), which reads as no preference, so the merged hint {} came from the other providers alone",
+                requests_text(req),
+                mask_text(m)
+            ));
+        }
+        for (r, &want) in req {
+            if sum(ms, m, r, |t| t.free) < want {
+                largest_fix(fixes, r, want);
+            }
+        }
+        let short: Vec<String> = req
+            .iter()
+            .filter_map(|(r, &want)| {
+                let f = sum(ms, m, r, |t| t.free);
+                (f < want).then(|| {
+                    format!(
+                        "{} {r} free of the {} needed",
+                        bytes_text(f),
+                        bytes_text(want)
+                    )
+                })
+            })
+            .collect();
+        let mut s = format!(
+            "the merged hint's nodes {} lack free memory (only {})",
+            mask_text(m),
+            and_list(&short)
+        );
+        if message.contains("extended preferred") {
+            s.push_str(
+                "; the wider groups that could hold it are not preferred while the merged hint was",
+            );
+        } else {
+            let span = spanning_sentence(ms, req, |w| m.is_subset_of(w) && w != m, true);
+            if !span.is_empty() {
+                s.push_str(" and ");
+                s.push_str(&span);
+            }
+        }
+        why.push(s);
+    } else if message.contains("preferred hint violates NUMA node allocation") {
+        let m = merged.unwrap_or_default();
+        let obstacles: BTreeMap<u32, String> = group_obstacles(ms, m).into_iter().collect();
+        why.push(format!(
+            "the merged hint {} spans several nodes, but {}",
+            mask_text(m),
+            obstacle_sentence(&obstacles)
+        ));
+    } else if message.contains("failed to find the default preferred hint") {
+        why.push("the merged hint was any node and preferred, but the memory manager's own best placement is not preferred (it needs more nodes than the narrowest fit)".into());
+    } else if message.contains("int64") {
+        why.push("a memory or hugepages request is not a whole number of bytes".into());
+    } else {
+        why.push(format!("the memory manager's Allocate failed: {message}"));
+    }
+    why
+}
+
+fn cpu_allocation_why(facts: &Facts, message: &str, want: usize) -> Vec<String> {
+    let f = facts.cpu.as_ref();
+    if message.contains("not enough cpus available") {
+        let total: usize = f.map_or(0, |f| f.nodes.iter().map(|n| n.free).sum());
+        return vec![format!(
+            "cpu: needs {want} exclusive CPUs but only {total} are free outside the reserved CPUs {} ({})",
+            f.map_or(String::new(), |f| f.reserved.clone()),
+            f.map(cpu_free_text).unwrap_or_default()
+        )];
+    }
+    if message.contains("SMT Alignment Error") {
+        return vec![format!(
+            "cpu: with full-pcpus-only the CPU manager hands out whole physical cores only: {message}"
+        )];
+    }
+    vec![format!("the CPU manager's Allocate failed: {message}")]
+}
+
+fn held(node: &Node, uid: &str) -> (u64, usize, String) {
+    let mut parts = Vec::new();
+    let mut bytes = 0u64;
+    if let Some(p) = node.memory.static_policy() {
+        let mut by: BTreeMap<(String, Vec<u32>), u64> = BTreeMap::new();
+        for blocks in p.assignments.get(uid).into_iter().flat_map(|m| m.values()) {
+            for b in blocks {
+                *by.entry((b.kind.clone(), b.numa_affinity.clone()))
+                    .or_default() += b.size;
+                bytes += b.size;
+            }
+        }
+        for ((kind, nodes), size) in by {
+            if size > 0 {
+                parts.push(format!(
+                    "{kind} {} on {}",
+                    bytes_text(size),
+                    nodes_text(&nodes)
+                ));
+            }
+        }
+    }
+    let cpus = node
+        .cpu
+        .assignments()
+        .get(uid)
+        .map(|m| m.values().fold(CpuSet::new(), |a, s| a.union(s)))
+        .unwrap_or_default();
+    if !cpus.is_empty() {
+        parts.push(format!("{} exclusive CPUs ({cpus})", cpus.len()));
+    }
+    (bytes, cpus.len(), parts.join(", "))
+}
+
+fn admits(node: &Node, pod: &PodInfo, remove: &[&str]) -> bool {
+    let mut n = node.clone();
+    for uid in remove {
+        n.remove(uid);
+    }
+    n.admit(pod).is_ok_and(|r| r.admitted)
+}
+
+/// `c: NUMA {0}, CPUs 2-3, memory 100Gi on node 0`, per container.
+fn placement_text(r: &crate::node::AdmitResult) -> String {
+    r.containers
+        .iter()
+        .map(|c| {
+            let mut parts = Vec::new();
+            if let Some(h) = c.affinity {
+                parts.push(format!("NUMA {}", affinity_text(h.affinity)));
+            }
+            if !c.cpus.is_empty() {
+                parts.push(format!("CPUs {}", c.cpus));
+            }
+            for b in &c.memory {
+                parts.push(format!(
+                    "{} {} on {}",
+                    b.kind,
+                    bytes_text(b.size),
+                    nodes_text(&b.numa_affinity)
+                ));
+            }
+            if parts.is_empty() {
+                parts.push("shared CPUs and memory".into());
+            }
+            format!("{}: {}", c.name, parts.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn alternatives(h: &History, base: &Replayed, pod: &PodInfo) -> (Alternatives, Vec<String>) {
+    let node = &base.node;
+    // Pods holding exclusive CPUs or pinned memory.
+    let mut removals: Vec<Removal> = base
+        .live
+        .iter()
+        .filter_map(|(uid, name)| {
+            let (memory_bytes, cpus, frees) = held(node, uid);
+            (memory_bytes > 0 || cpus > 0).then(|| Removal {
+                uid: uid.clone(),
+                name: name.clone(),
+                memory_bytes,
+                cpus,
+                frees,
+            })
+        })
+        .collect();
+    removals
+        .sort_by(|a, b| (a.memory_bytes, a.cpus, &a.uid).cmp(&(b.memory_bytes, b.cpus, &b.uid)));
+    let running_pods = removals.len();
+    let single: Vec<Removal> = removals
+        .iter()
+        .filter(|r| admits(node, pod, &[r.uid.as_str()]))
+        .cloned()
+        .collect();
+    let mut pair = None;
+    if single.is_empty() && removals.len() >= 2 && removals.len() <= MAX_PAIR_CANDIDATES {
+        let mut best: Option<(u64, usize, usize, usize)> = None;
+        for i in 0..removals.len() {
+            for j in i + 1..removals.len() {
+                let (a, b) = (&removals[i], &removals[j]);
+                let key = (a.memory_bytes + b.memory_bytes, a.cpus + b.cpus);
+                if best.is_some_and(|(m, c, _, _)| (m, c) <= key) {
+                    continue;
+                }
+                if admits(node, pod, &[a.uid.as_str(), b.uid.as_str()]) {
+                    best = Some((key.0, key.1, i, j));
+                }
+            }
+        }
+        pair = best.map(|(_, _, i, j)| vec![removals[i].clone(), removals[j].clone()]);
+    }
+    let everyone: Vec<&str> = base.live.keys().map(String::as_str).collect();
+    let fits_on_empty_node = admits(node, pod, &everyone);
+
+    let current = node.topology.policy.kind;
+    let mut policies = Vec::new();
+    for kind in ALL_POLICIES {
+        if kind == current {
+            continue;
+        }
+        let mut config = h.config.clone();
+        config.topology_manager_policy = Some(kind.name().to_string());
+        let alt = match replay(h, &config, false) {
+            Err(e) => PolicyAlternative {
+                policy: kind.name().into(),
+                admitted: None,
+                detail: format!("{e}"),
+                earlier_changes: 0,
+            },
+            Ok(mut r) => {
+                let earlier_changes = r
+                    .outcomes
+                    .iter()
+                    .zip(&base.outcomes)
+                    .filter(|(a, b)| a.is_some() && b.is_some() && a != b)
+                    .count();
+                match r.node.admit(pod) {
+                    Ok(res) => PolicyAlternative {
+                        policy: kind.name().into(),
+                        admitted: Some(res.admitted),
+                        detail: if res.admitted {
+                            placement_text(&res)
+                        } else {
+                            format!(
+                                "{}: {}",
+                                res.reason.unwrap_or_default(),
+                                res.message.unwrap_or_default()
+                            )
+                        },
+                        earlier_changes,
+                    },
+                    Err(e) => PolicyAlternative {
+                        policy: kind.name().into(),
+                        admitted: None,
+                        detail: e.to_string(),
+                        earlier_changes,
+                    },
+                }
+            }
+        };
+        policies.push(alt);
+    }
+
+    let mut fixes = Vec::new();
+    let who = |r: &Removal| pod_ref(r.name.as_deref(), &r.uid);
+    if let Some(r) = single.first() {
+        let mut s = format!("it fits after removing {} (frees {})", who(r), r.frees);
+        if single.len() > 1 {
+            let others: Vec<String> = single[1..].iter().map(who).collect();
+            s.push_str(&format!(
+                "; removing {} instead also works",
+                others.join(" or ")
+            ));
+        }
+        fixes.push(s);
+    } else if let Some(p) = &pair {
+        fixes.push(format!(
+            "no single removal is enough; it fits after removing both {} and {}",
+            who(&p[0]),
+            who(&p[1])
+        ));
+    } else if running_pods > 0 && fits_on_empty_node {
+        fixes.push("removing one or two pods is not enough; it fits only once every running pod is removed".into());
+    } else if !fits_on_empty_node {
+        fixes.push(
+            "it does not fit even on an empty node with this machine and configuration".into(),
+        );
+    }
+    let mut rejecting = Vec::new();
+    let changes = |n: usize| {
+        format!(
+            "{n} earlier admission{} would also end differently",
+            if n == 1 { "" } else { "s" }
+        )
+    };
+    for p in &policies {
+        match p.admitted {
+            Some(true) => {
+                let mut s = format!("under {} it would be admitted ({})", p.policy, p.detail);
+                if p.earlier_changes > 0 {
+                    s.push_str(&format!("; {}", changes(p.earlier_changes)));
+                }
+                fixes.push(s);
+            }
+            Some(false) if p.earlier_changes > 0 => rejecting.push(format!(
+                "{} (where {})",
+                p.policy,
+                changes(p.earlier_changes)
+            )),
+            Some(false) => rejecting.push(p.policy.clone()),
+            None => fixes.push(format!("under {}: {}", p.policy, p.detail)),
+        }
+    }
+    if !rejecting.is_empty() {
+        fixes.push(format!(
+            "it would be rejected under {} as well",
+            and_list(&rejecting)
+        ));
+    }
+    (
+        Alternatives {
+            running_pods,
+            single_removals: single,
+            pair_removal: pair,
+            fits_on_empty_node,
+            policies,
+        },
+        fixes,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Replays `h`, then explains the admission of `pod` on the node it leads to.
+pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> {
+    let base = replay(h, h.config, true)?;
+    let before = &base.node;
+    let result = before
+        .clone()
+        .admit(pod)
+        .map_err(|error| ExplainError::Step {
+            index: h.steps.len(),
+            error,
+        })?;
+    let trace = &result.trace;
+    let policy = &before.topology.policy;
+
+    let pod_merge_rejected = trace.pod_merge.as_ref().is_some_and(|m| !m.admit);
+    let failing = if result.admitted {
+        None
+    } else if pod_merge_rejected {
+        Some(Failing {
+            index: None,
+            container: None,
+            provider: None,
+        })
+    } else {
+        trace
+            .containers
+            .iter()
+            .position(|t| t.failed_provider.is_some() || t.merge.as_ref().is_some_and(|m| !m.admit))
+            .map(|i| Failing {
+                index: Some(i),
+                container: pod.containers.get(i),
+                provider: trace.containers[i].failed_provider,
+            })
+    };
+
+    // Decisions: the pod-scope merge, or one per evaluated container.
+    let mut decisions = Vec::new();
+    if let Some(m) = &trace.pod_merge {
+        decisions.push(decision(before, pod, None, &trace.pod_hints, m));
+    }
+    for (i, t) in trace.containers.iter().enumerate() {
+        if let Some(m) = &t.merge {
+            let met = met_node(before, pod, trace, i);
+            decisions.push(decision(
+                &met,
+                pod,
+                pod.containers.get(i),
+                &t.provider_hints,
+                m,
+            ));
+        }
+    }
+
+    // Containers.
+    let fail_index = failing.as_ref().and_then(|f| f.index);
+    let containers = pod
+        .containers
+        .iter()
+        .zip(&result.containers)
+        .zip(&trace.containers)
+        .enumerate()
+        .map(|(i, ((c, r), t))| {
+            let outcome = if result.admitted {
+                "admitted"
+            } else if pod_merge_rejected {
+                "topology-rejected"
+            } else {
+                match fail_index {
+                    Some(f) if f == i && t.failed_provider.is_some() => "allocation-failed",
+                    Some(f) if f == i => "topology-rejected",
+                    Some(f) if i > f => "not-reached",
+                    _ => "released",
+                }
+            };
+            let failure = if fail_index == Some(i) {
+                Some(Failure {
+                    provider: t.failed_provider.unwrap_or("topology").to_string(),
+                    error: result.message.clone().unwrap_or_default(),
+                })
+            } else {
+                None
+            };
+            ContainerView {
+                name: c.name.clone(),
+                init: c.init,
+                sidecar: c.restartable,
+                requests: c
+                    .requests
+                    .iter()
+                    .map(|(k, q)| (k.clone(), q.canonical()))
+                    .collect(),
+                exclusive_cpus: if matches!(before.cpu.policy, CpuPolicy::Static(_)) {
+                    guaranteed_cpus(pod, c)
+                } else {
+                    0
+                },
+                outcome: outcome.to_string(),
+                affinity: r.affinity.or(t.affinity).map(HintView::from),
+                cpus: r.cpus.to_string(),
+                memory: r
+                    .memory
+                    .iter()
+                    .map(|b| BlockView {
+                        resource: b.kind.clone(),
+                        size: b.size,
+                        numa_nodes: b.numa_affinity.clone(),
+                    })
+                    .collect(),
+                failure,
+            }
+        })
+        .collect();
+
+    // Facts: the state the failing container (or the pod) met, for its requests.
+    let (subject, met, req, want_cpus) = match &failing {
+        Some(Failing {
+            index: Some(k),
+            container: Some(c),
+            ..
+        }) => (
+            format!("container {}", c.name),
+            met_node(before, pod, trace, *k),
+            container_requests(c).unwrap_or_default(),
+            guaranteed_cpus(pod, c),
+        ),
+        _ => (
+            format!("pod {}", pod.name),
+            before.clone(),
+            pod_requests(pod).unwrap_or_default(),
+            pod_guaranteed_cpus(pod),
+        ),
+    };
+    let facts = Facts {
+        subject,
+        memory: memory_facts(&met, &req),
+        cpu: cpu_fact(&met, want_cpus),
+    };
+
+    // Why.
+    let mut size_fixes = Vec::new();
+    let why = match &failing {
+        None => Vec::new(),
+        Some(f) => match f.provider {
+            Some("memory") => {
+                let hint = f.index.and_then(|i| trace.containers[i].affinity);
+                let hints = match f.index {
+                    Some(i) if trace.pod_merge.is_none() => &trace.containers[i].provider_hints,
+                    _ => &trace.pod_hints,
+                };
+                let no_hints = hints
+                    .iter()
+                    .any(|(p, h)| *p == "memory" && h.as_ref().is_some_and(|m| m.is_empty()));
+                memory_allocation_why(
+                    &met,
+                    &req,
+                    hint,
+                    result.message.as_deref().unwrap_or(""),
+                    no_hints,
+                    &mut size_fixes,
+                )
+            }
+            Some("cpu") => {
+                cpu_allocation_why(&facts, result.message.as_deref().unwrap_or(""), want_cpus)
+            }
+            Some(other) => vec![format!(
+                "the {other} manager's Allocate failed: {}",
+                result.message.as_deref().unwrap_or("")
+            )],
+            None => {
+                let (hints, outcome) = match f.index {
+                    Some(i) => (
+                        &trace.containers[i].provider_hints,
+                        trace.containers[i].merge.as_ref(),
+                    ),
+                    None => (&trace.pod_hints, trace.pod_merge.as_ref()),
+                };
+                match outcome {
+                    Some(o) => {
+                        topology_why(&met, pod, f.container, hints, o, &facts, &mut size_fixes)
+                    }
+                    None => Vec::new(),
+                }
+            }
+        },
+    };
+
+    let verdict = match &failing {
+        None => format!("pod {} is admitted ({})", pod.name, placement_text(&result)),
+        Some(f) => {
+            let at = f
+                .container
+                .map(|c| format!(" at container {}", c.name))
+                .unwrap_or_default();
+            let reason = result.reason.clone().unwrap_or_default();
+            match f.provider {
+                None => format!(
+                    "pod {} is rejected by the {} policy{at} ({reason})",
+                    pod.name,
+                    policy.kind.name()
+                ),
+                Some(p) => format!(
+                    "pod {} is rejected: the {} manager could not allocate{} ({reason})",
+                    pod.name,
+                    if p == "cpu" { "CPU" } else { p },
+                    f.container
+                        .map(|c| format!(" container {}", c.name))
+                        .unwrap_or_default()
+                ),
+            }
+        }
+    };
+
+    let (alternatives, mut fixes) = if failing.is_some() {
+        let (a, f) = alternatives(h, &base, pod);
+        (Some(a), f)
+    } else {
+        (None, Vec::new())
+    };
+    // Request-size suggestions come after removals (they start with "or").
+    let insert_at = fixes
+        .iter()
+        .position(|f| f.starts_with("under ") || f.starts_with("it would be rejected under"))
+        .unwrap_or(fixes.len());
+    let mut seen = BTreeSet::new();
+    size_fixes.retain(|f| seen.insert(f.clone()));
+    let follows_a_fit = insert_at > 0
+        && fixes.get(insert_at - 1).is_some_and(|f| {
+            f.starts_with("it fits")
+                || f.starts_with("no single removal")
+                || f.starts_with("removing one or two")
+        });
+    if !follows_a_fit {
+        // No removal that works to follow: drop the leading "or".
+        for f in size_fixes.iter_mut() {
+            if let Some(rest) = f.strip_prefix("or ") {
+                *f = rest.to_string();
+            }
+        }
+    }
+    for (k, f) in size_fixes.into_iter().enumerate() {
+        fixes.insert(insert_at + k, f);
+    }
+
+    Ok(Explanation {
+        pod: PodView {
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            namespace: pod.namespace.clone(),
+            qos: pod.qos.as_str().to_string(),
+        },
+        node: NodeView {
+            topology_policy: policy.kind.name().to_string(),
+            topology_scope: match before.topology.scope {
+                Scope::Pod => "pod",
+                _ => before.config.topology_manager_scope(),
+            }
+            .to_string(),
+            prefer_closest_numa_nodes: policy.options.prefer_closest_numa,
+            cpu_policy: before.cpu.policy_name().to_string(),
+            memory_policy: before.memory.policy_name().to_string(),
+            numa_nodes: before.machine.node_ids(),
+        },
+        admitted: result.admitted,
+        reason: result.reason.clone(),
+        message: result.message.clone(),
+        verdict,
+        decisions,
+        containers,
+        why,
+        fixes,
+        facts,
+        alternatives,
+    })
+}

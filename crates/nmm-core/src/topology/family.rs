@@ -1,0 +1,334 @@
+//! Hint lists of machines too large to enumerate (the kubelet lists all 2^N - 1 NUMA
+//! masks per resource; at 34 or 64 nodes that never finishes).
+//!
+//! A provider describes its list as a [`HintFamily`]: a membership test plus the few
+//! facts the merge needs. [`merge_large`] then finds the same hint the kubelet's cross
+//! product would, by searching masks in the order the kubelet's comparison ranks them
+//! instead of visiting them all:
+//!
+//! * a preferred hint always wins, and preferred masks all have the size the provider
+//!   calls minimal, so the search walks masks of that size only (in numeric order for
+//!   "narrowest", which makes the first hit the winner);
+//! * otherwise every merged mask lies inside the intersection U of the lists' universes
+//!   (the CPU provider only names NUMA nodes with CPUs); when U is small the lists are
+//!   projected onto U, which keeps every merged mask, and the exact closure of
+//!   [`super::merge`] runs there;
+//! * a single remaining list needs no closure: its narrowest members win.
+//!
+//! What is left — several memory types, no preferred hint, a wide universe — is
+//! enumerated within a budget, and reported as an error beyond it rather than guessed.
+
+use super::hint::TopologyHint;
+use super::merge::{best_non_preferred_affinity_count, dense_and_closure_on, Merger};
+use crate::bitmask::NumaMask;
+use std::fmt::Debug;
+use std::rc::Rc;
+
+/// One resource's hint list, described instead of listed.
+pub trait HintFamily: Debug {
+    /// `Some(preferred)` if `m` is in the list.
+    fn get(&self, m: NumaMask) -> Option<bool>;
+    /// Every mask of the list lies within this set.
+    fn universe(&self) -> NumaMask;
+    /// Sizes a preferred mask can have.
+    fn preferred_sizes(&self) -> Vec<u32>;
+    /// The size of the smallest member, `None` for an empty list.
+    fn min_size(&self) -> Option<u32>;
+    /// Whether some member `m` has `m ∩ u == x` (`x` non-empty, `x ⊆ u`).
+    fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool;
+}
+
+/// A resource's hint list in a large-machine merge.
+#[derive(Debug, Clone)]
+pub enum LargeList {
+    Explicit(Vec<TopologyHint>),
+    Family(Rc<dyn HintFamily>),
+}
+
+/// Most masks [`merge_large`] will enumerate before giving up.
+pub const ENUMERATION_BUDGET: u64 = 1 << 22;
+
+/// Masks of exactly `k` nodes of `universe`, ascending numerically (Gosper's hack on the
+/// compressed positions). `f` returns false to stop. Returns false if stopped.
+pub fn for_each_mask_of_size(
+    universe: NumaMask,
+    k: u32,
+    mut f: impl FnMut(NumaMask) -> bool,
+) -> bool {
+    let ids: Vec<u32> = universe.ids().collect();
+    let n = ids.len() as u32;
+    if k == 0 || k > n {
+        return true;
+    }
+    let expand = |c: u64| -> NumaMask {
+        let mut m = 0u64;
+        let mut c = c;
+        while c != 0 {
+            let i = c.trailing_zeros();
+            m |= 1u64 << ids[i as usize];
+            c &= c - 1;
+        }
+        NumaMask(m)
+    };
+    let mut c: u64 = if k == 64 { u64::MAX } else { (1u64 << k) - 1 };
+    loop {
+        if !f(expand(c)) {
+            return false;
+        }
+        // next combination with the same popcount
+        let t = c | c.wrapping_sub(1);
+        let next = (t.wrapping_add(1))
+            | (((!t & t.wrapping_add(1)).wrapping_sub(1)) >> (c.trailing_zeros() + 1));
+        if t == u64::MAX || next >= (if n == 64 { u64::MAX } else { 1u64 << n }) || next <= c {
+            return true;
+        }
+        c = next;
+    }
+}
+
+fn list_universe(l: &LargeList, all: NumaMask) -> NumaMask {
+    match l {
+        LargeList::Family(f) => f.universe(),
+        LargeList::Explicit(v) => v
+            .iter()
+            .fold(NumaMask::EMPTY, |u, h| u.or(h.affinity.unwrap_or(all))),
+    }
+}
+
+fn has_preferred_any(l: &LargeList) -> bool {
+    matches!(l, LargeList::Explicit(v) if v.iter().any(|h| h.preferred && h.affinity.is_none()))
+}
+
+fn get(l: &LargeList, m: NumaMask) -> Option<bool> {
+    match l {
+        LargeList::Family(f) => f.get(m),
+        LargeList::Explicit(v) => {
+            let mut r = None;
+            for h in v.iter().filter(|h| h.affinity == Some(m)) {
+                r = Some(r.unwrap_or(false) || h.preferred);
+            }
+            r
+        }
+    }
+}
+
+fn min_count(l: &LargeList) -> u32 {
+    match l {
+        LargeList::Family(f) => f.min_size().unwrap_or(0),
+        LargeList::Explicit(v) => best_non_preferred_affinity_count(std::slice::from_ref(v)),
+    }
+}
+
+/// The best of `candidates` under the merger's comparison (all of equal preference).
+fn fold_best(
+    merger: &Merger,
+    b: u32,
+    preferred: bool,
+    masks: impl IntoIterator<Item = NumaMask>,
+) -> Option<TopologyHint> {
+    let mut best = None;
+    for m in masks {
+        best = merger.compare(best, TopologyHint::new(m, preferred), b);
+    }
+    best
+}
+
+/// Universes up to this many nodes are merged by projection onto them.
+pub const DENSE_UNIVERSE: usize = 16;
+
+/// The merged hint of `lists`, equal to the kubelet's cross-product merge.
+pub fn merge_large(lists: &[LargeList], merger: &Merger) -> Result<TopologyHint, String> {
+    merge_large_with(lists, merger, DENSE_UNIVERSE)
+}
+
+/// [`merge_large`] with the projection threshold given (tests lower it to exercise the
+/// search paths on small machines).
+pub fn merge_large_with(
+    lists: &[LargeList],
+    merger: &Merger,
+    dense_universe: usize,
+) -> Result<TopologyHint, String> {
+    let all = merger.numa.all;
+    if lists
+        .iter()
+        .any(|l| matches!(l, LargeList::Explicit(v) if v.is_empty()))
+    {
+        return Ok(TopologyHint::new(all, false));
+    }
+    let b = lists.iter().map(min_count).max().unwrap_or(0);
+
+    // 1. Preferred candidates.
+    let constraining: Vec<&LargeList> = lists.iter().filter(|l| !has_preferred_any(l)).collect();
+    let is_preferred_everywhere =
+        |m: NumaMask| constraining.iter().all(|l| get(l, m) == Some(true));
+    let mut best: Option<TopologyHint> = None;
+    if constraining.is_empty() {
+        best = merger.compare(best, TopologyHint::new(all, true), b);
+    }
+    let explicit_seed = constraining.iter().find_map(|l| match l {
+        LargeList::Explicit(v) => Some(v),
+        _ => None,
+    });
+    if let Some(v) = explicit_seed {
+        let seeds = v.iter().filter(|h| h.preferred).filter_map(|h| h.affinity);
+        best = fold_best(
+            merger,
+            b,
+            true,
+            seeds.filter(|&m| is_preferred_everywhere(m)),
+        )
+        .or(best);
+    } else if !constraining.is_empty() {
+        let u = constraining
+            .iter()
+            .fold(all, |u, l| u.and(list_universe(l, all)));
+        let mut sizes: Option<Vec<u32>> = None;
+        for l in &constraining {
+            if let LargeList::Family(f) = l {
+                let s = f.preferred_sizes();
+                sizes = Some(match sizes {
+                    None => s,
+                    Some(prev) => prev.into_iter().filter(|x| s.contains(x)).collect(),
+                });
+            }
+        }
+        let mut sizes = sizes.unwrap_or_default();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for k in sizes {
+            let mut found = None;
+            for_each_mask_of_size(u, k, |m| {
+                if is_preferred_everywhere(m) {
+                    found = merger.compare(found, TopologyHint::new(m, true), b);
+                    // numeric order: the first hit is the narrowest
+                    return merger.closest;
+                }
+                true
+            });
+            if let Some(h) = found {
+                best = merger.compare(best, h, b);
+                // a smaller preferred size always beats a larger one
+                break;
+            }
+        }
+    }
+    if let Some(h) = best.filter(|h| h.preferred) {
+        return Ok(h);
+    }
+
+    // 2. No preferred candidate: the best AND of one mask per list.
+    let u = lists.iter().fold(all, |u, l| u.and(list_universe(l, all)));
+    if u.is_empty() {
+        return Ok(TopologyHint::new(all, false));
+    }
+    let nodes: Vec<u32> = u.ids().collect();
+    if nodes.len() <= dense_universe {
+        let projected: Vec<Vec<NumaMask>> =
+            lists.iter().map(|l| projected(l, u, &nodes, all)).collect();
+        let closure = dense_and_closure_on(&projected, &nodes);
+        return Ok(fold_best(merger, b, false, closure).unwrap_or(TopologyHint::new(all, false)));
+    }
+    let non_wild: Vec<&LargeList> = lists
+        .iter()
+        .filter(|l| !matches!(l, LargeList::Explicit(v) if v.iter().all(|h| h.affinity.is_none())))
+        .collect();
+    if non_wild.len() == 1 {
+        // One real list: the merged masks are its members; the best has the smallest size.
+        if let LargeList::Family(f) = non_wild[0] {
+            let Some(s) = f.min_size() else {
+                return Ok(TopologyHint::new(all, false));
+            };
+            let mut found = None;
+            for_each_mask_of_size(u, s, |m| {
+                if f.get(m).is_some() {
+                    found = merger.compare(found, TopologyHint::new(m, false), b);
+                    return merger.closest;
+                }
+                true
+            });
+            return Ok(found.unwrap_or(TopologyHint::new(all, false)));
+        }
+    }
+    // General case: project every list onto U (which keeps every merged mask) and close
+    // over the projections, within budget.
+    let total: u64 = if nodes.len() >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << nodes.len()) - 1
+    };
+    if total.saturating_mul(lists.len() as u64) > ENUMERATION_BUDGET {
+        return Err(format!(
+            "no NUMA mask is preferred by every provider and the exact merge would have to enumerate {total} masks of {} NUMA nodes for {} resources; nmm refuses to guess",
+            nodes.len(),
+            lists.len()
+        ));
+    }
+    let mut reach: Vec<NumaMask> = vec![u];
+    for l in lists {
+        let members = projected(l, u, &nodes, all);
+        let mut next: Vec<NumaMask> = reach
+            .iter()
+            .flat_map(|r| members.iter().map(move |m| r.and(*m)))
+            .collect();
+        next.sort_unstable();
+        next.dedup();
+        reach = next;
+    }
+    Ok(fold_best(
+        merger,
+        b,
+        false,
+        reach.into_iter().filter(|m| !m.is_empty()),
+    )
+    .unwrap_or(TopologyHint::new(all, false)))
+}
+
+/// The non-empty masks `m ∩ u` of a list's members.
+fn projected(l: &LargeList, u: NumaMask, nodes: &[u32], all: NumaMask) -> Vec<NumaMask> {
+    match l {
+        LargeList::Explicit(v) => v
+            .iter()
+            .map(|h| h.affinity.unwrap_or(all).and(u))
+            .filter(|m| !m.is_empty())
+            .collect(),
+        LargeList::Family(f) => {
+            let mut out = Vec::new();
+            for k in 1..=nodes.len() as u32 {
+                for_each_mask_of_size(u, k, |x| {
+                    if f.has_projection(x, u) {
+                        out.push(x);
+                    }
+                    true
+                });
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_of_size_in_numeric_order() {
+        let mut got = vec![];
+        for_each_mask_of_size(NumaMask(0b1011), 2, |m| {
+            got.push(m.0);
+            true
+        });
+        assert_eq!(got, vec![0b0011, 0b1001, 0b1010]);
+        let mut n = 0;
+        for_each_mask_of_size(NumaMask(u64::MAX), 2, |_| {
+            n += 1;
+            true
+        });
+        assert_eq!(n, 64 * 63 / 2);
+        let mut n = 0;
+        for_each_mask_of_size(NumaMask(u64::MAX), 64, |_| {
+            n += 1;
+            true
+        });
+        assert_eq!(n, 1);
+    }
+}

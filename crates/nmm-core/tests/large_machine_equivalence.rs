@@ -1,0 +1,194 @@
+//! The large-machine path (described hint lists, searched instead of enumerated) makes
+//! exactly the decisions of the enumerating path — which itself equals the kubelet's
+//! cross-product merge (see `topology::merge` tests and the conformance scenarios).
+//! Random machines with CPU-less nodes, every policy and scope, prefer-closest on/off.
+
+use k8s_openapi::api::core::v1::Pod;
+use nmm_core::cpuset::CpuSet;
+use nmm_core::kubelet_config::{KubeletConfig, MemoryReservation};
+use nmm_core::machine::{Cpu, Machine, NumaNode};
+use nmm_core::node::{AdmitResult, Node, StartOptions};
+use nmm_core::pod::PodInfo;
+use proptest::prelude::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+const GI: u64 = 1 << 30;
+
+fn machine(cpu_nodes: usize, memory_only: usize, dist: &[u64]) -> Machine {
+    let mut m = Machine::default();
+    let total = cpu_nodes + memory_only;
+    for n in 0..total as u32 {
+        let cpus: CpuSet = if (n as usize) < cpu_nodes {
+            (n * 4..n * 4 + 4).collect()
+        } else {
+            CpuSet::new()
+        };
+        for c in cpus.iter() {
+            m.cpus.push(Cpu {
+                id: c,
+                core: c / 2,
+                socket: n / 2,
+                numa: n,
+            });
+        }
+        m.nodes.push(NumaNode {
+            id: n,
+            cpus,
+            memory: if (n as usize) < cpu_nodes {
+                16 * GI
+            } else {
+                8 * GI
+            },
+            hugepages: if (n as usize) < cpu_nodes {
+                [(GI, 2 * GI)].into()
+            } else {
+                BTreeMap::new()
+            },
+            distances: (0..total as u32)
+                .map(|j| {
+                    if j == n {
+                        10
+                    } else {
+                        10 + dist[((n + j) as usize) % dist.len()]
+                    }
+                })
+                .collect(),
+        });
+    }
+    m
+}
+
+fn config(policy: &str, scope: &str, closest: bool) -> KubeletConfig {
+    KubeletConfig {
+        memory_manager_policy: Some("Static".into()),
+        cpu_manager_policy: Some("static".into()),
+        topology_manager_policy: Some(policy.into()),
+        topology_manager_scope: Some(scope.into()),
+        topology_manager_policy_options: closest
+            .then(|| [("prefer-closest-numa-nodes".to_string(), "true".to_string())].into()),
+        kube_reserved: Some(
+            [
+                ("cpu".to_string(), "1".to_string()),
+                ("memory".to_string(), "1Gi".to_string()),
+            ]
+            .into(),
+        ),
+        eviction_hard: Some(BTreeMap::new()),
+        reserved_memory: Some(vec![MemoryReservation {
+            numa_node: 0,
+            limits: vec![("memory".into(), "1Gi".into())],
+        }]),
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Admit {
+        cpu: u32,
+        mem_gi: u64,
+        hp_gi: u64,
+        init: bool,
+        two: bool,
+    },
+    Remove(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u32..7, 1u64..30, 0u64..3, any::<bool>(), any::<bool>())
+            .prop_map(|(cpu, mem_gi, hp_gi, init, two)| Op::Admit { cpu, mem_gi, hp_gi, init, two }),
+        1 => (0usize..20).prop_map(Op::Remove),
+    ]
+}
+
+fn container(name: &str, cpu: u32, mem_gi: u64, hp_gi: u64) -> serde_json::Value {
+    let mut limits = json!({"cpu": if cpu == 0 { "500m".to_string() } else { cpu.to_string() }, "memory": format!("{mem_gi}Gi")});
+    if hp_gi > 0 {
+        limits["hugepages-1Gi"] = json!(format!("{hp_gi}Gi"));
+    }
+    json!({"name": name, "resources": {"limits": limits}})
+}
+
+fn pod(i: usize, op: &Op) -> PodInfo {
+    let Op::Admit {
+        cpu,
+        mem_gi,
+        hp_gi,
+        init,
+        two,
+    } = *op
+    else {
+        unreachable!()
+    };
+    let mut cs = vec![container("app", cpu, mem_gi, hp_gi)];
+    if two {
+        cs.push(container("app2", 1, 1 + mem_gi / 3, 0));
+    }
+    let mut spec = json!({"containers": cs});
+    if init {
+        spec["initContainers"] = json!([container("init", cpu.max(1), mem_gi / 2 + 1, hp_gi)]);
+    }
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("p{i}"), "uid": format!("uid-{i}")}, "spec": spec,
+    }))
+    .unwrap();
+    PodInfo::from_pod(&p, false).unwrap()
+}
+
+fn view(r: &AdmitResult) -> String {
+    let cs: Vec<String> = r
+        .containers
+        .iter()
+        .map(|c| format!("{}:{:?}:{}:{:?}", c.name, c.memory, c.cpus, c.affinity))
+        .collect();
+    format!(
+        "{} {:?} {:?} {}",
+        r.admitted,
+        r.reason,
+        r.message,
+        cs.join(" | ")
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+    #[test]
+    fn large_path_decides_like_enumeration(
+        cpu_nodes in 1usize..=4,
+        memory_only in 0usize..=4,
+        dist in prop::collection::vec(1u64..20, 3),
+        policy in prop::sample::select(vec!["best-effort", "restricted", "single-numa-node"]),
+        scope in prop::sample::select(vec!["container", "pod"]),
+        closest in any::<bool>(),
+        ops in prop::collection::vec(op(), 1..16),
+    ) {
+        let m = machine(cpu_nodes, memory_only, &dist);
+        let cfg = config(policy, scope, closest);
+        let start = |force: bool, dense: Option<usize>| {
+            Node::start(m.clone(), cfg.clone(), StartOptions { force_large: force, large_dense_universe: dense, ..Default::default() }).unwrap()
+        };
+        let mut nodes = [start(false, None), start(true, None), start(true, Some(0))];
+        let mut live: Vec<String> = Vec::new();
+        for (i, o) in ops.iter().enumerate() {
+            match o {
+                Op::Admit { .. } => {
+                    let p = pod(i, o);
+                    let rs: Vec<AdmitResult> = nodes.iter_mut().map(|n| n.admit(&p).unwrap()).collect();
+                    prop_assert_eq!(view(&rs[0]), view(&rs[1]), "projection path differs at step {}", i);
+                    prop_assert_eq!(view(&rs[0]), view(&rs[2]), "search path differs at step {}", i);
+                    if rs[0].admitted { live.push(rs[0].uid.clone()); }
+                }
+                Op::Remove(k) => {
+                    if !live.is_empty() {
+                        let uid = live.remove(k % live.len());
+                        for n in nodes.iter_mut() { n.remove(&uid); }
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(nodes[0].memory_checkpoint(), nodes[1].memory_checkpoint());
+        prop_assert_eq!(nodes[0].cpu_checkpoint(), nodes[2].cpu_checkpoint());
+    }
+}
