@@ -467,7 +467,7 @@ mod tests {
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("test &lt;&amp;&gt; title"));
         // 3 nodes x 2 types node bars, plus one group-sum bar per type.
-        assert_eq!(svg.matches(">NUMA ").count(), 6);
+        assert_eq!(svg.matches("\">NUMA ").count(), 6);
         assert_eq!(svg.matches("group {0,1}</text>").count(), 2);
         assert_eq!(
             svg.matches(&format!("stroke=\"{C_GROUP_LINE}\" stroke-width=\"1.5\""))

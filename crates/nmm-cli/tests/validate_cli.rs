@@ -1,5 +1,6 @@
 //! `nmm validate` run as a process on config and machine files, checking what it prints
-//! and its exit status (0 valid, 1 invalid, 2 unreadable input).
+//! and its exit status (0 valid, 1 invalid, 2 unreadable input). Test names start with
+//! `validate_` so that `cargo test -p nmm validate` runs them.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -133,7 +134,7 @@ fn json_of(r: &Run) -> Value {
 }
 
 #[test]
-fn docs_example_is_valid() {
+fn validate_docs_example_is_valid() {
     let d = tempfile::tempdir().unwrap();
     let k = write(d.path(), "config.yaml", &kubelet_config(DOCS_SPLIT));
     let m = write(d.path(), "machine.yaml", MACHINE);
@@ -175,7 +176,7 @@ fn docs_example_is_valid() {
 }
 
 #[test]
-fn docs_example_with_the_wrong_total() {
+fn validate_docs_example_with_the_wrong_total() {
     let d = tempfile::tempdir().unwrap();
     let k = write(d.path(), "config.yaml", &kubelet_config(SHORT_BY_1124MI));
     let m = write(d.path(), "machine.yaml", MACHINE);
@@ -266,7 +267,7 @@ fn docs_example_with_the_wrong_total() {
 }
 
 #[test]
-fn forgotten_eviction_threshold() {
+fn validate_forgotten_eviction_threshold() {
     // The classic mistake: reservedMemory = kubeReserved + systemReserved, without the
     // 100Mi hard-eviction threshold.
     let d = tempfile::tempdir().unwrap();
@@ -298,7 +299,7 @@ fn forgotten_eviction_threshold() {
 }
 
 #[test]
-fn every_independent_problem_is_listed() {
+fn validate_every_independent_problem_is_listed() {
     let d = tempfile::tempdir().unwrap();
     let k = write(
         d.path(),
@@ -350,6 +351,9 @@ reservedMemory:
         v["kubeletStopsWith"]["message"],
         "failed to validate kubelet configuration, error: [invalid configuration: topologyManagerScope (--topology-manager-scope) \"Pod\" must be one of: \"container\", or \"pod\", invalid configuration: reserved memory may not be zero for NUMA node 2 and resource \"memory\"]"
     );
+    assert_eq!(v["findings"][0]["kubeletStopsHere"], true);
+    assert_eq!(v["findings"][1]["kubeletStopsHere"], true);
+    assert_eq!(v["findings"][2]["kubeletStopsHere"], false);
     let hp = &v["findings"][4];
     assert_eq!(hp["kubeletError"], "the total amount \"2Gi\" of type \"hugepages-1Gi\" is not equal to the value \"0\" determined by Node Allocatable feature");
     assert!(hp["fix"]
@@ -364,7 +368,7 @@ reservedMemory:
 }
 
 #[test]
-fn reserved_memory_flag_errors_are_the_kubelets() {
+fn validate_reserved_memory_flag_errors_are_the_kubelets() {
     let d = tempfile::tempdir().unwrap();
     let k = write(d.path(), "config.yaml", &kubelet_config(DOCS_SPLIT));
     let m = write(d.path(), "machine.yaml", MACHINE);
@@ -439,7 +443,7 @@ fn reserved_memory_flag_errors_are_the_kubelets() {
 }
 
 #[test]
-fn numa_node_limit_suggests_the_option() {
+fn validate_numa_node_limit_suggests_the_option() {
     let d = tempfile::tempdir().unwrap();
     let mut machine = String::from("machine:\n  numaNodes:\n");
     for i in 0..10 {
@@ -478,7 +482,7 @@ fn numa_node_limit_suggests_the_option() {
 }
 
 #[test]
-fn a_scenario_file_serves_as_machine_and_config() {
+fn validate_a_scenario_file_serves_as_machine_and_config() {
     let d = tempfile::tempdir().unwrap();
     let s = write(
         d.path(),
@@ -497,7 +501,7 @@ fn a_scenario_file_serves_as_machine_and_config() {
 }
 
 #[test]
-fn unreadable_inputs_exit_2_naming_file_and_field() {
+fn validate_unreadable_inputs_exit_2_naming_file_and_field() {
     let d = tempfile::tempdir().unwrap();
     let m = write(d.path(), "machine.yaml", MACHINE);
     let m = m.to_str().unwrap();
@@ -570,7 +574,7 @@ fn unreadable_inputs_exit_2_naming_file_and_field() {
 }
 
 #[test]
-fn help_has_an_example() {
+fn validate_help_has_an_example() {
     let r = nmm(&["validate", "--help"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("--reserved-memory <FLAG>"));
@@ -580,7 +584,7 @@ fn help_has_an_example() {
 }
 
 #[test]
-fn colour_only_when_asked_or_on_a_terminal() {
+fn validate_colour_only_when_asked_or_on_a_terminal() {
     let d = tempfile::tempdir().unwrap();
     let k = write(d.path(), "config.yaml", &kubelet_config(SHORT_BY_1124MI));
     let m = write(d.path(), "machine.yaml", MACHINE);

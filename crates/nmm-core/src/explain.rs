@@ -19,7 +19,8 @@ use crate::memorymanager::MemoryPolicy;
 use crate::node::{Node, StartOptions, StartupError, StepError};
 use crate::pod::{ContainerInfo, PodInfo, QosClass};
 use crate::quantity::format_human_bytes;
-use crate::topology::hint::{ProviderHints, TopologyHint};
+use crate::topology::family::{HintFamily, LargeList};
+use crate::topology::hint::{to_large, LargeHints, ProviderHints, TopologyHint};
 use crate::topology::merge::filter_providers_hints;
 use crate::topology::policy::{MergeOutcome, Policy, PolicyKind};
 use crate::topology::{Admission, HintProvider, Scope};
@@ -669,7 +670,7 @@ fn single_node_sentence(ms: &MachineState, r: &str, want: u64, kind: PolicyKind)
     }
     if kind == PolicyKind::SingleNumaNode {
         s.push_str("; single-numa-node forbids spanning nodes");
-    } else {
+    } else if ms.len() > 1 {
         let one: Requests = [(r.to_string(), want)].into();
         let span = spanning_sentence(ms, &one, |_| true, false);
         if !span.is_empty() {
@@ -725,12 +726,217 @@ fn subject_requests(pod: &PodInfo, c: Option<&ContainerInfo>) -> Requests {
     }
 }
 
+/// A provider's answer in the large-machine shape (explicit lists stay explicit).
+type Answer = (&'static str, LargeHints);
+
+/// The providers' answers of one merge: the described lists on large machines, else the
+/// explicit ones.
+fn answers(
+    hints: &[(&'static str, ProviderHints)],
+    families: &[(&'static str, LargeHints)],
+) -> Vec<Answer> {
+    if hints.is_empty() && !families.is_empty() {
+        families.to_vec()
+    } else {
+        hints
+            .iter()
+            .map(|(p, h)| (*p, to_large(h.clone())))
+            .collect()
+    }
+}
+
+/// The answers as explicit lists, when none is described.
+fn explicit(answers: &[Answer]) -> Option<Vec<ProviderHints>> {
+    answers
+        .iter()
+        .map(|(_, h)| match h {
+            None => Some(None),
+            Some(m) => m
+                .iter()
+                .map(|(r, l)| match l {
+                    None => Some((r.clone(), None)),
+                    Some(LargeList::Explicit(v)) => Some((r.clone(), Some(v.clone()))),
+                    Some(LargeList::Family(_)) => None,
+                })
+                .collect::<Option<BTreeMap<_, _>>>()
+                .map(Some),
+        })
+        .collect()
+}
+
+/// At most this many single-node members are named when describing a family.
+const MAX_NAMED_MEMBERS: usize = 8;
+
+fn family_singles(f: &dyn HintFamily) -> Vec<NumaMask> {
+    f.universe()
+        .ids()
+        .map(NumaMask::single)
+        .filter(|&m| f.get(m) == Some(true))
+        .collect()
+}
+
+fn named(masks: &[NumaMask]) -> String {
+    let mut parts: Vec<String> = masks
+        .iter()
+        .take(MAX_NAMED_MEMBERS)
+        .map(|m| mask_text(*m))
+        .collect();
+    if masks.len() > MAX_NAMED_MEMBERS {
+        parts.push(format!("… ({} in all)", masks.len()));
+    }
+    parts.join(", ")
+}
+
+/// A described list in words.
+fn family_text(f: &dyn HintFamily) -> String {
+    let singles = family_singles(f);
+    let sizes = f.preferred_sizes();
+    let universe = f.universe();
+    let within = format!("{} NUMA nodes", universe.count());
+    if !singles.is_empty() {
+        let list: Vec<String> = named(&singles)
+            .split(", ")
+            .map(|s| {
+                if s.starts_with('{') {
+                    format!("{s} preferred")
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect();
+        return format!(
+            "{}, and wider masks of the {within} (described, not listed)",
+            list.join(", ")
+        );
+    }
+    let sizes: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+    match f.min_size() {
+        None => "no hint: it cannot be satisfied".into(),
+        Some(min) if sizes.is_empty() => format!(
+            "masks of {min} or more of the {within}, none preferred (described, not listed)"
+        ),
+        Some(min) => format!(
+            "masks of {min} or more of the {within}; preferred: masks of {} nodes (described, not listed)",
+            sizes.join(" or ")
+        ),
+    }
+}
+
+/// What a provider said about one resource, before any filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListState {
+    /// A nil answer: no preference.
+    NoPreference,
+    /// An empty answer (the memory manager found no place): read as no preference.
+    NoHints,
+    /// An empty list: the resource cannot be satisfied.
+    CannotSatisfy,
+    Hints,
+}
+
+/// One hint list of a merge, summarised.
+#[derive(Debug, Clone)]
+struct ListInfo {
+    label: String,
+    state: ListState,
+    /// Preferred masks in words (`{0}, {1}`, `masks of 2 nodes`), if any.
+    prefers: Option<String>,
+    /// Has a preferred "any node" hint.
+    any_preferred: bool,
+    /// The size of the narrowest preferred mask.
+    narrowest_preferred: Option<u32>,
+    /// Something survives single-numa-node's filter (preferred single-node or any).
+    single_ok: bool,
+}
+
+fn list_info(label: String, l: &LargeList) -> ListInfo {
+    match l {
+        LargeList::Explicit(v) => {
+            let preferred: Vec<&TopologyHint> = v.iter().filter(|h| h.preferred).collect();
+            let masks: Vec<String> = preferred
+                .iter()
+                .filter_map(|h| h.affinity.map(mask_text))
+                .collect();
+            ListInfo {
+                label,
+                state: if v.is_empty() {
+                    ListState::CannotSatisfy
+                } else {
+                    ListState::Hints
+                },
+                prefers: (!masks.is_empty()).then(|| masks.join(", ")),
+                any_preferred: preferred.iter().any(|h| h.affinity.is_none()),
+                narrowest_preferred: preferred
+                    .iter()
+                    .filter_map(|h| h.affinity.map(|m| m.count()))
+                    .min(),
+                single_ok: preferred
+                    .iter()
+                    .any(|h| h.affinity.is_none_or(|m| m.count() == 1)),
+            }
+        }
+        LargeList::Family(f) => {
+            let singles = family_singles(f.as_ref());
+            let sizes = f.preferred_sizes();
+            ListInfo {
+                label,
+                state: if f.min_size().is_none() {
+                    ListState::CannotSatisfy
+                } else {
+                    ListState::Hints
+                },
+                prefers: if !singles.is_empty() {
+                    Some(named(&singles))
+                } else if sizes.is_empty() {
+                    None
+                } else {
+                    Some(format!(
+                        "masks of {} nodes",
+                        sizes
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ))
+                },
+                any_preferred: false,
+                narrowest_preferred: sizes.iter().copied().min(),
+                single_ok: !singles.is_empty(),
+            }
+        }
+    }
+}
+
+/// One entry per hint list the merge sees, in its order.
+fn list_infos(answers: &[Answer]) -> Vec<ListInfo> {
+    let simple = |label: &str, state| ListInfo {
+        label: label.to_string(),
+        state,
+        prefers: None,
+        any_preferred: true,
+        narrowest_preferred: None,
+        single_ok: true,
+    };
+    let mut out = Vec::new();
+    for (p, h) in answers {
+        match h {
+            None => out.push(simple(p, ListState::NoPreference)),
+            Some(m) if m.is_empty() => out.push(simple(p, ListState::NoHints)),
+            Some(m) => out.extend(m.iter().map(|(r, l)| match l {
+                None => simple(r, ListState::NoPreference),
+                Some(l) => list_info(r.clone(), l),
+            })),
+        }
+    }
+    out
+}
+
 fn provider_view(
     node: &Node,
     pod: &PodInfo,
     c: Option<&ContainerInfo>,
     provider: &str,
-    hints: &ProviderHints,
+    hints: &LargeHints,
 ) -> ProviderView {
     let no_pref = |why: String| ProviderView {
         provider: provider.to_string(),
@@ -764,16 +970,21 @@ fn provider_view(
             let resources: Vec<ResourceHints> = m
                 .iter()
                 .map(|(r, l)| {
-                    let text = match l {
-                        None => "no preference".to_string(),
-                        Some(v) if v.is_empty() => "no hint: it cannot be satisfied".to_string(),
-                        Some(v) => list_text(v),
+                    let (text, hints) = match l {
+                        None => ("no preference".to_string(), None),
+                        Some(LargeList::Explicit(v)) if v.is_empty() => (
+                            "no hint: it cannot be satisfied".to_string(),
+                            Some(Vec::new()),
+                        ),
+                        Some(LargeList::Explicit(v)) => (
+                            list_text(v),
+                            Some(v.iter().copied().map(HintView::from).collect()),
+                        ),
+                        Some(LargeList::Family(f)) => (family_text(f.as_ref()), None),
                     };
                     ResourceHints {
                         resource: r.clone(),
-                        hints: l
-                            .as_ref()
-                            .map(|v| v.iter().copied().map(HintView::from).collect()),
+                        hints,
                         text,
                     }
                 })
@@ -790,18 +1001,6 @@ fn provider_view(
             }
         }
     }
-}
-
-/// One label per hint list `filter_providers_hints` makes, in its order.
-fn list_labels(hints: &[(&'static str, ProviderHints)]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (p, h) in hints {
-        match h {
-            Some(m) if !m.is_empty() => out.extend(m.keys().cloned()),
-            _ => out.push(p.to_string()),
-        }
-    }
-    out
 }
 
 /// Masks a merge can produce as preferred: every list holds the mask as a preferred hint
@@ -839,72 +1038,107 @@ fn preferred_candidates(lists: &[Vec<TopologyHint>], all: NumaMask) -> Vec<NumaM
     out
 }
 
-fn preferences_text(labels: &[String], lists: &[Vec<TopologyHint>]) -> String {
-    labels
+/// `cpu prefers {0}, {1}; memory prefers {0,1}`.
+fn preferences_text(infos: &[ListInfo]) -> String {
+    infos
         .iter()
-        .zip(lists)
-        .map(|(label, l)| {
-            if l.iter().any(|h| h.preferred && h.affinity.is_none()) {
-                return format!("{label} has no preference");
-            }
-            let p: Vec<String> = l
-                .iter()
-                .filter(|h| h.preferred)
-                .filter_map(|h| h.affinity.map(mask_text))
-                .collect();
-            if p.is_empty() {
-                format!("{label} prefers no mask")
-            } else {
-                format!("{label} prefers {}", p.join(", "))
+        .map(|i| {
+            let label = &i.label;
+            match i.state {
+                ListState::CannotSatisfy => format!("{label} cannot be satisfied"),
+                ListState::NoHints => format!("{label} offered no hints"),
+                ListState::NoPreference => format!("{label} has no preference"),
+                ListState::Hints if i.any_preferred => format!("{label} has no preference"),
+                ListState::Hints => match &i.prefers {
+                    Some(p) => format!("{label} prefers {p}"),
+                    None => format!("{label} prefers no mask"),
+                },
             }
         })
         .collect::<Vec<_>>()
         .join("; ")
 }
 
+fn how_ranked(policy: &Policy) -> &'static str {
+    if policy.options.prefer_closest_numa && policy.kind != PolicyKind::SingleNumaNode {
+        "the closest (fewest nodes, then the lowest average NUMA distance)"
+    } else {
+        "the narrowest (fewest nodes, then the lowest ids)"
+    }
+}
+
 fn why_merged(
     policy: &Policy,
-    labels: &[String],
-    raw: &[Vec<TopologyHint>],
+    infos: &[ListInfo],
+    lists: Option<(&[Vec<TopologyHint>], &[Vec<TopologyHint>])>,
     outcome: &MergeOutcome,
 ) -> String {
-    let lists = &outcome.lists;
-    let empty: Vec<String> = labels
+    let cannot: Vec<String> = infos
         .iter()
-        .zip(lists)
-        .filter(|(_, l)| l.is_empty())
-        .map(|(label, _)| label.clone())
+        .filter(|i| i.state == ListState::CannotSatisfy)
+        .map(|i| i.label.clone())
         .collect();
-    let mut prefix = String::new();
-    if policy.kind == PolicyKind::SingleNumaNode {
-        let filtered = labels
-            .iter()
-            .zip(raw.iter().zip(lists))
-            .any(|(_, (r, l))| r != l);
-        if filtered && !empty.is_empty() {
-            return format!(
-                "single-numa-node keeps only preferred single-node hints, which leaves {} with none; no merge can be preferred, so the result is {}",
-                and_list(&empty),
-                hint_words(&outcome.hint)
-            );
-        }
-        if filtered {
-            prefix = "single-numa-node keeps only preferred single-node hints; ".into();
-        }
-    }
-    if !empty.is_empty() {
+    if !cannot.is_empty() && !outcome.hint.preferred {
         return format!(
-            "{prefix}{} cannot be satisfied (no hint), so no merge can be preferred; the result is {}",
-            and_list(&empty),
+            "{} cannot be satisfied (an empty hint list), so no merge can be preferred; the result is {}",
+            and_list(&cannot),
             hint_words(&outcome.hint)
         );
     }
+    let single = policy.kind == PolicyKind::SingleNumaNode;
+    let emptied: Vec<String> = infos
+        .iter()
+        .filter(|i| single && i.state == ListState::Hints && !i.single_ok)
+        .map(|i| i.label.clone())
+        .collect();
+    if !emptied.is_empty() {
+        return format!(
+            "single-numa-node keeps only preferred single-node hints, which leaves {} with none; no merge can be preferred, so the result is {}",
+            and_list(&emptied),
+            hint_words(&outcome.hint)
+        );
+    }
+    let Some((raw, lists)) = lists else {
+        // Described lists (large machines): the search finds the kubelet's winner without
+        // listing the candidates.
+        return if outcome.hint.preferred {
+            format!(
+                "{} is preferred by every provider and wins as {} (the hint lists of this machine are described and searched in the kubelet's order, not listed)",
+                affinity_text(outcome.hint.affinity),
+                how_ranked(policy)
+            )
+        } else {
+            format!(
+                "no mask is preferred by all providers ({}); best non-preferred is {}",
+                preferences_text(infos),
+                affinity_text(outcome.hint.affinity)
+            )
+        };
+    };
+    let prefix = if single && raw != lists {
+        "single-numa-node keeps only preferred single-node hints; "
+    } else {
+        ""
+    };
     let cands = preferred_candidates(lists, policy.numa.all);
     if outcome.hint.preferred {
         let only_any = lists.iter().all(|l| l.iter().all(|h| h.affinity.is_none()));
         if only_any {
+            let silent: Vec<String> = infos
+                .iter()
+                .filter(|i| i.state == ListState::NoHints)
+                .map(|i| i.label.clone())
+                .collect();
+            let note = if silent.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} offered no hints because nothing fits, which reads as no preference)",
+                    and_list(&silent)
+                )
+            };
             return format!(
-                "{prefix}no provider has a NUMA preference, so the merged hint is any node"
+                "{prefix}no provider has a NUMA preference{note}, so the merged hint is any node"
             );
         }
         let winner = outcome.hint.affinity.unwrap_or(policy.numa.all);
@@ -914,22 +1148,17 @@ fn why_merged(
                 mask_text(winner)
             );
         }
-        let how = if policy.options.prefer_closest_numa && policy.kind != PolicyKind::SingleNumaNode
-        {
-            "the closest (fewest nodes, then the lowest average NUMA distance)"
-        } else {
-            "the narrowest (fewest nodes, then the lowest ids)"
-        };
         let names: Vec<String> = cands.iter().map(|m| mask_text(*m)).collect();
         return format!(
-            "{prefix}{} are preferred by every provider; {} wins as {how}",
+            "{prefix}{} are preferred by every provider; {} wins as {}",
             and_list(&names),
-            mask_text(winner)
+            mask_text(winner),
+            how_ranked(policy)
         );
     }
     format!(
         "{prefix}no mask is preferred by all providers ({}); best non-preferred is {}",
-        preferences_text(labels, lists),
+        preferences_text(infos),
         affinity_text(outcome.hint.affinity)
     )
 }
@@ -964,41 +1193,49 @@ fn decision(
     node: &Node,
     pod: &PodInfo,
     c: Option<&ContainerInfo>,
-    hints: &[(&'static str, ProviderHints)],
+    answers: &[Answer],
     outcome: &MergeOutcome,
 ) -> Decision {
     let policy = &node.topology.policy;
-    let providers = hints
+    let providers = answers
         .iter()
         .map(|(p, h)| provider_view(node, pod, c, p, h))
         .collect();
-    let only: Vec<ProviderHints> = hints.iter().map(|(_, h)| h.clone()).collect();
-    let labels = list_labels(hints);
-    let raw = filter_providers_hints(&only);
+    let infos = list_infos(answers);
+    let only = explicit(answers);
+    let raw = only.as_deref().map(filter_providers_hints);
+    let large: Vec<LargeHints> = answers.iter().map(|(_, h)| h.clone()).collect();
     let under_each_policy = ALL_POLICIES
         .iter()
-        .map(|&kind| {
-            let o = Policy {
+        .filter_map(|&kind| {
+            let p = Policy {
                 kind,
                 numa: policy.numa.clone(),
                 options: policy.options,
                 dense_universe: policy.dense_universe,
-            }
-            .merge(&only);
-            PolicyVerdict {
+            };
+            let o = match &only {
+                Some(only) => p.merge(only),
+                None => p.merge_large(&large).ok()?,
+            };
+            Some(PolicyVerdict {
                 policy: kind.name().to_string(),
                 merged: o.hint.into(),
                 admit: o.admit,
-            }
+            })
         })
         .collect();
+    let lists = match &raw {
+        Some(raw) if !outcome.lists.is_empty() => Some((raw.as_slice(), outcome.lists.as_slice())),
+        _ => None,
+    };
     Decision {
         scope: if c.is_some() { "container" } else { "pod" }.to_string(),
         container: c.map(|c| c.name.clone()),
         providers,
         merged: outcome.hint.into(),
         admit: outcome.admit,
-        why_merged: why_merged(policy, &labels, &raw, outcome),
+        why_merged: why_merged(policy, &infos, lists, outcome),
         verdict: verdict_text(policy.kind, outcome),
         under_each_policy,
     }
@@ -1096,70 +1333,94 @@ fn topology_why(
     node: &Node,
     pod: &PodInfo,
     c: Option<&ContainerInfo>,
-    hints: &[(&'static str, ProviderHints)],
+    answers: &[Answer],
     outcome: &MergeOutcome,
     facts: &Facts,
     fixes: &mut Vec<String>,
 ) -> Vec<String> {
     let kind = node.topology.policy.kind;
-    let only: Vec<ProviderHints> = hints.iter().map(|(_, h)| h.clone()).collect();
-    let labels = list_labels(hints);
-    let raw = filter_providers_hints(&only);
+    let infos = list_infos(answers);
+    let single = kind == PolicyKind::SingleNumaNode;
     let ms = node.memory.static_policy().map(|p| &p.machine_state);
     let req = subject_requests(pod, c);
     let want_cpus = match c {
         Some(c) => guaranteed_cpus(pod, c),
         None => pod_guaranteed_cpus(pod),
     };
-    let mut why = Vec::new();
-    for (i, l) in outcome.lists.iter().enumerate() {
-        if !l.is_empty() {
-            continue;
+    let size_fix = |fixes: &mut Vec<String>, ms: &MachineState, r: &str, want: u64| {
+        if let Some((_, f)) = largest_free_node(ms, r) {
+            if f > 0 && f < want {
+                fixes.push(format!(
+                    "or lower its {r} request to at most {} so that one NUMA node can hold it",
+                    bytes_text(f)
+                ));
+            }
         }
-        let label = labels.get(i).cloned().unwrap_or_default();
-        let had = raw.get(i).is_some_and(|r| !r.is_empty());
-        if let (Some(ms), Some(&want)) = (ms, req.get(&label)) {
-            why.push(single_node_sentence(ms, &label, want, kind));
-            if let Some((_, f)) = largest_free_node(ms, &label) {
-                if f > 0 && f < want {
-                    fixes.push(format!(
-                        "or lower its {label} request to at most {} so that one NUMA node can hold it",
-                        bytes_text(f)
+    };
+    let mut why = Vec::new();
+    for info in &infos {
+        let label = &info.label;
+        match info.state {
+            ListState::CannotSatisfy if label == "cpu" => {
+                why.push(cpu_short_sentence(facts, want_cpus));
+            }
+            ListState::CannotSatisfy => {
+                why.push(format!("{label}: no placement can satisfy the request"));
+            }
+            ListState::NoHints => {
+                if let Some(ms) = ms {
+                    for (r, &want) in &req {
+                        if largest_free_node(ms, r).is_none_or(|(_, f)| f < want) {
+                            why.push(format!(
+                                "{}, so the memory manager offered no hints",
+                                single_node_sentence(ms, r, want, kind)
+                            ));
+                            size_fix(fixes, ms, r, want);
+                        }
+                    }
+                }
+            }
+            ListState::Hints if single && !info.single_ok => {
+                if let (Some(ms), Some(&want)) = (ms, req.get(label)) {
+                    why.push(single_node_sentence(ms, label, want, kind));
+                    size_fix(fixes, ms, label, want);
+                } else if label == "cpu" {
+                    let best = facts.cpu.as_ref().and_then(|f| {
+                        f.nodes
+                            .iter()
+                            .max_by_key(|n| (n.free, std::cmp::Reverse(n.node)))
+                    });
+                    why.push(format!(
+                        "cpu: needs {want_cpus} exclusive CPUs on one NUMA node; the most free on a single node is {} (node {}); single-numa-node forbids spanning nodes",
+                        best.map_or(0, |b| b.free),
+                        best.map_or(0, |b| b.node)
+                    ));
+                } else {
+                    why.push(format!(
+                        "{label}: single-numa-node leaves no usable hint (only multi-node or non-preferred ones)"
                     ));
                 }
             }
-        } else if label == "cpu" {
-            let cf = facts.cpu.as_ref();
-            let best = cf.and_then(|f| f.nodes.iter().max_by_key(|n| n.free));
-            if had {
-                why.push(format!(
-                    "cpu: needs {want_cpus} exclusive CPUs on one NUMA node; the most free on a single node is {} (node {}); single-numa-node forbids spanning nodes",
-                    best.map_or(0, |b| b.free),
-                    best.map_or(0, |b| b.node)
-                ));
-            } else {
-                let total: usize = cf.map_or(0, |f| f.nodes.iter().map(|n| n.free).sum());
-                why.push(format!(
-                    "cpu: needs {want_cpus} exclusive CPUs but only {total} are free outside the reserved CPUs ({})",
-                    cf.map(cpu_free_text).unwrap_or_default()
-                ));
-            }
-        } else {
-            why.push(format!("{label}: no hint can satisfy the request"));
+            _ => {}
         }
     }
-    if why.is_empty() {
+    let blocked = infos.iter().any(|i| {
+        i.state == ListState::CannotSatisfy
+            || (single && i.state == ListState::Hints && !i.single_ok)
+    });
+    if !blocked {
         why.push(format!(
             "no mask is preferred by all providers ({}); best non-preferred is {}",
-            preferences_text(&labels, &outcome.lists),
+            preferences_text(&infos),
             affinity_text(outcome.hint.affinity)
         ));
         if let Some(ms) = ms {
-            for (label, l) in labels.iter().zip(&outcome.lists) {
+            for info in &infos {
+                let label = &info.label;
                 let Some(&want) = req.get(label) else {
                     continue;
                 };
-                if l.iter().any(|h| h.preferred) {
+                if info.state != ListState::Hints || info.any_preferred || info.prefers.is_some() {
                     continue;
                 }
                 let mut reasons: BTreeMap<u32, String> = BTreeMap::new();
@@ -1186,17 +1447,12 @@ fn topology_why(
         // A memory request wider than any single node while another resource prefers
         // single nodes: shrinking it would align them.
         if let Some(ms) = ms {
-            for (label, l) in labels.iter().zip(&outcome.lists) {
+            for info in &infos {
+                let label = &info.label;
                 let Some(&want) = req.get(label) else {
                     continue;
                 };
-                let narrowest = l
-                    .iter()
-                    .filter(|h| h.preferred)
-                    .filter_map(|h| h.affinity)
-                    .map(|m| m.count())
-                    .min();
-                if narrowest.is_some_and(|n| n > 1) {
+                if info.narrowest_preferred.is_some_and(|n| n > 1) {
                     why.push(format!(
                         "{label}: needs {} — more than one NUMA node can offer — so it prefers only multi-node groups",
                         bytes_text(want)
@@ -1324,15 +1580,28 @@ fn memory_allocation_why(
     why
 }
 
+/// `cpu: needs 8 exclusive CPUs but only 3 are free (3 on node 0 and 0 on node 1;
+/// reserved: 0)`.
+fn cpu_short_sentence(facts: &Facts, want: usize) -> String {
+    let Some(f) = facts.cpu.as_ref() else {
+        return format!("cpu: needs {want} exclusive CPUs, more than are free");
+    };
+    let total: usize = f.nodes.iter().map(|n| n.free).sum();
+    format!(
+        "cpu: needs {want} exclusive CPUs but only {total} {} free ({}; reserved: {})",
+        if total == 1 { "is" } else { "are" },
+        cpu_free_text(f),
+        if f.reserved.is_empty() {
+            "none"
+        } else {
+            &f.reserved
+        }
+    )
+}
+
 fn cpu_allocation_why(facts: &Facts, message: &str, want: usize) -> Vec<String> {
-    let f = facts.cpu.as_ref();
     if message.contains("not enough cpus available") {
-        let total: usize = f.map_or(0, |f| f.nodes.iter().map(|n| n.free).sum());
-        return vec![format!(
-            "cpu: needs {want} exclusive CPUs but only {total} are free outside the reserved CPUs {} ({})",
-            f.map_or(String::new(), |f| f.reserved.clone()),
-            f.map(cpu_free_text).unwrap_or_default()
-        )];
+        return vec![cpu_short_sentence(facts, want)];
     }
     if message.contains("SMT Alignment Error") {
         return vec![format!(
@@ -1610,23 +1879,25 @@ pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> 
                 container: pod.containers.get(i),
                 provider: trace.containers[i].failed_provider,
             })
+            // Stopped before any merge or allocation (the large-machine merge gave up).
+            .or(Some(Failing {
+                index: None,
+                container: None,
+                provider: None,
+            }))
     };
 
     // Decisions: the pod-scope merge, or one per evaluated container.
     let mut decisions = Vec::new();
     if let Some(m) = &trace.pod_merge {
-        decisions.push(decision(before, pod, None, &trace.pod_hints, m));
+        let a = answers(&trace.pod_hints, &trace.pod_families);
+        decisions.push(decision(before, pod, None, &a, m));
     }
     for (i, t) in trace.containers.iter().enumerate() {
         if let Some(m) = &t.merge {
             let met = met_node(before, pod, trace, i);
-            decisions.push(decision(
-                &met,
-                pod,
-                pod.containers.get(i),
-                &t.provider_hints,
-                m,
-            ));
+            let a = answers(&t.provider_hints, &t.provider_families);
+            decisions.push(decision(&met, pod, pod.containers.get(i), &a, m));
         }
     }
 
@@ -1723,8 +1994,11 @@ pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> 
             Some("memory") => {
                 let hint = f.index.and_then(|i| trace.containers[i].affinity);
                 let hints = match f.index {
-                    Some(i) if trace.pod_merge.is_none() => &trace.containers[i].provider_hints,
-                    _ => &trace.pod_hints,
+                    Some(i) if trace.pod_merge.is_none() => answers(
+                        &trace.containers[i].provider_hints,
+                        &trace.containers[i].provider_families,
+                    ),
+                    _ => answers(&trace.pod_hints, &trace.pod_families),
                 };
                 let no_hints = hints
                     .iter()
@@ -1748,16 +2022,26 @@ pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> 
             None => {
                 let (hints, outcome) = match f.index {
                     Some(i) => (
-                        &trace.containers[i].provider_hints,
+                        answers(
+                            &trace.containers[i].provider_hints,
+                            &trace.containers[i].provider_families,
+                        ),
                         trace.containers[i].merge.as_ref(),
                     ),
-                    None => (&trace.pod_hints, trace.pod_merge.as_ref()),
+                    None => (
+                        answers(&trace.pod_hints, &trace.pod_families),
+                        trace.pod_merge.as_ref(),
+                    ),
                 };
                 match outcome {
                     Some(o) => {
-                        topology_why(&met, pod, f.container, hints, o, &facts, &mut size_fixes)
+                        topology_why(&met, pod, f.container, &hints, o, &facts, &mut size_fixes)
                     }
-                    None => Vec::new(),
+                    None => vec![format!(
+                        "the admission stopped before any merge: {}: {}",
+                        result.reason.as_deref().unwrap_or(""),
+                        result.message.as_deref().unwrap_or("")
+                    )],
                 }
             }
         },
@@ -1850,4 +2134,386 @@ pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> 
         facts,
         alternatives,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet_config::MemoryReservation;
+    use crate::machine::{Cpu, NumaNode};
+    use crate::pod::compute_qos;
+    use crate::quantity::Quantity;
+
+    const GI: u64 = 1 << 30;
+
+    /// Two NUMA nodes of 4 CPUs and 16Gi (8Gi when `small`), 1Gi reserved on each.
+    fn machine(mem: u64) -> Machine {
+        let nodes: Vec<NumaNode> = (0..2u32)
+            .map(|id| NumaNode {
+                id,
+                cpus: CpuSet::from_ids(id * 4..id * 4 + 4),
+                memory: mem,
+                hugepages: BTreeMap::new(),
+                distances: Vec::new(),
+            })
+            .collect();
+        let cpus = (0..8u32)
+            .map(|id| Cpu {
+                id,
+                core: id,
+                socket: id / 4,
+                numa: id / 4,
+            })
+            .collect();
+        let mut m = Machine { nodes, cpus };
+        m.default_distances();
+        m
+    }
+
+    fn config(policy: &str, cpu_static: bool) -> KubeletConfig {
+        let map = |kv: &[(&str, &str)]| {
+            Some(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        };
+        KubeletConfig {
+            memory_manager_policy: Some("Static".into()),
+            reserved_memory: Some(
+                (0..2)
+                    .map(|n| MemoryReservation {
+                        numa_node: n,
+                        limits: vec![("memory".into(), "1Gi".into())],
+                    })
+                    .collect(),
+            ),
+            kube_reserved: if cpu_static {
+                map(&[("memory", "1Gi"), ("cpu", "1")])
+            } else {
+                map(&[("memory", "1Gi")])
+            },
+            system_reserved: map(&[("memory", "924Mi")]),
+            eviction_hard: map(&[("memory.available", "100Mi")]),
+            cpu_manager_policy: cpu_static.then(|| "static".to_string()),
+            topology_manager_policy: Some(policy.into()),
+            ..Default::default()
+        }
+    }
+
+    /// A Guaranteed single-container pod (or several containers: `(name, cpu, memory)`).
+    fn pod(name: &str, containers: &[(&str, &str, &str)]) -> PodInfo {
+        let containers: Vec<ContainerInfo> = containers
+            .iter()
+            .map(|(c, cpu, mem)| {
+                let r: BTreeMap<String, Quantity> = [
+                    ("cpu".to_string(), Quantity::parse(cpu).unwrap()),
+                    ("memory".to_string(), Quantity::parse(mem).unwrap()),
+                ]
+                .into();
+                ContainerInfo {
+                    name: c.to_string(),
+                    init: false,
+                    restartable: false,
+                    requests: r.clone(),
+                    limits: r,
+                }
+            })
+            .collect();
+        PodInfo {
+            uid: format!("uid-{name}"),
+            name: name.into(),
+            namespace: "default".into(),
+            qos: compute_qos(&containers),
+            containers,
+        }
+    }
+
+    fn run(
+        m: &Machine,
+        c: &KubeletConfig,
+        steps: &[HistoryStep],
+        p: &PodInfo,
+    ) -> Result<Explanation, ExplainError> {
+        let start = StartOptions::default();
+        explain(
+            &History {
+                machine: m,
+                config: c,
+                start: &start,
+                steps,
+            },
+            p,
+        )
+    }
+
+    #[test]
+    fn words() {
+        assert_eq!(mask_text(NumaMask(0b101)), "{0,2}");
+        assert_eq!(
+            hint_text(&TopologyHint::new(NumaMask(1), true)),
+            "{0} preferred"
+        );
+        assert_eq!(hint_text(&TopologyHint::NONE), "any");
+        assert_eq!(hint_words(&TopologyHint::NONE), "any node, not preferred");
+        assert_eq!(
+            and_list(&["a".into(), "b".into(), "c".into()]),
+            "a, b and c"
+        );
+        assert_eq!(nodes_text(&[1]), "node 1");
+        assert_eq!(nodes_text(&[0, 1]), "nodes 0 and 1");
+        let o: BTreeMap<u32, String> = [
+            (0, "already holds single-NUMA allocations".to_string()),
+            (1, "already holds single-NUMA allocations".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            obstacle_sentence(&o),
+            "nodes 0 and 1 already hold single-NUMA allocations"
+        );
+    }
+
+    #[test]
+    fn preferred_candidates_follow_the_kubelet_merge() {
+        let h = |m: u64, p: bool| TopologyHint::new(NumaMask(m), p);
+        let any = TopologyHint {
+            affinity: None,
+            preferred: true,
+        };
+        let all = NumaMask(0b11);
+        // {0},{1} preferred by both.
+        let lists = vec![
+            vec![h(1, true), h(2, true), h(3, false)],
+            vec![h(1, true), h(2, true)],
+        ];
+        assert_eq!(
+            preferred_candidates(&lists, all),
+            vec![NumaMask(1), NumaMask(2)]
+        );
+        // A list without preference accepts any mask.
+        let lists = vec![vec![any], vec![h(2, true)]];
+        assert_eq!(preferred_candidates(&lists, all), vec![NumaMask(2)]);
+        // No common preferred mask.
+        let lists = vec![vec![h(1, true)], vec![h(3, true)]];
+        assert!(preferred_candidates(&lists, all).is_empty());
+        // Nobody has a preference: the default mask.
+        assert_eq!(
+            preferred_candidates(&[vec![any], vec![any]], all),
+            vec![all]
+        );
+    }
+
+    /// a (10Gi) and b (4Gi) fill node 0, c (12Gi) node 1; `big` (12Gi) fits on no single
+    /// node and single-numa-node forbids spanning; removing c (and only c) makes room.
+    #[test]
+    fn single_numa_node_rejection_fits_after_removing_one_pod() {
+        let m = machine(16 * GI);
+        let c = config("single-numa-node", false);
+        let steps = vec![
+            HistoryStep::Admit(pod("a", &[("c", "1", "10Gi")])),
+            HistoryStep::Admit(pod("b", &[("c", "1", "4Gi")])),
+            HistoryStep::Admit(pod("c", &[("c", "1", "12Gi")])),
+        ];
+        let e = run(&m, &c, &steps, &pod("big", &[("app", "2", "12Gi")])).unwrap();
+        assert!(!e.admitted);
+        assert_eq!(e.reason.as_deref(), Some("UnexpectedAdmissionError"));
+        assert_eq!(
+            e.verdict,
+            "pod big is rejected: the memory manager could not allocate container app (UnexpectedAdmissionError)"
+        );
+        assert_eq!(
+            e.why[0],
+            "memory: needs 12Gi on one NUMA node; the largest free single node has 3Gi (node 1); single-numa-node forbids spanning nodes"
+        );
+        assert!(
+            e.why[1].starts_with("so the memory manager offered no hints"),
+            "{:?}",
+            e.why
+        );
+        assert_eq!(
+            e.fixes[0],
+            "it fits after removing pod c (frees memory 12Gi on node 1)"
+        );
+        assert_eq!(
+            e.fixes[1],
+            "or lower its memory request to at most 3Gi so that one NUMA node can hold it"
+        );
+        assert_eq!(
+            e.fixes[2],
+            "it would be rejected under none, best-effort and restricted as well"
+        );
+        let alt = e.alternatives.as_ref().unwrap();
+        assert_eq!(alt.running_pods, 3);
+        assert_eq!(alt.single_removals.len(), 1);
+        assert_eq!(alt.single_removals[0].uid, "uid-c");
+        assert!(alt.fits_on_empty_node);
+        // The machine state the container met.
+        let mem = &e.facts.memory[0];
+        assert_eq!(mem.request, 12 * GI);
+        assert_eq!(
+            mem.nodes.iter().map(|n| n.free).collect::<Vec<_>>(),
+            vec![GI, 3 * GI]
+        );
+        assert_eq!(mem.largest_free_node.as_ref().unwrap().numa_nodes, vec![1]);
+        // Groups are not allowed: both nodes hold single-NUMA allocations.
+        assert!(mem.largest_free_group.is_none());
+        let d = &e.decisions[0];
+        assert_eq!(
+            d.providers[1].text,
+            "memory: no hints: no NUMA node or allowed group has 12Gi memory free, and an empty answer reads as no preference"
+        );
+        assert_eq!(e.containers[0].outcome, "allocation-failed");
+        assert_eq!(e.containers[0].failure.as_ref().unwrap().provider, "memory");
+    }
+
+    /// cpu prefers single nodes, memory (10Gi > 7Gi per node) only {0,1}: restricted
+    /// rejects the non-preferred {0,1}; best-effort and none would admit.
+    #[test]
+    fn restricted_rejects_the_best_non_preferred_hint() {
+        let m = machine(8 * GI);
+        let c = config("restricted", true);
+        let e = run(&m, &c, &[], &pod("wide", &[("app", "2", "10Gi")])).unwrap();
+        assert_eq!(e.reason.as_deref(), Some("TopologyAffinityError"));
+        let d = &e.decisions[0];
+        assert_eq!(
+            d.providers[0].text,
+            "cpu: {0} preferred, {1} preferred, {0,1}"
+        );
+        assert_eq!(d.providers[1].text, "memory: {0,1} preferred");
+        assert_eq!(
+            d.why_merged,
+            "no mask is preferred by all providers (cpu prefers {0}, {1}; memory prefers {0,1}); best non-preferred is {0,1}"
+        );
+        assert_eq!(
+            d.verdict,
+            "restricted rejects: the merged hint ({0,1}) is not preferred (TopologyAffinityError)"
+        );
+        let admit: Vec<(&str, bool)> = d
+            .under_each_policy
+            .iter()
+            .map(|v| (v.policy.as_str(), v.admit))
+            .collect();
+        assert_eq!(
+            admit,
+            vec![
+                ("none", true),
+                ("best-effort", true),
+                ("restricted", false),
+                ("single-numa-node", false)
+            ]
+        );
+        assert!(e
+            .why
+            .contains(&"memory: needs 10Gi — more than one NUMA node can offer — so it prefers only multi-node groups".to_string()));
+        assert_eq!(
+            e.fixes,
+            vec![
+                "it does not fit even on an empty node with this machine and configuration",
+                "lower its memory request to at most 7Gi so that one NUMA node can hold it",
+                "under none it would be admitted (app: CPUs 1-2, memory 10Gi on nodes 0 and 1)",
+                "under best-effort it would be admitted (app: NUMA {0,1}, CPUs 1-2, memory 10Gi on nodes 0 and 1)",
+                "it would be rejected under single-numa-node as well",
+            ]
+        );
+        let cpu = e.facts.cpu.as_ref().unwrap();
+        assert_eq!(cpu.reserved, "0");
+        assert_eq!(
+            cpu.nodes.iter().map(|n| n.free).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+    }
+
+    /// A pod on node 0 leaves 6Gi there; memory offers no hints for 10Gi (the group {0,1}
+    /// is not allowed), cpu's {0} wins, and the memory manager cannot extend it.
+    #[test]
+    fn extension_failure_names_the_blocking_node() {
+        let m = machine(8 * GI);
+        let c = config("restricted", true);
+        let steps = vec![HistoryStep::Admit(pod("small", &[("app", "1", "1Gi")]))];
+        let e = run(&m, &c, &steps, &pod("wide", &[("app", "2", "10Gi")])).unwrap();
+        assert!(e
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("failed to find NUMA nodes to extend the current topology hint"));
+        assert_eq!(
+            e.decisions[0].why_merged,
+            "{0} and {1} are preferred by every provider; {0} wins as the narrowest (fewest nodes, then the lowest ids)"
+        );
+        assert!(
+            e.why.contains(&"the merged hint's nodes {0} lack free memory (only 6Gi memory free of the 10Gi needed) and no wider group is allowed because node 0 already holds single-NUMA allocations".to_string()),
+            "{:?}",
+            e.why
+        );
+    }
+
+    #[test]
+    fn admitted_pod_says_why_its_hint_won() {
+        let m = machine(8 * GI);
+        let c = config("restricted", true);
+        let e = run(&m, &c, &[], &pod("fits", &[("app", "2", "1Gi")])).unwrap();
+        assert!(e.admitted);
+        assert!(e.why.is_empty() && e.fixes.is_empty() && e.alternatives.is_none());
+        assert_eq!(
+            e.verdict,
+            "pod fits is admitted (app: NUMA {0}, CPUs 1-2, memory 1Gi on node 0)"
+        );
+        assert_eq!(
+            e.decisions[0].why_merged,
+            "{0} and {1} are preferred by every provider; {0} wins as the narrowest (fewest nodes, then the lowest ids)"
+        );
+        assert_eq!(e.containers[0].outcome, "admitted");
+        assert_eq!(e.containers[0].exclusive_cpus, 2);
+        assert_eq!(e.facts.subject, "pod fits");
+    }
+
+    /// Container scope: the second container meets the first one's allocation; when it
+    /// cannot get its CPUs the first one's are released.
+    #[test]
+    fn second_container_sees_the_first_ones_cpus() {
+        let m = machine(8 * GI);
+        let c = config("single-numa-node", true);
+        let p = pod("two", &[("first", "3", "1Gi"), ("second", "4", "1Gi")]);
+        let e = run(&m, &c, &[], &p).unwrap();
+        assert_eq!(e.reason.as_deref(), Some("TopologyAffinityError"));
+        assert_eq!(e.containers[0].outcome, "released");
+        assert_eq!(e.containers[1].outcome, "topology-rejected");
+        assert_eq!(e.facts.subject, "container second");
+        // first took 1-3 on node 0 (CPU 0 is reserved): nothing left there.
+        let cpu = e.facts.cpu.as_ref().unwrap();
+        assert_eq!(cpu.nodes[0].free, 0);
+        assert_eq!(cpu.nodes[1].free, 4);
+        assert_eq!(e.decisions.len(), 2);
+        assert_eq!(e.decisions[1].container.as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn pod_scope_has_one_decision() {
+        let m = machine(8 * GI);
+        let mut c = config("restricted", true);
+        c.topology_manager_scope = Some("pod".into());
+        let p = pod("pair", &[("a", "2", "4Gi"), ("b", "2", "4Gi")]);
+        let e = run(&m, &c, &[], &p).unwrap();
+        assert_eq!(e.decisions.len(), 1);
+        assert_eq!(e.decisions[0].scope, "pod");
+        assert_eq!(e.decisions[0].providers[1].text, "memory: {0,1} preferred");
+        assert!(!e.admitted);
+        assert!(e
+            .containers
+            .iter()
+            .all(|c| c.outcome == "topology-rejected"));
+    }
+
+    #[test]
+    fn errors_name_the_step() {
+        let m = machine(8 * GI);
+        let c = config("restricted", true);
+        let steps = vec![HistoryStep::Admit(pod("a", &[("app", "1", "1Gi")]))];
+        let err = run(&m, &c, &steps, &pod("a", &[("app", "1", "1Gi")])).unwrap_err();
+        assert!(matches!(err, ExplainError::Step { index: 1, .. }), "{err}");
+        let mut bad = c.clone();
+        bad.topology_manager_policy = Some("fancy".into());
+        let err = run(&m, &bad, &[], &pod("a", &[("app", "1", "1Gi")])).unwrap_err();
+        assert!(matches!(err, ExplainError::Startup(_)), "{err}");
+    }
 }

@@ -82,10 +82,6 @@ fn pod_info(s: &Scenario, i: usize, pod: &k8s_openapi::api::core::v1::Pod) -> Re
 /// Picks the step (checked against the scenario) and explains it.
 pub fn explain_scenario(s: &Scenario, step: Option<usize>) -> Result<Explained> {
     let p = s.path.display();
-    let admits = admit_steps(s);
-    if admits.is_empty() {
-        bail!("{p}: steps: the scenario admits no pod, so there is nothing to explain; add a step like `- admit: {{metadata: {{name: a, uid: uid-a}}, spec: ...}}`");
-    }
     let outcome = run(s, STATE_DIR)?;
     if let Some(e) = &outcome.startup_error {
         bail!(
@@ -93,6 +89,10 @@ pub fn explain_scenario(s: &Scenario, step: Option<usize>) -> Result<Explained> 
             e.stage,
             e.message
         );
+    }
+    let admits = admit_steps(s);
+    if admits.is_empty() {
+        bail!("{p}: steps: the scenario admits no pod, so there is nothing to explain; add a step like `- admit: {{metadata: {{name: a, uid: uid-a}}, spec: ...}}`");
     }
     let n = match step {
         Some(n) => {

@@ -52,7 +52,8 @@ Examples:
 
 Without a machine only the checksum is checked. With --machine (or --sysfs-root) and
 --config, nmm starts kubelet v1.32's CPU and Memory Managers on the file, as the kubelet does
-after a restart. A --machine file that is a whole scenario also provides the kubelet config.
+after a restart. A whole scenario file works as --machine (its kubelet: block is the config
+unless --config is given) or as --config (its machine: block is the machine).
 Exit status: 0 the kubelet would accept the file, 1 corrupt or mismatch, 2 usage or I/O error.";
 
 #[derive(Debug, clap::Subcommand)]
@@ -87,6 +88,7 @@ pub struct ShowArgs {
     /// groups joined) into this SVG file; `-` writes the SVG to stdout instead of the table.
     #[arg(long, value_name = "OUT.svg")]
     pub svg: Option<PathBuf>,
+    /// When to colour the output.
     #[arg(long, value_enum, default_value_t = ColorMode::Auto)]
     pub color: ColorMode,
 }
@@ -102,12 +104,14 @@ pub struct VerifyArgs {
     /// Read the machine from sysfs under this root (`/` for this node).
     #[arg(long, value_name = "DIR")]
     pub sysfs_root: Option<PathBuf>,
-    /// The kubelet config (a KubeletConfiguration file, or a scenario's `kubelet:` block).
+    /// The kubelet config: a KubeletConfiguration file, or a whole scenario (its `kubelet:`
+    /// block, and its `machine:` when no machine is given).
     #[arg(long, value_name = "KUBELET_CONFIG")]
     pub config: Option<PathBuf>,
     /// Output format: text (default), or JSON / YAML for scripts.
     #[arg(short, long, value_enum)]
     pub output: Option<Output>,
+    /// When to colour the output.
     #[arg(long, value_enum, default_value_t = ColorMode::Auto)]
     pub color: ColorMode,
 }
@@ -348,12 +352,12 @@ fn load(path: &Path) -> Result<std::result::Result<Loaded, String>> {
                 Kind::Cpu
             } else {
                 let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-                return Ok(Err(format!(
+                bail!(format!(
                     "{name}: has neither a `machineState` key (memory_manager_state) nor a `defaultCpuSet` key \
                      (cpu_manager_state); its keys are [{}]. Pass the kubelet's memory_manager_state or \
                      cpu_manager_state (in its root directory, usually /var/lib/kubelet).",
                     keys.join(", ")
-                )));
+                ));
             }
         }
         None => {
@@ -652,7 +656,7 @@ fn check_memory_checksum(l: &Loaded) -> ChecksumCheck {
         (Err(CheckpointError::Corrupted), Ok((_, MemoryCheckpointFormat::V2, pods))) => {
             c.verdict = Verdict::Mismatch;
             c.lines.push(format!(
-                "checksum {stored_text} is a V2 checksum (kubelet v1.36, {} pod-level entries): it covers podEntries, so \
+                "checksum {stored_text} is a V2 checksum (kubelet v1.36, podEntries for {} pods): it covers podEntries, so \
                  kubelet v1.32 reports \"checkpoint is corrupted\" and refuses to start",
                 pods.len()
             ));
@@ -665,7 +669,7 @@ fn check_memory_checksum(l: &Loaded) -> ChecksumCheck {
         {
             c.verdict = Verdict::Mismatch;
             c.lines.push(
-                "checksum 0: kubelets v1.36+ accept it unverified, kubelet v1.32 reports \"checkpoint is corrupted\""
+                "checksum 0: newer kubelets (v1.36+) accept it unverified, kubelet v1.32 reports \"checkpoint is corrupted\""
                     .to_string(),
             );
             c.advice.push(format!(
@@ -1381,13 +1385,18 @@ fn load_target(a: &VerifyArgs) -> Result<Option<Target>> {
             (m, format!("sysfs under {}", root.display()))
         }
         (None, None) => {
-            if let Some(c) = &a.config {
+            let Some(c) = &a.config else {
+                return Ok(None);
+            };
+            // A scenario given as the config brings its machine.
+            let v = read_yaml_file(c)?;
+            let Some(mv) = field(&v, "machine") else {
                 bail!(
                     "--config {}: restart validation needs the machine too; add --sysfs-root / (this node) or --machine FILE",
                     c.display()
                 );
-            }
-            return Ok(None);
+            };
+            (parse_machine(mv, c)?, c.display().to_string())
         }
     };
     let (config, config_src) = match (&a.config, embedded) {
@@ -1687,7 +1696,7 @@ fn explain_memory_failure(
             .map(|d| humanize_bytes(d))
             .collect();
         r.lines.push(
-            "the state in the file is not the machine's default state plus the file's assignments"
+            "the tables in the file are not what this machine and config give, plus the file's assignments"
                 .to_string(),
         );
         r.advice = memory_mismatch_advice(&ck.machine_state, &expected, target);
@@ -2079,7 +2088,7 @@ mod tests {
     fn humanize_adds_units() {
         assert_eq!(
             humanize_bytes("free is 1073741824 bytes in the state, 512 bytes expected (+1073741312 bytes)"),
-            "free is 1073741824 bytes (1Gi) in the state, 512 bytes expected (+1073741312 bytes (1024Mi))"
+            "free is 1073741824 bytes (1Gi) in the state, 512 bytes expected (+1073741312 bytes (1Gi))"
         );
         assert_eq!(humanize_bytes("no numbers"), "no numbers");
     }

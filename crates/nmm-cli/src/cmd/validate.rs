@@ -180,8 +180,9 @@ pub struct Finding {
     pub kubelet_error: String,
     /// What to change.
     pub fix: String,
-    /// This is the message the kubelet itself would stop with.
-    pub reported_first: bool,
+    /// The kubelet itself stops with this message (or, for config validation, with an
+    /// aggregate holding it).
+    pub kubelet_stops_here: bool,
 }
 
 /// A complete `reservedMemory` that passes the kubelet's checks.
@@ -264,7 +265,7 @@ impl Ctx<'_> {
             check: check.to_string(),
             kubelet_error,
             fix: fix.into(),
-            reported_first: false,
+            kubelet_stops_here: false,
         });
     }
 
@@ -336,25 +337,27 @@ pub fn analyze(machine: &Machine, file_config: &KubeletConfig, flags: &[String])
         }
     }
     if let Some((stage, msg)) = &a.kubelet_error {
-        let hit = cx
-            .findings
-            .iter()
-            .position(|f| f.kubelet_error == *msg)
-            .or_else(|| {
-                cx.findings
-                    .iter()
-                    .position(|f| msg.contains(f.kubelet_error.as_str()))
-            });
-        match hit {
-            Some(i) => cx.findings[i].reported_first = true,
-            None => {
-                cx.findings.push(Finding {
-                    check: format!("kubelet.{stage}"),
-                    kubelet_error: msg.clone(),
-                    fix: "the kubelet refuses this configuration on this machine; change the setting the message names".into(),
-                    reported_first: true,
-                });
+        // The finding with the kubelet's message; for config validation, every finding
+        // inside the aggregate message.
+        let mut hit = false;
+        if let Some(f) = cx.findings.iter_mut().find(|f| f.kubelet_error == *msg) {
+            f.kubelet_stops_here = true;
+            hit = true;
+        } else {
+            for f in cx.findings.iter_mut() {
+                if msg.contains(f.kubelet_error.as_str()) {
+                    f.kubelet_stops_here = true;
+                    hit = true;
+                }
             }
+        }
+        if !hit {
+            cx.findings.push(Finding {
+                check: format!("kubelet.{stage}"),
+                kubelet_error: msg.clone(),
+                fix: "the kubelet refuses this configuration on this machine; change the setting the message names".into(),
+                kubelet_stops_here: true,
+            });
         }
     }
     a.findings = cx.findings;
@@ -1057,11 +1060,20 @@ fn check_memory(
     }
 
     // Whole bytes.
-    let fractional: Vec<String> = list
-        .iter()
-        .filter(|(_, _, q)| q.as_int64().is_none())
-        .map(|(n, r, q)| format!("NUMA node {n} {r}: {q} -> {}", human(bytes_of(q))))
-        .collect();
+    let mut fractional: Vec<String> = Vec::new();
+    for e in config.reserved_memory.iter().flatten() {
+        for (r, v) in &e.limits {
+            if let Ok(q) = Quantity::parse(v.trim()) {
+                if q.as_int64().is_none() {
+                    fractional.push(format!(
+                        "NUMA node {} {r}: {v} -> {}",
+                        e.numa_node,
+                        human(bytes_of(&q))
+                    ));
+                }
+            }
+        }
+    }
     if !fractional.is_empty() {
         needs_change = true;
         cx.add(
@@ -1182,7 +1194,7 @@ pub fn report_json(a: &Analysis, config: &Path, machine: &str) -> Value {
                 "check": f.check,
                 "kubeletError": f.kubelet_error,
                 "fix": f.fix,
-                "reportedFirst": f.reported_first,
+                "kubeletStopsHere": f.kubelet_stops_here,
             })
         })
         .collect();
@@ -1307,8 +1319,8 @@ pub fn render_table(a: &Analysis, config: &Path, machine: &str, color: bool, tty
         }
         for (i, f) in a.findings.iter().enumerate() {
             let mut check = f.check.clone();
-            if f.reported_first {
-                check.push_str(" (reported first)");
+            if f.kubelet_stops_here {
+                check.push_str(" (kubelet stops here)");
             }
             t.add_row(vec![
                 (i + 1).to_string(),
@@ -1386,7 +1398,11 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         }
         Output::Yaml => {
             let v = report_json(&a, &args.config, &mtext);
-            let y = serde_saphyr::to_string(&v).map_err(|e| anyhow!("rendering YAML: {e}"))?;
+            // Long messages stay on one line (no folded scalars), for grep.
+            let mut o = serde_saphyr::SerializerOptions::default();
+            o.prefer_block_scalars = false;
+            let y = serde_saphyr::to_string_with_options(&v, o)
+                .map_err(|e| anyhow!("rendering YAML: {e}"))?;
             write!(out, "{y}")?;
             if !y.ends_with('\n') {
                 writeln!(out)?;
@@ -1471,7 +1487,7 @@ systemReserved: {cpu: \"1\", memory: 1Gi}
         assert_eq!(checks(&a), ["reservedMemory.total"]);
         let f = &a.findings[0];
         assert_eq!(f.kubelet_error, "the total amount \"4Gi\" of type \"memory\" is not equal to the value \"5220Mi\" determined by Node Allocatable feature");
-        assert!(f.reported_first);
+        assert!(f.kubelet_stops_here);
         assert!(
             f.fix.starts_with("add 1124Mi of memory on NUMA node 1:"),
             "{}",
@@ -1541,7 +1557,7 @@ systemReserved: {cpu: \"1\", memory: 1Gi}
             a.findings[0].kubelet_error,
             "[memorymanager] you should specify the system reserved memory"
         );
-        assert!(a.findings[0].reported_first);
+        assert!(a.findings[0].kubelet_stops_here);
         assert!(a.suggestion.is_none());
     }
 
@@ -1568,7 +1584,7 @@ systemReserved: {cpu: \"1\", memory: 1Gi}
             ]
         );
         assert_eq!(a.findings[0].kubelet_error, "invalid configuration: reserved memory may not be zero for NUMA node 0 and resource \"hugepages-2Mi\"");
-        assert!(a.findings[0].reported_first);
+        assert!(a.findings[0].kubelet_stops_here);
         assert_eq!(a.findings[1].kubelet_error, "invalid configuration: the reserved memory has a duplicate value for NUMA node 0 and resource \"memory\"");
         assert_eq!(a.findings[2].kubelet_error, "the reserved memory configuration references a NUMA node 3 that does not exist on this machine");
         assert!(a.findings[2].fix.contains("NUMA nodes 0, 1"));
@@ -1657,7 +1673,16 @@ systemReserved: {cpu: \"1\", memory: 1Gi}
         let m = two_nodes();
         let a = analyze(&m, &config("cpuManagerPolicy: static\n"), &[]);
         assert_eq!(checks(&a), ["cpuReservation"]);
-        assert_eq!(a.findings[0].kubelet_error, "[cpumanager] the static policy requires systemreserved.cpu + kubereserved.cpu to be greater than zero");
+        assert_eq!(
+            a.findings[0].kubelet_error,
+            "[cpumanager] unable to determine reserved CPU resources for static policy"
+        );
+        let a = analyze(
+            &m,
+            &config("cpuManagerPolicy: static\nkubeReserved: {cpu: \"0\"}\n"),
+            &[],
+        );
+        assert_eq!(checks(&a), ["cpuReservation"]);
         let a = analyze(
             &m,
             &config("cpuManagerPolicy: static\nreservedSystemCPUs: \"0,16\"\n"),
@@ -1709,7 +1734,7 @@ systemReserved: {cpu: \"1\", memory: 1Gi}
             a.findings[0].kubelet_error,
             "cannot reserve \"hugepages-2Mi\" resource"
         );
-        assert!(a.findings[0].reported_first);
+        assert!(a.findings[0].kubelet_stops_here);
     }
 
     #[test]
@@ -1721,7 +1746,11 @@ systemReserved: {cpu: \"1\", memory: 1Gi}
             a.findings[0].kubelet_error,
             "could not covert a variable of type Quantity to int64"
         );
-        assert!(a.findings[0].fix.contains("1.5Gi -> 1536Mi"));
+        assert!(
+            a.findings[0].fix.contains("1.5Gi -> 1536Mi"),
+            "{}",
+            a.findings[0].fix
+        );
     }
 
     #[test]

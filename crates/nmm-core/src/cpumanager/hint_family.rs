@@ -123,6 +123,12 @@ impl HintFamily for CpuHintFamily {
         Some(size)
     }
 
+    fn member_within(&self, t: NumaMask, excluded: NumaMask) -> bool {
+        // Members are closed under adding nodes: the largest candidate decides.
+        let m = NumaMask(self.universe.0 & !excluded.0);
+        t.is_subset_of(m) && self.get(m).is_some()
+    }
+
     fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {
         let m = x.or(NumaMask(self.universe.0 & !u.0));
         m.and(u) == x && self.get(m).is_some()

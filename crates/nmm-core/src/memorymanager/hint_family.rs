@@ -246,6 +246,27 @@ impl HintFamily for MemoryHintFamily {
         self.min_size
     }
 
+    fn member_within(&self, t: NumaMask, excluded: NumaMask) -> bool {
+        if t.is_empty() || !t.is_subset_of(self.universe) || !t.and(excluded).is_empty() {
+            return false;
+        }
+        // New groups of unassigned nodes are closed under adding unassigned nodes.
+        if t.is_subset_of(self.zero) {
+            let m = NumaMask(self.zero.0 & !excluded.0);
+            if m.count() >= 2 && self.get(m).is_some() {
+                return true;
+            }
+        }
+        // Single nodes, existing groups and masks with reusable memory.
+        if t.count() == 1 && self.get(t).is_some() {
+            return true;
+        }
+        self.groups
+            .iter()
+            .chain(self.reusable.iter().map(|(m, _)| m))
+            .any(|&g| t.is_subset_of(g) && g.and(excluded).is_empty() && self.get(g).is_some())
+    }
+
     fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {
         if self.get(x).is_some() {
             return true;

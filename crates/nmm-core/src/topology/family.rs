@@ -36,6 +36,8 @@ pub trait HintFamily: Debug {
     fn min_size(&self) -> Option<u32>;
     /// Whether some member `m` has `m ∩ u == x` (`x` non-empty, `x ⊆ u`).
     fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool;
+    /// Whether some member contains `t` and avoids every node of `excluded`.
+    fn member_within(&self, t: NumaMask, excluded: NumaMask) -> bool;
 }
 
 /// A resource's hint list in a large-machine merge.
@@ -249,38 +251,115 @@ pub fn merge_large_with(
             return Ok(found.unwrap_or(TopologyHint::new(all, false)));
         }
     }
-    // General case: project every list onto U (which keeps every merged mask) and close
-    // over the projections, within budget.
-    let total: u64 = if nodes.len() >= 63 {
-        u64::MAX
-    } else {
-        (1u64 << nodes.len()) - 1
-    };
-    if total.saturating_mul(lists.len() as u64) > ENUMERATION_BUDGET {
-        return Err(format!(
-            "no NUMA mask is preferred by every provider and the exact merge would have to enumerate {total} masks of {} NUMA nodes for {} resources; nmm refuses to guess",
-            nodes.len(),
-            lists.len()
-        ));
+    // General case: walk candidate masks T in the order the comparison ranks them
+    // (node count B first, then fewer nodes, then more) and keep the first count that has
+    // an achievable T — one where every list has a member containing T and the lists'
+    // members can be picked so that their intersection is exactly T.
+    let mut order: Vec<u32> = vec![b];
+    order.extend((1..b).rev());
+    order.extend(b + 1..=nodes.len() as u32);
+    let mut budget = ENUMERATION_BUDGET;
+    for c in order
+        .into_iter()
+        .filter(|&c| c >= 1 && c as usize <= nodes.len())
+    {
+        let mut found: Option<TopologyHint> = None;
+        let mut failed = false;
+        for_each_mask_of_size(u, c, |t| match achievable(lists, t, u, all, &mut budget) {
+            Some(true) => {
+                found = merger.compare(found, TopologyHint::new(t, false), b);
+                merger.closest
+            }
+            Some(false) => true,
+            None => {
+                failed = true;
+                false
+            }
+        });
+        if failed {
+            return Err(format!(
+                "no NUMA mask is preferred by every provider and deciding the best non-preferred mask over {} NUMA nodes exceeded {ENUMERATION_BUDGET} steps; nmm refuses to guess",
+                nodes.len()
+            ));
+        }
+        if let Some(h) = found {
+            return Ok(h);
+        }
     }
-    let mut reach: Vec<NumaMask> = vec![u];
-    for l in lists {
-        let members = projected(l, u, &nodes, all);
-        let mut next: Vec<NumaMask> = reach
-            .iter()
-            .flat_map(|r| members.iter().map(move |m| r.and(*m)))
-            .collect();
-        next.sort_unstable();
-        next.dedup();
-        reach = next;
+    Ok(TopologyHint::new(all, false))
+}
+
+fn member_within(l: &LargeList, t: NumaMask, excluded: NumaMask, all: NumaMask) -> bool {
+    match l {
+        LargeList::Family(f) => f.member_within(t, excluded),
+        LargeList::Explicit(v) => v.iter().any(|h| {
+            let m = h.affinity.unwrap_or(all);
+            t.is_subset_of(m) && m.and(excluded).is_empty()
+        }),
     }
-    Ok(fold_best(
-        merger,
-        b,
-        false,
-        reach.into_iter().filter(|m| !m.is_empty()),
-    )
-    .unwrap_or(TopologyHint::new(all, false)))
+}
+
+/// Can one member per list be picked so that their intersection (within `u`) is exactly
+/// `t`? `None` when the search budget ran out.
+fn achievable(
+    lists: &[LargeList],
+    t: NumaMask,
+    u: NumaMask,
+    all: NumaMask,
+    budget: &mut u64,
+) -> Option<bool> {
+    if !lists
+        .iter()
+        .all(|l| member_within(l, t, NumaMask::EMPTY, all))
+    {
+        return Some(false);
+    }
+    if lists
+        .iter()
+        .any(|l| get(l, t).is_some() || member_within(l, t, NumaMask(u.0 & !t.0), all))
+    {
+        return Some(true);
+    }
+    // Every node of u outside t must be left out by at least one list's pick.
+    let rest: Vec<u32> = NumaMask(u.0 & !t.0).ids().collect();
+    let mut excluded = vec![NumaMask::EMPTY; lists.len()];
+    fn dfs(
+        lists: &[LargeList],
+        t: NumaMask,
+        all: NumaMask,
+        rest: &[u32],
+        i: usize,
+        excluded: &mut Vec<NumaMask>,
+        budget: &mut u64,
+    ) -> Option<bool> {
+        if i == rest.len() {
+            return Some(true);
+        }
+        let x = NumaMask::single(rest[i]);
+        for l in 0..lists.len() {
+            // Lists that are the same family with the same exclusions so far are
+            // interchangeable: try only the first of them.
+            let dup = (0..l).any(|k| {
+                excluded[k] == excluded[l]
+                    && matches!((&lists[k], &lists[l]), (LargeList::Family(a), LargeList::Family(b)) if Rc::ptr_eq(a, b))
+            });
+            if dup {
+                continue;
+            }
+            *budget = budget.checked_sub(1)?;
+            let next = excluded[l].or(x);
+            if member_within(&lists[l], t, next, all) {
+                let saved = excluded[l];
+                excluded[l] = next;
+                if dfs(lists, t, all, rest, i + 1, excluded, budget)? {
+                    return Some(true);
+                }
+                excluded[l] = saved;
+            }
+        }
+        Some(false)
+    }
+    dfs(lists, t, all, &rest, 0, &mut excluded, budget)
 }
 
 /// The non-empty masks `m ∩ u` of a list's members.

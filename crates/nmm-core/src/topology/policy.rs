@@ -1,7 +1,7 @@
 //! The Topology Manager policies: how provider hints become one hint, and whether the
 //! pod may run with it. One type per kubelet policy file, behind one enum.
 
-use super::family::{merge_large_with, LargeList, DENSE_UNIVERSE};
+use super::family::{merge_large_with, LargeList};
 use super::hint::{LargeHints, ProviderHints, TopologyHint};
 use super::merge::{filter_providers_hints, filter_single_numa, merge, Merger};
 use super::numa_info::NumaInfo;
