@@ -32,6 +32,10 @@ enum Command {
         /// Write memory_manager_state and cpu_manager_state here at the end.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Draw the NUMA nodes' memory (reserved/free per type, groups joined) after the
+        /// last step as an SVG picture.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// Show this node's (or a sysfs snapshot's) NUMA topology.
     ///
@@ -82,6 +86,7 @@ fn run(cli: Cli) -> Result<i32> {
             scenario,
             output,
             state_dir,
+            svg,
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
@@ -89,7 +94,14 @@ fn run(cli: Cli) -> Result<i32> {
                 None if tty => cmd::simulate::Format::Table,
                 None => cmd::simulate::Format::Json,
             };
-            cmd::simulate::execute(&scenario, f, state_dir.as_deref(), &mut out, &mut err)
+            cmd::simulate::execute(
+                &scenario,
+                f,
+                state_dir.as_deref(),
+                svg.as_deref(),
+                &mut out,
+                &mut err,
+            )
         }
         Command::Node { sysfs_root, output } => {
             use std::io::Write;

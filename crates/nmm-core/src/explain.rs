@@ -1729,8 +1729,22 @@ fn alternatives(h: &History, base: &Replayed, pod: &PodInfo) -> (Alternatives, V
 
     let current = node.topology.policy.kind;
     let mut policies = Vec::new();
+    let nodes = h.machine.nodes.len();
     for kind in ALL_POLICIES {
         if kind == current {
+            continue;
+        }
+        if kind == PolicyKind::None && nodes > crate::topology::LARGE_MACHINE_NODES {
+            // Without a hint the memory manager looks for its own default placement among
+            // every NUMA mask, as the kubelet does: far too many here.
+            policies.push(PolicyAlternative {
+                policy: kind.name().into(),
+                admitted: None,
+                detail: format!(
+                    "not tried: without a merged hint the memory manager would search all 2^{nodes}-1 NUMA masks of this machine for a default placement"
+                ),
+                earlier_changes: 0,
+            });
             continue;
         }
         let mut config = h.config.clone();

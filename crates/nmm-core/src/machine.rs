@@ -91,3 +91,51 @@ pub fn hugepage_resource_name(page_size_bytes: u64) -> String {
         crate::quantity::format_binary_bytes(page_size_bytes)
     )
 }
+
+impl Machine {
+    /// A synthetic machine for benchmarks and examples: `cpu_nodes` NUMA nodes with
+    /// `cores_per_node` two-thread cores each (sibling of CPU c is c + half the CPUs),
+    /// followed by `memory_only_nodes` CPU-less nodes; one socket per 8 CPU nodes.
+    pub fn synthetic(
+        cpu_nodes: u32,
+        cores_per_node: u32,
+        memory_only_nodes: u32,
+        memory: u64,
+        hugepages_1g: u64,
+    ) -> Machine {
+        let mut m = Machine::default();
+        let half = cpu_nodes * cores_per_node;
+        for n in 0..cpu_nodes + memory_only_nodes {
+            let mut cpus = CpuSet::new();
+            if n < cpu_nodes {
+                for k in 0..cores_per_node {
+                    let core = n * cores_per_node + k;
+                    for id in [core, core + half] {
+                        cpus.insert(id);
+                        m.cpus.push(Cpu {
+                            id,
+                            core,
+                            socket: n / 8,
+                            numa: n,
+                        });
+                    }
+                }
+            }
+            let hugepages = if n < cpu_nodes && hugepages_1g > 0 {
+                [(1u64 << 30, hugepages_1g)].into()
+            } else {
+                BTreeMap::new()
+            };
+            m.nodes.push(NumaNode {
+                id: n,
+                cpus,
+                memory,
+                hugepages,
+                distances: Vec::new(),
+            });
+        }
+        m.cpus.sort_by_key(|c| c.id);
+        m.default_distances();
+        m
+    }
+}

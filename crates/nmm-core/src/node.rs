@@ -52,6 +52,9 @@ pub struct StartOptions {
     /// With `force_large`: the projection threshold of the large merge (0 makes every
     /// merge use the search paths).
     pub large_dense_universe: Option<usize>,
+    /// List every NUMA mask as the kubelet does instead of describing hint lists (slow
+    /// above ~12 nodes; tests compare both paths with it).
+    pub enumerate: bool,
 }
 
 /// One container after an admission attempt: what the managers hold for it.

@@ -169,7 +169,8 @@ proptest! {
         let start = |force: bool, dense: Option<usize>| {
             Node::start(m.clone(), cfg.clone(), StartOptions { force_large: force, large_dense_universe: dense, ..Default::default() }).unwrap()
         };
-        let mut nodes = [start(false, None), start(true, None), start(true, Some(0))];
+        let enumerating = Node::start(m.clone(), cfg.clone(), StartOptions { enumerate: true, ..Default::default() }).unwrap();
+        let mut nodes = [enumerating, start(true, None), start(true, Some(0))];
         let mut live: Vec<String> = Vec::new();
         for (i, o) in ops.iter().enumerate() {
             match o {

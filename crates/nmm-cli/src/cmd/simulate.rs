@@ -15,10 +15,12 @@ pub enum Format {
 }
 
 /// Returns the process exit status.
+/// Runs `nmm simulate`; `svg` draws the final memory books.
 pub fn execute(
     scenario: &Path,
     format: Format,
     state_dir: Option<&Path>,
+    svg: Option<&Path>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<i32> {
@@ -56,6 +58,11 @@ pub fn execute(
             &dir.join(nmm_core::cpumanager::STATE_FILE),
             node.cpu_checkpoint().as_bytes(),
         )?;
+    }
+    if let (Some(path), Some(node)) = (svg, &o.node) {
+        let title = format!("{}: memory after the last step", scenario.display());
+        let picture = crate::svg::render_memory_state(&node.memory.machine_state(), &title);
+        write_atomic(path, picture.as_bytes())?;
     }
     Ok(0)
 }

@@ -83,7 +83,7 @@ impl ProviderError {
 }
 
 /// Above this many NUMA nodes hints are described, not listed.
-pub const LARGE_MACHINE_NODES: usize = 16;
+pub const LARGE_MACHINE_NODES: usize = 0;
 
 pub const TOPOLOGY_AFFINITY_ERROR: &str = "TopologyAffinityError";
 pub const TOPOLOGY_AFFINITY_MESSAGE: &str = "Resources cannot be allocated with Topology locality";

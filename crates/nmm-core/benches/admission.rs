@@ -1,0 +1,122 @@
+//! One admission (hint generation, merge, allocation) of a Guaranteed pod asking for cpu,
+//! memory and hugepages-1Gi, on a half-full machine of 2 to 64 NUMA nodes, under every
+//! Topology Manager policy and both scopes. `docs/BENCHMARKS.md` reports the figures.
+//!
+//!   cargo bench -p nmm-core --bench admission
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use k8s_openapi::api::core::v1::Pod;
+use nmm_core::kubelet_config::{KubeletConfig, MemoryReservation};
+use nmm_core::machine::Machine;
+use nmm_core::node::{Node, StartOptions};
+use nmm_core::pod::PodInfo;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const GI: u64 = 1 << 30;
+
+fn pod(uid: &str, cpu: u32, mem_gi: u64, hp_gi: u64) -> PodInfo {
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": uid, "uid": uid},
+        "spec": {"containers": [{"name": "c", "resources": {"limits": {
+            "cpu": cpu.to_string(), "memory": format!("{mem_gi}Gi"), "hugepages-1Gi": format!("{hp_gi}Gi")}}}]}
+    }))
+    .unwrap();
+    PodInfo::from_pod(&p, false).unwrap()
+}
+
+/// The machine of a benchmark: GB200-like at 34 nodes (2 with CPUs), uniform otherwise.
+fn machine(nodes: u32) -> Machine {
+    if nodes == 34 {
+        Machine::synthetic(2, 36, 32, 480 * GI, 64 * GI)
+    } else {
+        Machine::synthetic(nodes, 8, 0, 64 * GI, 16 * GI)
+    }
+}
+
+fn config(policy: &str, scope: &str, nodes: u32) -> KubeletConfig {
+    KubeletConfig {
+        memory_manager_policy: Some("Static".into()),
+        cpu_manager_policy: Some("static".into()),
+        topology_manager_policy: Some(policy.into()),
+        topology_manager_scope: Some(scope.into()),
+        topology_manager_policy_options: (nodes > 8).then(|| {
+            [(
+                "max-allowable-numa-nodes".to_string(),
+                nodes.max(8).to_string(),
+            )]
+            .into()
+        }),
+        kube_reserved: Some(
+            [
+                ("cpu".to_string(), "2".to_string()),
+                ("memory".to_string(), "1Gi".to_string()),
+            ]
+            .into(),
+        ),
+        eviction_hard: Some(BTreeMap::new()),
+        reserved_memory: Some(vec![MemoryReservation {
+            numa_node: 0,
+            limits: vec![("memory".into(), "1Gi".into())],
+        }]),
+        ..Default::default()
+    }
+}
+
+/// A started node with about half of every CPU node's memory and CPUs taken.
+fn half_full(nodes: u32, policy: &str, scope: &str) -> Node {
+    let mut n = Node::start(
+        machine(nodes),
+        config(policy, scope, nodes),
+        StartOptions::default(),
+    )
+    .unwrap();
+    let cpu_nodes = if nodes == 34 { 2 } else { nodes };
+    let per_node = if nodes == 34 { 4 } else { 2 };
+    let mem = if nodes == 34 { 50 } else { 12 };
+    for i in 0..cpu_nodes * per_node {
+        let r = n.admit(&pod(&format!("fill-{i}"), 4, mem, 2)).unwrap();
+        assert!(
+            r.admitted,
+            "filling pod {i} rejected on {nodes} nodes under {policy}: {:?}",
+            r.message
+        );
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("admission");
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300))
+        .sample_size(30);
+    for nodes in [2u32, 4, 8, 16, 34, 64] {
+        for policy in ["none", "best-effort", "restricted", "single-numa-node"] {
+            for scope in ["container", "pod"] {
+                if policy == "none" && scope == "pod" {
+                    continue; // policy none ignores the scope
+                }
+                let base = half_full(nodes, policy, scope);
+                // A pod that fits one node (preferred single-node hint) ...
+                let one = pod("bench-one", 4, 8, 2);
+                // ... and one that needs a group of nodes (no single node has room).
+                let wide = pod("bench-wide", 4, if nodes == 34 { 500 } else { 90 }, 2);
+                for (label, p) in [("fits-1-node", &one), ("needs-group", &wide)] {
+                    let id = BenchmarkId::new(format!("{policy}/{scope}/{label}"), nodes);
+                    g.bench_with_input(id, p, |b, p| {
+                        b.iter_batched_ref(
+                            || base.clone(),
+                            |n| n.admit(p).unwrap(),
+                            BatchSize::SmallInput,
+                        )
+                    });
+                }
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
