@@ -79,9 +79,9 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32> {
     let tty = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut err = std::io::stderr().lock();
-    match cli.command {
+    let code = match cli.command {
         Command::Simulate {
             scenario,
             output,
@@ -122,5 +122,8 @@ fn run(cli: Cli) -> Result<i32> {
             clap_complete::generate(shell, &mut Cli::command(), "nmm", &mut out);
             Ok(0)
         }
-    }
+    }?;
+    use std::io::Write as _;
+    out.flush()?;
+    Ok(code)
 }

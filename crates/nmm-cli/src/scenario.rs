@@ -29,9 +29,22 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
-/// Parses YAML (JSON is YAML) into a JSON value.
+/// Parses YAML (JSON is YAML) into a JSON value. JSON documents take the fast JSON
+/// parser; YAML gets a budget sized for long scenarios (the default stops at 250,000
+/// nodes) while keeping alias-bomb protection.
 pub fn parse_yaml(text: &str, path: &Path) -> Result<Value> {
-    serde_saphyr::from_str::<Value>(text)
+    if text.trim_start().starts_with('{') {
+        if let Ok(v) = serde_json::from_str::<Value>(text) {
+            return Ok(v);
+        }
+    }
+    let mut options = serde_saphyr::Options::default();
+    if let Some(b) = options.budget.as_mut() {
+        b.max_nodes = 50_000_000;
+        b.max_events = 200_000_000;
+        b.max_total_scalar_bytes = 1 << 30;
+    }
+    serde_saphyr::from_str_with_options::<Value>(text, options)
         .map_err(|e| anyhow!("{}: not valid YAML: {e}", path.display()))
 }
 

@@ -46,8 +46,12 @@ pub fn execute(
             Format::Table => write!(out, "{}", event_text(*step, e))?,
         }
     }
-    for w in &o.warnings {
+    const SHOWN: usize = 10;
+    for w in o.warnings.iter().take(SHOWN) {
         writeln!(err, "warning: {w}")?;
+    }
+    if o.warnings.len() > SHOWN {
+        writeln!(err, "warning: ... and {} more like these", o.warnings.len() - SHOWN)?;
     }
     if let (Some(dir), Some(node)) = (state_dir, &o.node) {
         write_atomic(
