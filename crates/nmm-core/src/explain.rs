@@ -27,8 +27,12 @@ use crate::topology::{Admission, HintProvider, Scope};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Above this many NUMA nodes the group analysis (which walks every node subset) is skipped.
+/// Up to this many NUMA nodes hint lists are listed in full and the group analysis (which
+/// walks every node subset) runs; above, lists stay described.
 const MAX_ENUMERATED_NODES: usize = 12;
+/// Above this many NUMA nodes the `none` policy is not tried as an alternative: without a
+/// merged hint the memory manager searches the masks for its own default placement.
+const MAX_NONE_NODES: usize = 16;
 /// Pairs of removals are only tried when at most this many pods hold resources.
 const MAX_PAIR_CANDIDATES: usize = 12;
 
@@ -304,10 +308,24 @@ pub struct Explanation {
 // ---------------------------------------------------------------------------------------
 // Words.
 
-/// `{0,1}`.
+/// `{0,1}`; runs of three or more nodes as ranges: `{0-33}`.
 pub fn mask_text(m: NumaMask) -> String {
-    let ids: Vec<String> = m.ids().map(|i| i.to_string()).collect();
-    format!("{{{}}}", ids.join(","))
+    let ids: Vec<u32> = m.ids().collect();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        if j >= i + 2 {
+            parts.push(format!("{}-{}", ids[i], ids[j]));
+        } else {
+            parts.extend(ids[i..=j].iter().map(|x| x.to_string()));
+        }
+        i = j + 1;
+    }
+    format!("{{{}}}", parts.join(","))
 }
 
 fn affinity_text(a: Option<NumaMask>) -> String {
@@ -398,6 +416,13 @@ struct Replayed {
 fn replay(h: &History, config: &KubeletConfig, strict: bool) -> Result<Replayed, ExplainError> {
     let mut node = Node::start(h.machine.clone(), config.clone(), h.start.clone())
         .map_err(ExplainError::Startup)?;
+    if h.machine.nodes.len() <= MAX_ENUMERATED_NODES {
+        // Small enough to list every mask as the kubelet does: the explanation can then
+        // show each provider's full hint list (the decisions are the same either way).
+        node.topology.large = false;
+        node.cpu.set_large(false);
+        node.memory.set_large(false);
+    }
     let mut live: BTreeMap<String, Option<String>> = BTreeMap::new();
     for uid in node
         .memory
@@ -545,6 +570,20 @@ fn largest_allocatable_node(ms: &MachineState, r: &str) -> Option<(u32, u64)> {
     best
 }
 
+/// How many NUMA nodes an empty machine needs for `want` of `r` (the largest first).
+fn nodes_needed(ms: &MachineState, r: &str, want: u64) -> u32 {
+    let mut alloc: Vec<u64> = ms.keys().map(|&n| table(ms, n, r).allocatable).collect();
+    alloc.sort_unstable_by(|a, b| b.cmp(a));
+    let mut total = 0u64;
+    for (i, a) in alloc.iter().enumerate() {
+        total = total.saturating_add(*a);
+        if total >= want {
+            return i as u32 + 1;
+        }
+    }
+    alloc.len() as u32
+}
+
 fn enumerable(ms: &MachineState) -> bool {
     ms.len() <= MAX_ENUMERATED_NODES
 }
@@ -601,8 +640,8 @@ fn spanning_sentence(
             return;
         }
         let lacking: Vec<(&String, u64)> = req
-            .iter()
-            .map(|(r, _)| (r, sum(ms, m, r, |t| t.free)))
+            .keys()
+            .map(|r| (r, sum(ms, m, r, |t| t.free)))
             .filter(|(r, f)| *f < req[*r])
             .collect();
         if lacking.is_empty() {
@@ -790,7 +829,10 @@ fn named(masks: &[NumaMask]) -> String {
 /// A described list in words.
 fn family_text(f: &dyn HintFamily) -> String {
     let singles = family_singles(f);
-    let sizes = f.preferred_sizes();
+    let mut sizes = f.preferred_sizes();
+    if let Some(min) = f.min_size() {
+        sizes.retain(|&s| s >= min);
+    }
     let universe = f.universe();
     let within = format!("{} NUMA nodes", universe.count());
     if !singles.is_empty() {
@@ -847,6 +889,8 @@ struct ListInfo {
     narrowest_preferred: Option<u32>,
     /// Something survives single-numa-node's filter (preferred single-node or any).
     single_ok: bool,
+    /// The size of the narrowest member.
+    min_size: Option<u32>,
 }
 
 fn list_info(label: String, l: &LargeList) -> ListInfo {
@@ -873,11 +917,16 @@ fn list_info(label: String, l: &LargeList) -> ListInfo {
                 single_ok: preferred
                     .iter()
                     .any(|h| h.affinity.is_none_or(|m| m.count() == 1)),
+                min_size: v.iter().filter_map(|h| h.affinity.map(|m| m.count())).min(),
             }
         }
         LargeList::Family(f) => {
             let singles = family_singles(f.as_ref());
-            let sizes = f.preferred_sizes();
+            let mut sizes = f.preferred_sizes();
+            // Preferred sizes below the narrowest member have no member.
+            if let Some(min) = f.min_size() {
+                sizes.retain(|&s| s >= min);
+            }
             ListInfo {
                 label,
                 state: if f.min_size().is_none() {
@@ -902,6 +951,7 @@ fn list_info(label: String, l: &LargeList) -> ListInfo {
                 any_preferred: false,
                 narrowest_preferred: sizes.iter().copied().min(),
                 single_ok: !singles.is_empty(),
+                min_size: f.min_size(),
             }
         }
     }
@@ -916,6 +966,7 @@ fn list_infos(answers: &[Answer]) -> Vec<ListInfo> {
         any_preferred: true,
         narrowest_preferred: None,
         single_ok: true,
+        min_size: None,
     };
     let mut out = Vec::new();
     for (p, h) in answers {
@@ -1067,10 +1118,13 @@ fn how_ranked(policy: &Policy) -> &'static str {
     }
 }
 
+/// The explicit hint lists of a merge, before and after the policy's filter.
+type RawAndFiltered<'a> = (&'a [Vec<TopologyHint>], &'a [Vec<TopologyHint>]);
+
 fn why_merged(
     policy: &Policy,
     infos: &[ListInfo],
-    lists: Option<(&[Vec<TopologyHint>], &[Vec<TopologyHint>])>,
+    lists: Option<RawAndFiltered>,
     outcome: &MergeOutcome,
 ) -> String {
     let cannot: Vec<String> = infos
@@ -1423,6 +1477,16 @@ fn topology_why(
                 if info.state != ListState::Hints || info.any_preferred || info.prefers.is_some() {
                     continue;
                 }
+                let k = nodes_needed(ms, label, want);
+                if k > 1 {
+                    why.push(format!(
+                        "{label}: no hint is preferred: {} would fit on {k} NUMA nodes of an empty machine, but with what is in use the narrowest placement has {}",
+                        bytes_text(want),
+                        info.min_size
+                            .map_or("more nodes".to_string(), |m| format!("{m} nodes"))
+                    ));
+                    continue;
+                }
                 let mut reasons: BTreeMap<u32, String> = BTreeMap::new();
                 for (&n, st) in ms {
                     if st.cells.len() > 1 {
@@ -1436,6 +1500,10 @@ fn topology_why(
                             format!("has only {} free", bytes_text(table(ms, n, label).free)),
                         );
                     }
+                }
+                if reasons.len() < ms.len() {
+                    // Some node could take this resource alone: another resource is the cause.
+                    continue;
                 }
                 why.push(format!(
                     "{label}: no hint is preferred: a single NUMA node is big enough for {}, but none can take it alone ({})",
@@ -1452,7 +1520,9 @@ fn topology_why(
                 let Some(&want) = req.get(label) else {
                     continue;
                 };
-                if info.narrowest_preferred.is_some_and(|n| n > 1) {
+                if info.narrowest_preferred.is_some_and(|n| n > 1)
+                    && largest_allocatable_node(ms, label).is_some_and(|(_, a)| a < want)
+                {
                     why.push(format!(
                         "{label}: needs {} — more than one NUMA node can offer — so it prefers only multi-node groups",
                         bytes_text(want)
@@ -1734,7 +1804,7 @@ fn alternatives(h: &History, base: &Replayed, pod: &PodInfo) -> (Alternatives, V
         if kind == current {
             continue;
         }
-        if kind == PolicyKind::None && nodes > crate::topology::LARGE_MACHINE_NODES {
+        if kind == PolicyKind::None && nodes > MAX_NONE_NODES {
             // Without a hint the memory manager looks for its own default placement among
             // every NUMA mask, as the kubelet does: far too many here.
             policies.push(PolicyAlternative {
@@ -2481,24 +2551,51 @@ mod tests {
         assert_eq!(e.facts.subject, "pod fits");
     }
 
-    /// Container scope: the second container meets the first one's allocation; when it
-    /// cannot get its CPUs the first one's are released.
+    /// Container scope: the second container's hints see the first one's CPUs.
     #[test]
     fn second_container_sees_the_first_ones_cpus() {
         let m = machine(8 * GI);
         let c = config("single-numa-node", true);
         let p = pod("two", &[("first", "3", "1Gi"), ("second", "4", "1Gi")]);
         let e = run(&m, &c, &[], &p).unwrap();
+        assert!(e.admitted, "{:?}", e.why);
+        assert_eq!(e.decisions.len(), 2);
+        // first took CPUs 1-3 (0 is reserved): node 0 has nothing left for second.
+        assert_eq!(e.decisions[1].container.as_deref(), Some("second"));
+        assert_eq!(
+            e.decisions[1].providers[0].text,
+            "cpu: {1} preferred, {0,1}"
+        );
+        assert_eq!(
+            e.decisions[1].why_merged,
+            "single-numa-node keeps only preferred single-node hints; the only preferred mask every provider accepts is {1}"
+        );
+        assert_eq!(e.containers[1].cpus, "4-7");
+    }
+
+    /// When the second container cannot get its CPUs, the first one's are released.
+    #[test]
+    fn cpu_shortage_at_the_second_container() {
+        let m = machine(8 * GI);
+        let c = config("single-numa-node", true);
+        let p = pod("two", &[("first", "3", "1Gi"), ("second", "5", "1Gi")]);
+        let e = run(&m, &c, &[], &p).unwrap();
         assert_eq!(e.reason.as_deref(), Some("TopologyAffinityError"));
         assert_eq!(e.containers[0].outcome, "released");
         assert_eq!(e.containers[1].outcome, "topology-rejected");
         assert_eq!(e.facts.subject, "container second");
-        // first took 1-3 on node 0 (CPU 0 is reserved): nothing left there.
-        let cpu = e.facts.cpu.as_ref().unwrap();
-        assert_eq!(cpu.nodes[0].free, 0);
-        assert_eq!(cpu.nodes[1].free, 4);
-        assert_eq!(e.decisions.len(), 2);
-        assert_eq!(e.decisions[1].container.as_deref(), Some("second"));
+        assert_eq!(
+            e.why[0],
+            "cpu: needs 5 exclusive CPUs but only 4 are free (0 on node 0 and 4 on node 1; reserved: 0)"
+        );
+        assert_eq!(
+            e.decisions[1].why_merged,
+            "cpu cannot be satisfied (an empty hint list), so no merge can be preferred; the result is any node, not preferred"
+        );
+        assert!(e
+            .alternatives
+            .as_ref()
+            .is_some_and(|a| !a.fits_on_empty_node));
     }
 
     #[test]

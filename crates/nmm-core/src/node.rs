@@ -97,6 +97,9 @@ pub enum StepError {
     MissingUid(String),
 }
 
+/// cpu_manager_state entries as read: pod uid -> container -> cpuset text.
+type RawCpuEntries = BTreeMap<String, BTreeMap<String, String>>;
+
 #[derive(Debug, Clone)]
 pub struct Node {
     pub machine: Machine,
@@ -113,7 +116,7 @@ pub struct Node {
     /// What a `None` memory policy / `none` CPU policy read from its checkpoint; written back
     /// unchanged.
     memory_passthrough: Option<(MachineState, Assignments)>,
-    cpu_passthrough: Option<(String, BTreeMap<String, BTreeMap<String, String>>)>,
+    cpu_passthrough: Option<(String, RawCpuEntries)>,
 }
 
 fn err(stage: &'static str) -> impl Fn(String) -> StartupError {

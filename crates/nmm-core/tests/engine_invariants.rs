@@ -205,6 +205,7 @@ proptest! {
                 state_dir: "/x".into(),
                 memory_checkpoint: Some(RawCheckpoint::Bytes(node.memory_checkpoint().into_bytes())),
                 cpu_checkpoint: Some(RawCheckpoint::Bytes(node.cpu_checkpoint().into_bytes())),
+                ..Default::default()
             };
             let restarted = Node::start(m.clone(), cfg.clone(), opts);
             prop_assert!(restarted.is_ok(), "restart refused: {:?}", restarted.err());

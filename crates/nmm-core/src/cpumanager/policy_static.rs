@@ -228,11 +228,11 @@ impl StaticPolicy {
                 hints.push(TopologyHint::new(mask, false));
             }
         });
-        let numa_per_socket = if self.topology.num_sockets == 0 {
-            0
-        } else {
-            self.topology.num_numa_nodes / self.topology.num_sockets
-        };
+        let numa_per_socket = self
+            .topology
+            .num_numa_nodes
+            .checked_div(self.topology.num_sockets)
+            .unwrap_or(0);
         for h in &mut hints {
             let m = h.affinity.expect("generated with a mask");
             if m.count() == min_affinity {
@@ -440,7 +440,7 @@ impl StaticPolicy {
         }
         if self.options.full_physical_cpus_only {
             let per_core = self.topology.cpus_per_core();
-            if per_core == 0 || n % per_core != 0 {
+            if per_core == 0 || !n.is_multiple_of(per_core) {
                 return Err(smt_error(format!(
                     "SMT Alignment Error: requested {n} cpus not multiple cpus per core = {per_core}"
                 )));

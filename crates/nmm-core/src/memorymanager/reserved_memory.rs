@@ -29,7 +29,7 @@ impl ReservedMismatch {
 #[derive(Debug, Clone)]
 pub enum ReservedMemoryError {
     UnknownNode(i32),
-    Mismatch(ReservedMismatch),
+    Mismatch(Box<ReservedMismatch>),
     NotInt64,
 }
 
@@ -122,7 +122,7 @@ pub fn system_reserved_memory(
         .into_iter()
         .next()
     {
-        return Err(ReservedMemoryError::Mismatch(m));
+        return Err(ReservedMemoryError::Mismatch(Box::new(m)));
     }
     let mut out: SystemReserved = machine
         .nodes

@@ -122,9 +122,8 @@ impl Merger<'_> {
                     }
                 } else if d > b {
                     cur
-                } else if d == b {
-                    candidate
-                } else if d > c {
+                } else if d == b || d > c {
+                    // a count of exactly B, or closer to B from below, is better
                     candidate
                 } else if d < c {
                     cur

@@ -129,8 +129,10 @@ mod tests {
 
     #[test]
     fn beta_option_needs_its_gate() {
-        let mut c = KubeletConfig::default();
-        c.feature_gates = Some([("TopologyManagerPolicyBetaOptions".to_string(), false)].into());
+        let c = KubeletConfig {
+            feature_gates: Some([("TopologyManagerPolicyBetaOptions".to_string(), false)].into()),
+            ..Default::default()
+        };
         assert_eq!(
             parse_policy_options(&opts(&[("max-allowable-numa-nodes", "9")]), &c).unwrap_err(),
             "Topology Manager Policy Beta-level Options not enabled, but option \"max-allowable-numa-nodes\" provided"
