@@ -28,6 +28,10 @@ pub struct StaticPolicy {
     cpus_to_reuse: BTreeMap<String, CpuSet>,
     /// Describe hint lists instead of listing them (large machines).
     pub large: bool,
+    /// NUMA node of each CPU id (u32::MAX for ids the topology lacks), and CPUs per NUMA
+    /// node: fixed facts the hint families read on every admission.
+    numa_of: Vec<u32>,
+    numa_totals: Vec<(u32, usize)>,
 }
 
 fn take_options(o: &StaticPolicyOptions) -> TakeOptions {
@@ -44,6 +48,10 @@ fn smt_error(message: String) -> ProviderError {
         kind: Some("SMTAlignmentError".into()),
         message,
     }
+}
+
+fn lookup(v: &[(u32, usize)], n: u32) -> usize {
+    v.iter().find(|(id, _)| *id == n).map_or(0, |e| e.1)
 }
 
 /// `guaranteedCPUs`: the integer CPU request of a container of a Guaranteed pod, else 0.
@@ -109,6 +117,18 @@ impl StaticPolicy {
         let reserved_physical = topology.core_siblings(&reserved).map_err(|id| {
             format!("[cpumanager] unable to build the reserved physical CPUs from the reserved set: unknown CPU ID: {id}")
         })?;
+        let max_cpu = topology
+            .cpus
+            .keys()
+            .next_back()
+            .map_or(0, |&c| c as usize + 1);
+        let mut numa_of = vec![u32::MAX; max_cpu];
+        let mut totals: BTreeMap<u32, usize> = BTreeMap::new();
+        for (&c, i) in &topology.cpus {
+            numa_of[c as usize] = i.numa;
+            *totals.entry(i.numa).or_default() += 1;
+        }
+        let numa_totals = totals.into_iter().collect();
         Ok(StaticPolicy {
             topology,
             options,
@@ -118,6 +138,8 @@ impl StaticPolicy {
             assignments: CpuAssignments::new(),
             cpus_to_reuse: BTreeMap::new(),
             large: false,
+            numa_of,
+            numa_totals,
         })
     }
 
@@ -184,6 +206,27 @@ impl StaticPolicy {
         };
     }
 
+    /// Available CPUs per NUMA node, and the NUMA nodes of the reusable CPUs.
+    fn numa_counts(&self, available: &CpuSet, reusable: &CpuSet) -> (Vec<(u32, usize)>, NumaMask) {
+        let numa = |c: u32| {
+            self.numa_of
+                .get(c as usize)
+                .copied()
+                .filter(|&n| n != u32::MAX)
+        };
+        let mut avail: Vec<(u32, usize)> = self.numa_totals.iter().map(|&(n, _)| (n, 0)).collect();
+        for c in available.iter() {
+            if let Some(e) = numa(c).and_then(|n| avail.iter_mut().find(|(id, _)| *id == n)) {
+                e.1 += 1;
+            }
+        }
+        let reuse_mask = reusable
+            .iter()
+            .filter_map(numa)
+            .fold(NumaMask::EMPTY, |m, n| m.or(NumaMask::single(n)));
+        (avail, reuse_mask)
+    }
+
     /// `generateCPUTopologyHints`.
     pub fn generate_hints(
         &self,
@@ -195,35 +238,17 @@ impl StaticPolicy {
         let mut min_affinity = nodes.len() as u32;
         let mut hints = Vec::new();
         // CPUs per NUMA node, total and available.
-        let mut total: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut avail: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut reuse_mask = NumaMask::EMPTY;
-        for (&cpu, info) in &self.topology.cpus {
-            *total.entry(info.numa).or_default() += 1;
-            if available.contains(cpu) {
-                *avail.entry(info.numa).or_default() += 1;
-            }
-            if reusable.contains(cpu) {
-                reuse_mask = reuse_mask.or(NumaMask::single(info.numa));
-            }
-        }
+        let (avail, reuse_mask) = self.numa_counts(available, reusable);
         let reusable_count = reusable.len();
         iterate_masks(&nodes, |mask| {
-            let t: usize = mask
-                .ids()
-                .map(|n| total.get(&n).copied().unwrap_or(0))
-                .sum();
+            let t: usize = mask.ids().map(|n| lookup(&self.numa_totals, n)).sum();
             if t >= request && mask.count() < min_affinity {
                 min_affinity = mask.count();
             }
             if !reuse_mask.is_subset_of(mask) {
                 return;
             }
-            let count = reusable_count
-                + mask
-                    .ids()
-                    .map(|n| avail.get(&n).copied().unwrap_or(0))
-                    .sum::<usize>();
+            let count = reusable_count + mask.ids().map(|n| lookup(&avail, n)).sum::<usize>();
             if count >= request {
                 hints.push(TopologyHint::new(mask, false));
             }
@@ -256,18 +281,7 @@ impl StaticPolicy {
 
     /// The hint family of `generateCPUTopologyHints(available, reusable, request)`.
     fn family(&self, available: &CpuSet, reusable: &CpuSet, request: usize) -> CpuHintFamily {
-        let mut total: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut avail: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut reuse_mask = NumaMask::EMPTY;
-        for (&cpu, info) in &self.topology.cpus {
-            *total.entry(info.numa).or_default() += 1;
-            if available.contains(cpu) {
-                *avail.entry(info.numa).or_default() += 1;
-            }
-            if reusable.contains(cpu) {
-                reuse_mask = reuse_mask.or(NumaMask::single(info.numa));
-            }
-        }
+        let (avail, reuse_mask) = self.numa_counts(available, reusable);
         let sockets = self.options.align_by_socket.then(|| {
             let pairs: Vec<(u32, u32)> = self
                 .topology
@@ -283,8 +297,8 @@ impl StaticPolicy {
             (pairs, per)
         });
         CpuHintFamily::new(
-            &total.into_iter().collect::<Vec<_>>(),
-            &avail.into_iter().collect::<Vec<_>>(),
+            &self.numa_totals,
+            &avail,
             reusable.len(),
             reuse_mask,
             request,
