@@ -16,7 +16,9 @@ use std::time::Duration;
 fn scenario(events: usize) -> serde_json::Value {
     let mut seed: u64 = 7;
     let mut rnd = move |n: u64| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) % n
     };
     let nodes: Vec<_> = (0..8)
@@ -56,7 +58,9 @@ fn bench(c: &mut Criterion) {
     let path = dir.join("events-100k.json");
     std::fs::write(&path, serde_json::to_vec(&scenario(100_000)).unwrap()).unwrap();
     let mut g = c.benchmark_group("simulate");
-    g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(1));
     g.bench_function("100k-events-8-numa", |b| {
         b.iter(|| {
             let s = load_scenario(&path).unwrap();

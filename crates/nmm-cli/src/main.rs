@@ -60,6 +60,11 @@ enum Command {
     ///
     /// Example: nmm explain examples/single-numa-reject.yaml --step 1
     Explain(cmd::explain::Args),
+    /// Run the node agent: restore the books, serve PodResources and metrics, enforce
+    /// placements in cgroups.
+    ///
+    /// Example: nmm agent --config /var/lib/kubelet/config.yaml --state-dir /var/lib/nmm
+    Agent(cmd::agent::Args),
     /// Print a shell completion script.
     ///
     /// Example: nmm completions bash > /etc/bash_completion.d/nmm
@@ -117,6 +122,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Validate(a) => cmd::validate::execute(&a, &mut out, &mut err),
         Command::State(c) => cmd::state::execute(&c, &mut out, &mut err),
         Command::Explain(a) => cmd::explain::execute(&a, &mut out, &mut err),
+        Command::Agent(a) => cmd::agent::execute(&a, &mut out, &mut err),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "nmm", &mut out);

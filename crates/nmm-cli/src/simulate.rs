@@ -29,7 +29,7 @@ pub fn run(s: &Scenario, state_dir: &str) -> Result<Outcome> {
         state_dir: state_dir.to_string(),
         memory_checkpoint: s.memory_state.clone(),
         cpu_checkpoint: s.cpu_state.clone(),
-                ..Default::default()
+        ..Default::default()
     };
     let mut node = match Node::start(s.machine.clone(), s.kubelet.clone(), opts) {
         Ok(n) => n,

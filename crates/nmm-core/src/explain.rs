@@ -341,8 +341,15 @@ pub fn hint_text(h: &TopologyHint) -> String {
     )
 }
 
+/// At most this many hints are named in a list.
+const MAX_LISTED_HINTS: usize = 16;
+
 fn list_text(l: &[TopologyHint]) -> String {
-    l.iter().map(hint_text).collect::<Vec<_>>().join(", ")
+    let mut parts: Vec<String> = l.iter().take(MAX_LISTED_HINTS).map(hint_text).collect();
+    if l.len() > MAX_LISTED_HINTS {
+        parts.push(format!("… ({} in all)", l.len()));
+    }
+    parts.join(", ")
 }
 
 /// `{0}, preferred`, `any node, not preferred`.
@@ -361,6 +368,26 @@ pub fn hint_words(h: &TopologyHint) -> String {
 /// `100Gi`, `23.9Gi`.
 pub fn bytes_text(b: u64) -> String {
     format_human_bytes(b)
+}
+
+/// Like [`bytes_text`], rounded down (for "at most" amounts): `123.8Gi` for 123.898Gi.
+pub fn bytes_at_most(b: u64) -> String {
+    const UNITS: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    if b < 1024 {
+        return b.to_string();
+    }
+    let mut idx = 0usize;
+    while idx + 1 < UNITS.len() && b >= 1u64 << (10 * (idx + 2)) {
+        idx += 1;
+    }
+    let unit = 1u128 << (10 * (idx + 1));
+    let tenths = b as u128 * 10 / unit;
+    let (whole, frac) = (tenths / 10, tenths % 10);
+    if frac == 0 {
+        format!("{whole}{}", UNITS[idx])
+    } else {
+        format!("{whole}.{frac}{}", UNITS[idx])
+    }
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -897,10 +924,7 @@ fn list_info(label: String, l: &LargeList) -> ListInfo {
     match l {
         LargeList::Explicit(v) => {
             let preferred: Vec<&TopologyHint> = v.iter().filter(|h| h.preferred).collect();
-            let masks: Vec<String> = preferred
-                .iter()
-                .filter_map(|h| h.affinity.map(mask_text))
-                .collect();
+            let masks: Vec<NumaMask> = preferred.iter().filter_map(|h| h.affinity).collect();
             ListInfo {
                 label,
                 state: if v.is_empty() {
@@ -908,7 +932,7 @@ fn list_info(label: String, l: &LargeList) -> ListInfo {
                 } else {
                     ListState::Hints
                 },
-                prefers: (!masks.is_empty()).then(|| masks.join(", ")),
+                prefers: (!masks.is_empty()).then(|| named(&masks)),
                 any_preferred: preferred.iter().any(|h| h.affinity.is_none()),
                 narrowest_preferred: preferred
                     .iter()
@@ -1376,6 +1400,22 @@ fn cpu_free_text(f: &CpuFact) -> String {
 // ---------------------------------------------------------------------------------------
 // Why, and what would make it fit.
 
+/// A smaller request to try: (resource, bytes) for the failing container.
+type SizeFix = (String, u64);
+
+/// The pod with `c`'s request (and limit) of `r` set to `bytes`.
+fn with_request(pod: &PodInfo, c: usize, r: &str, bytes: u64) -> PodInfo {
+    let mut p = pod.clone();
+    let q = crate::quantity::Quantity::from_i64(bytes as i64, crate::quantity::Format::BinarySI);
+    if let Some(c) = p.containers.get_mut(c) {
+        c.requests.insert(r.to_string(), q.clone());
+        if c.limits.contains_key(r) {
+            c.limits.insert(r.to_string(), q);
+        }
+    }
+    p
+}
+
 struct Failing<'a> {
     /// The container the admission stopped at (None: the pod-scope merge).
     index: Option<usize>,
@@ -1390,7 +1430,7 @@ fn topology_why(
     answers: &[Answer],
     outcome: &MergeOutcome,
     facts: &Facts,
-    fixes: &mut Vec<String>,
+    fixes: &mut Vec<SizeFix>,
 ) -> Vec<String> {
     let kind = node.topology.policy.kind;
     let infos = list_infos(answers);
@@ -1401,13 +1441,10 @@ fn topology_why(
         Some(c) => guaranteed_cpus(pod, c),
         None => pod_guaranteed_cpus(pod),
     };
-    let size_fix = |fixes: &mut Vec<String>, ms: &MachineState, r: &str, want: u64| {
+    let size_fix = |fixes: &mut Vec<SizeFix>, ms: &MachineState, r: &str, want: u64| {
         if let Some((_, f)) = largest_free_node(ms, r) {
             if f > 0 && f < want {
-                fixes.push(format!(
-                    "or lower its {r} request to at most {} so that one NUMA node can hold it",
-                    bytes_text(f)
-                ));
+                fixes.push((r.to_string(), f));
             }
         }
     };
@@ -1468,6 +1505,38 @@ fn topology_why(
             preferences_text(&infos),
             affinity_text(outcome.hint.affinity)
         ));
+        let cpu_unpreferred = infos.iter().any(|i| {
+            i.label == "cpu"
+                && i.state == ListState::Hints
+                && !i.any_preferred
+                && i.prefers.is_none()
+        });
+        if cpu_unpreferred {
+            if let (Some(f), CpuPolicy::Static(p)) = (facts.cpu.as_ref(), &node.cpu.policy) {
+                let mut totals: Vec<usize> = p
+                    .topology
+                    .numa_nodes()
+                    .into_iter()
+                    .map(|n| p.topology.cpus_in_numa_nodes(|x| x == n).len())
+                    .collect();
+                totals.sort_unstable_by(|a, b| b.cmp(a));
+                let mut k = 0;
+                let mut sum = 0;
+                for t in totals {
+                    if sum >= want_cpus {
+                        break;
+                    }
+                    sum += t;
+                    k += 1;
+                }
+                why.push(format!(
+                    "cpu: no hint is preferred: {want_cpus} exclusive CPUs would fit on {k} NUMA node{} of an empty machine, but no such placement has them free ({}; reserved: {})",
+                    if k == 1 { "" } else { "s" },
+                    cpu_free_text(f),
+                    if f.reserved.is_empty() { "none" } else { &f.reserved }
+                ));
+            }
+        }
         if let Some(ms) = ms {
             for info in &infos {
                 let label = &info.label;
@@ -1528,10 +1597,7 @@ fn topology_why(
                         bytes_text(want)
                     ));
                     if let Some((_, f)) = largest_free_node(ms, label) {
-                        fixes.push(format!(
-                            "or lower its {label} request to at most {} so that one NUMA node can hold it",
-                            bytes_text(f)
-                        ));
+                        fixes.push((label.clone(), f));
                     }
                 }
             }
@@ -1550,7 +1616,7 @@ fn memory_allocation_why(
     hint: Option<TopologyHint>,
     message: &str,
     memory_gave_no_hints: bool,
-    fixes: &mut Vec<String>,
+    fixes: &mut Vec<SizeFix>,
 ) -> Vec<String> {
     let kind = node.topology.policy.kind;
     let Some(ms) = node.memory.static_policy().map(|p| &p.machine_state) else {
@@ -1558,13 +1624,10 @@ fn memory_allocation_why(
     };
     let mut why = Vec::new();
     let merged = hint.and_then(|h| h.affinity);
-    let largest_fix = |fixes: &mut Vec<String>, r: &str, want: u64| {
+    let largest_fix = |fixes: &mut Vec<SizeFix>, r: &str, want: u64| {
         if let Some((_, f)) = largest_free_node(ms, r) {
             if f > 0 && f < want {
-                fixes.push(format!(
-                    "or lower its {r} request to at most {} so that one NUMA node can hold it",
-                    bytes_text(f)
-                ));
+                fixes.push((r.to_string(), f));
             }
         }
     };
@@ -1885,13 +1948,13 @@ fn alternatives(h: &History, base: &Replayed, pod: &PodInfo) -> (Alternatives, V
             "it does not fit even on an empty node with this machine and configuration".into(),
         );
     }
-    let mut rejecting = Vec::new();
     let changes = |n: usize| {
         format!(
             "{n} earlier admission{} would also end differently",
             if n == 1 { "" } else { "s" }
         )
     };
+    let mut rejecting: Vec<(&str, usize)> = Vec::new();
     for p in &policies {
         match p.admitted {
             Some(true) => {
@@ -1901,20 +1964,39 @@ fn alternatives(h: &History, base: &Replayed, pod: &PodInfo) -> (Alternatives, V
                 }
                 fixes.push(s);
             }
-            Some(false) if p.earlier_changes > 0 => rejecting.push(format!(
-                "{} (where {})",
-                p.policy,
-                changes(p.earlier_changes)
-            )),
-            Some(false) => rejecting.push(p.policy.clone()),
+            Some(false) => rejecting.push((p.policy.as_str(), p.earlier_changes)),
             None => fixes.push(format!("under {}: {}", p.policy, p.detail)),
         }
     }
     if !rejecting.is_empty() {
-        fixes.push(format!(
-            "it would be rejected under {} as well",
-            and_list(&rejecting)
-        ));
+        let counts: BTreeSet<usize> = rejecting.iter().map(|(_, n)| *n).collect();
+        let s = if counts.len() == 1 {
+            let names: Vec<String> = rejecting.iter().map(|(p, _)| p.to_string()).collect();
+            let n = rejecting[0].1;
+            let mut s = format!("it would be rejected under {} as well", and_list(&names));
+            if n > 0 {
+                s.push_str(&format!(
+                    " ({}, {})",
+                    if names.len() > 1 {
+                        "under each"
+                    } else {
+                        "there"
+                    },
+                    changes(n)
+                ));
+            }
+            s
+        } else {
+            let names: Vec<String> = rejecting
+                .iter()
+                .map(|(p, n)| match n {
+                    0 => p.to_string(),
+                    n => format!("{p} (where {})", changes(*n)),
+                })
+                .collect();
+            format!("it would be rejected under {} as well", and_list(&names))
+        };
+        fixes.push(s);
     }
     (
         Alternatives {
@@ -2168,8 +2250,35 @@ pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> 
         .iter()
         .position(|f| f.starts_with("under ") || f.starts_with("it would be rejected under"))
         .unwrap_or(fixes.len());
+    // A smaller request is suggested only if the engine admits the pod with it.
     let mut seen = BTreeSet::new();
     size_fixes.retain(|f| seen.insert(f.clone()));
+    let target = failing.as_ref().and_then(|f| f.index).or_else(|| {
+        // Pod scope: the one container that asks for the resource.
+        let r = size_fixes.first().map(|(r, _)| r.as_str())?;
+        let mut with = pod
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.requests.contains_key(r));
+        match (with.next(), with.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    });
+    let mut size_fixes: Vec<String> = match target {
+        None => Vec::new(),
+        Some(k) => size_fixes
+            .into_iter()
+            .filter(|(r, b)| admits(before, &with_request(pod, k, r, *b), &[]))
+            .map(|(r, b)| {
+                format!(
+                    "or lower its {r} request to at most {} so that one NUMA node can hold it",
+                    bytes_at_most(b)
+                )
+            })
+            .collect(),
+    };
     let follows_a_fit = insert_at > 0
         && fixes.get(insert_at - 1).is_some_and(|f| {
             f.starts_with("it fits")
@@ -2344,6 +2453,10 @@ mod tests {
             and_list(&["a".into(), "b".into(), "c".into()]),
             "a, b and c"
         );
+        assert_eq!(mask_text(NumaMask(0b1111_0111)), "{0-2,4-7}");
+        assert_eq!(mask_text(NumaMask(0b1011)), "{0,1,3}");
+        assert_eq!(bytes_at_most(133034381312), "123.8Gi");
+        assert_eq!(bytes_text(133034381312), "123.9Gi");
         assert_eq!(nodes_text(&[1]), "node 1");
         assert_eq!(nodes_text(&[0, 1]), "nodes 0 and 1");
         let o: BTreeMap<u32, String> = [
@@ -2596,6 +2709,33 @@ mod tests {
             .alternatives
             .as_ref()
             .is_some_and(|a| !a.fits_on_empty_node));
+    }
+
+    /// Too many CPUs and too much memory for one node: a smaller memory request alone
+    /// would not help, so it is not suggested.
+    #[test]
+    fn size_fixes_are_checked_by_the_engine() {
+        let m = machine(8 * GI);
+        let c = config("single-numa-node", true);
+        let e = run(&m, &c, &[], &pod("huge", &[("app", "5", "10Gi")])).unwrap();
+        assert_eq!(e.reason.as_deref(), Some("TopologyAffinityError"));
+        assert!(e.why.contains(&"cpu: needs 5 exclusive CPUs on one NUMA node; the most free on a single node is 4 (node 1); single-numa-node forbids spanning nodes".to_string()), "{:?}", e.why);
+        assert!(e.why.contains(&"memory: needs 10Gi on one NUMA node; no NUMA node can hold that even when empty (the largest allocatable is 7Gi on node 0); single-numa-node forbids spanning nodes".to_string()), "{:?}", e.why);
+        assert!(
+            !e.fixes.iter().any(|f| f.contains("lower its")),
+            "{:?}",
+            e.fixes
+        );
+        // Alone, the memory is the only obstacle: the suggestion is checked and kept.
+        let e = run(&m, &c, &[], &pod("mem", &[("app", "4", "10Gi")])).unwrap();
+        assert!(
+            e.fixes.contains(
+                &"lower its memory request to at most 7Gi so that one NUMA node can hold it"
+                    .to_string()
+            ),
+            "{:?}",
+            e.fixes
+        );
     }
 
     #[test]

@@ -136,8 +136,7 @@ pub fn explain_scenario(s: &Scenario, step: Option<usize>) -> Result<Explained> 
         state_dir: STATE_DIR.to_string(),
         memory_checkpoint: s.memory_state.clone(),
         cpu_checkpoint: s.cpu_state.clone(),
-        force_large: false,
-        large_dense_universe: None,
+        ..Default::default()
     };
     let h = History {
         machine: &s.machine,

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `execute`, which writes to
 //! the given streams and returns the exit status; `main.rs` only dispatches.
 
+pub mod agent;
 pub mod explain;
 pub mod node;
 pub mod simulate;

@@ -51,7 +51,11 @@ pub fn execute(
         writeln!(err, "warning: {w}")?;
     }
     if o.warnings.len() > SHOWN {
-        writeln!(err, "warning: ... and {} more like these", o.warnings.len() - SHOWN)?;
+        writeln!(
+            err,
+            "warning: ... and {} more like these",
+            o.warnings.len() - SHOWN
+        )?;
     }
     if let (Some(dir), Some(node)) = (state_dir, &o.node) {
         write_atomic(

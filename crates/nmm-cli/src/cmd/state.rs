@@ -209,7 +209,7 @@ fn exact_quantity(bytes: u64) -> String {
     let mut v = bytes;
     let mut suffix = "";
     for s in ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"] {
-        if v % 1024 != 0 {
+        if v & 1023 != 0 {
             break;
         }
         v /= 1024;
@@ -649,9 +649,7 @@ fn check_memory_checksum(l: &Loaded) -> ChecksumCheck {
                 "checksum {stored_text} matches the legacy fields, so kubelet v1.32 reads the file, but newer kubelets refuse it: {e}"
             ));
             c.lines.push(corrupt_explanation(l, e));
-            c.advice.push(format!(
-                "Kubelet v1.32 starts with this file, but a kubelet v1.37+ would refuse it: before upgrading, start from a fresh state (below).",
-            ));
+            c.advice.push("Kubelet v1.32 starts with this file, but a kubelet v1.37+ would refuse it: before upgrading, start from a fresh state (below).".to_string());
         }
         (Err(CheckpointError::Corrupted), Ok((_, MemoryCheckpointFormat::V2, pods))) => {
             c.verdict = Verdict::Mismatch;
@@ -660,9 +658,7 @@ fn check_memory_checksum(l: &Loaded) -> ChecksumCheck {
                  kubelet v1.32 reports \"checkpoint is corrupted\" and refuses to start",
                 pods.len()
             ));
-            c.advice.push(format!(
-                "The file is intact for the kubelet v1.36+ that wrote it. Going back to kubelet v1.32 needs a fresh state (below).",
-            ));
+            c.advice.push("The file is intact for the kubelet v1.36+ that wrote it. Going back to kubelet v1.32 needs a fresh state (below).".to_string());
         }
         (Err(CheckpointError::Corrupted), Ok((_, MemoryCheckpointFormat::V1, _)))
             if stored == Some(0) =>
@@ -672,9 +668,7 @@ fn check_memory_checksum(l: &Loaded) -> ChecksumCheck {
                 "checksum 0: newer kubelets (v1.36+) accept it unverified, kubelet v1.32 reports \"checkpoint is corrupted\""
                     .to_string(),
             );
-            c.advice.push(format!(
-                "No kubelet writes a checksum of 0; the file was made by a tool. Kubelet v1.32 needs a fresh state (below).",
-            ));
+            c.advice.push("No kubelet writes a checksum of 0; the file was made by a tool. Kubelet v1.32 needs a fresh state (below).".to_string());
         }
         (Err(e), Ok((_, f, _))) => {
             // v1.32 refuses, a newer reader accepts (V3 payload with broken legacy fields).
@@ -694,9 +688,7 @@ fn check_memory_checksum(l: &Loaded) -> ChecksumCheck {
                 e1
             };
             c.lines.push(corrupt_explanation(l, e));
-            c.advice.push(format!(
-                "nmm does not repair checkpoints, and neither does the kubelet: start from a fresh state (below).",
-            ));
+            c.advice.push("nmm does not repair checkpoints, and neither does the kubelet: start from a fresh state (below).".to_string());
         }
     }
     c.memory = any.ok();
@@ -753,9 +745,7 @@ fn check_cpu_checksum(l: &Loaded) -> ChecksumCheck {
                     "the kubelet reports \"could not parse ... cpu set\" and refuses to start"
                         .to_string(),
                 );
-                c.advice.push(format!(
-                    "nmm does not repair checkpoints, and neither does the kubelet: start from a fresh state (below).",
-                ));
+                c.advice.push("nmm does not repair checkpoints, and neither does the kubelet: start from a fresh state (below).".to_string());
             }
             c.cpu = Some(ck);
         }
@@ -766,9 +756,7 @@ fn check_cpu_checksum(l: &Loaded) -> ChecksumCheck {
                  kubelet v1.32 reports \"checkpoint is corrupted\" and refuses to start",
                 stored.map_or("-".into(), |s| s.to_string())
             ));
-            c.advice.push(format!(
-                "The file is intact for the newer kubelet that wrote it. Going back to kubelet v1.32 needs a fresh state (below).",
-            ));
+            c.advice.push("The file is intact for the newer kubelet that wrote it. Going back to kubelet v1.32 needs a fresh state (below).".to_string());
         }
         Err(e @ CheckpointError::CpuV1Migration(_)) => {
             c.verdict = Verdict::Mismatch;
@@ -777,9 +765,7 @@ fn check_cpu_checksum(l: &Loaded) -> ChecksumCheck {
         Err(e) => {
             c.verdict = Verdict::Corrupt;
             c.lines.push(corrupt_explanation(l, &e));
-            c.advice.push(format!(
-                "nmm does not repair checkpoints, and neither does the kubelet: start from a fresh state (below).",
-            ));
+            c.advice.push("nmm does not repair checkpoints, and neither does the kubelet: start from a fresh state (below).".to_string());
         }
     }
     c
@@ -1672,18 +1658,14 @@ fn explain_memory_failure(
             target.machine_src,
             ids_text(&target.machine.node_ids())
         ));
-        r.advice.push(format!(
-            "Check that the machine given is this node; if it is, start from a fresh state (below).",
-        ));
+        r.advice.push("Check that the machine given is this node; if it is, start from a fresh state (below).".to_string());
         return;
     }
     if msg.contains("uses memory resource that does not exist") {
         r.lines.push(
             "a container holds a memory type (hugepage size) the machine does not have on that node".to_string(),
         );
-        r.advice.push(format!(
-            "Restore the hugepage size (kernel parameters hugepagesz=/hugepages=), or start fresh (below).",
-        ));
+        r.advice.push("Restore the hugepage size (kernel parameters hugepagesz=/hugepages=), or start fresh (below).".to_string());
         return;
     }
     if msg.contains("the expected machine state is different from the real one") {
@@ -1700,7 +1682,6 @@ fn explain_memory_failure(
                 .to_string(),
         );
         r.advice = memory_mismatch_advice(&ck.machine_state, &expected, target);
-        return;
     }
 }
 
@@ -1775,9 +1756,7 @@ fn explain_cpu_failure(e: &StartupError, l: &Loaded, target: &Target, r: &mut Re
             "the strict-cpu-reservation policy option is on, and the file's shared set still contains reserved CPUs (it was written without the option)"
                 .to_string(),
         );
-        r.advice.push(format!(
-            "Remove strict-cpu-reservation from cpuManagerPolicyOptions to restart with this state, or enable it on a drained node (below).",
-        ));
+        r.advice.push("Remove strict-cpu-reservation from cpuManagerPolicyOptions to restart with this state, or enable it on a drained node (below).".to_string());
         return;
     }
     if msg.starts_with("current set of available CPUs") {
@@ -1811,10 +1790,24 @@ fn explain_cpu_failure(e: &StartupError, l: &Loaded, target: &Target, r: &mut Re
             target.machine_src,
             parts.join("; ")
         ));
+        let mut undo = Vec::new();
+        if !gone.is_empty() {
+            let cpu = match gone.to_vec().as_slice() {
+                [one] => format!("cpu{one}"),
+                _ => "cpuN".to_string(),
+            };
+            undo.push(format!(
+                "bring {} back online (echo 1 > /sys/devices/system/cpu/{cpu}/online)",
+                cpus_text(&gone)
+            ));
+        }
+        if !new.is_empty() {
+            undo.push(format!("take {} offline again", cpus_text(&new)));
+        }
         r.advice.push(format!(
-            "CPUs were taken offline or brought online (or the strict-cpu-reservation option changed, or the file is from \
-             another machine). Bring the CPUs back online (echo 1 > /sys/devices/system/cpu/cpuN/online) to restart with \
-             this state, or start fresh (below).",
+            "CPUs went offline or online since the file was written (or the strict-cpu-reservation option changed, or \
+             the file is from another machine). To restart with this state, {}; or start fresh (below).",
+            undo.join(" and ")
         ));
         return;
     }
@@ -1825,7 +1818,6 @@ fn explain_cpu_failure(e: &StartupError, l: &Loaded, target: &Target, r: &mut Re
             "the file contradicts itself (a container's exclusive CPUs are also shared, or exclusive CPUs without a shared set): it was edited or made by a tool"
                 .to_string(),
         );
-        return;
     }
 }
 

@@ -1,0 +1,268 @@
+//! The kubelet's PodResources v1 gRPC service (`v1.PodResourcesLister`): `List`,
+//! `GetAllocatableResources` and `Get`, answered from the agent's books the way
+//! kubelet v1.32's `pkg/kubelet/apis/podresources/server_v1.go` answers them:
+//!
+//! * `cpu_ids` of a container are its exclusive CPUs (`GetExclusiveCPUs`): empty for
+//!   containers in the shared pool and under the `none` policy.
+//! * `memory` of a container is its Memory Manager blocks, one `ContainerMemory` per
+//!   block with the block's NUMA nodes.
+//! * `List` and `Get` report app containers, preceded by restartable init containers
+//!   (sidecars) when the `SidecarContainers` gate is on (the v1.32 default).
+//! * `GetAllocatableResources`: every CPU but the reserved ones (static policy), and per
+//!   NUMA node and memory type with a non-zero allocatable amount, that amount.
+//! * Calls are rate limited like the kubelet's (100 per second, bursts of 10);
+//!   over the limit the answer is `ResourceExhausted: rejected by rate limit`.
+//! * Requests over [`MAX_REQUEST_BYTES`] are refused (gRPC's default server limit, which
+//!   the kubelet keeps).
+//!
+//! Lists are sorted (CPU ids ascending, memory by NUMA node then type) where the kubelet
+//! gives Go's map order.
+
+use crate::agent::Agent;
+use nmm_core::cpumanager::CpuPolicy;
+use nmm_core::memorymanager::state::Block;
+use nmm_core::node::Node;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("v1");
+}
+
+use proto::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
+use proto::{
+    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerMemory, ContainerResources,
+    GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
+    ListPodResourcesResponse, NumaNode, PodResources, TopologyInfo,
+};
+
+/// The largest request accepted: 4 MiB, gRPC's default server receive limit.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// The kubelet's `podresources.DefaultQPS` and `DefaultBurstTokens`.
+pub const RATE_QPS: f64 = 100.0;
+pub const RATE_BURST: f64 = 10.0;
+
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * RATE_QPS).min(RATE_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct PodResourcesService {
+    agent: Arc<Agent>,
+    limiter: Mutex<TokenBucket>,
+}
+
+fn memory_of(blocks: &[Block]) -> Vec<ContainerMemory> {
+    blocks
+        .iter()
+        .map(|b| ContainerMemory {
+            memory_type: b.kind.clone(),
+            size: b.size,
+            topology: Some(TopologyInfo {
+                nodes: b
+                    .numa_affinity
+                    .iter()
+                    .map(|&id| NumaNode { id: i64::from(id) })
+                    .collect(),
+            }),
+        })
+        .collect()
+}
+
+fn container_resources(node: &Node, uid: &str, name: &str) -> ContainerResources {
+    let cpu_ids = match &node.cpu.policy {
+        CpuPolicy::Static(p) => p
+            .assignments
+            .get(uid)
+            .and_then(|m| m.get(name))
+            .map(|s| s.iter().map(i64::from).collect())
+            .unwrap_or_default(),
+        CpuPolicy::None => Vec::new(),
+    };
+    let memory = node
+        .memory
+        .static_policy()
+        .and_then(|p| p.blocks(uid, name))
+        .map(|b| memory_of(b))
+        .unwrap_or_default();
+    ContainerResources {
+        name: name.to_string(),
+        devices: Vec::new(),
+        cpu_ids,
+        memory,
+        dynamic_resources: Vec::new(),
+    }
+}
+
+fn pod_resources(
+    node: &Node,
+    uid: &str,
+    pod: &k8s_openapi::api::core::v1::Pod,
+    sidecars: bool,
+) -> PodResources {
+    let mut containers = Vec::new();
+    if let Some(spec) = &pod.spec {
+        if sidecars {
+            for c in spec.init_containers.iter().flatten() {
+                if c.restart_policy.as_deref() == Some("Always") {
+                    containers.push(container_resources(node, uid, &c.name));
+                }
+            }
+        }
+        for c in &spec.containers {
+            containers.push(container_resources(node, uid, &c.name));
+        }
+    }
+    PodResources {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        namespace: pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        containers,
+    }
+}
+
+impl PodResourcesService {
+    pub fn new(agent: Arc<Agent>) -> Self {
+        PodResourcesService {
+            agent,
+            limiter: Mutex::new(TokenBucket {
+                tokens: RATE_BURST,
+                last: Instant::now(),
+            }),
+        }
+    }
+
+    /// The tonic service, with the request size limit set.
+    pub fn into_server(self) -> PodResourcesListerServer<Self> {
+        PodResourcesListerServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    fn admit(&self) -> Result<(), Status> {
+        let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        if l.allow() {
+            Ok(())
+        } else {
+            Err(Status::resource_exhausted("rejected by rate limit"))
+        }
+    }
+
+    /// `List`'s answer.
+    pub fn list(agent: &Agent) -> ListPodResourcesResponse {
+        let sidecars = agent.sidecars;
+        agent.inspect(|node, pods| ListPodResourcesResponse {
+            pod_resources: pods
+                .iter()
+                .map(|(uid, pod)| pod_resources(node, uid, pod, sidecars))
+                .collect(),
+        })
+    }
+
+    /// `GetAllocatableResources`' answer.
+    pub fn allocatable(agent: &Agent) -> AllocatableResourcesResponse {
+        agent.inspect(|node, _| {
+            let cpu_ids = match &node.cpu.policy {
+                CpuPolicy::Static(p) => p
+                    .topology
+                    .all_cpus()
+                    .difference(&p.reserved)
+                    .iter()
+                    .map(i64::from)
+                    .collect(),
+                CpuPolicy::None => Vec::new(),
+            };
+            let mut memory = Vec::new();
+            if node.memory.static_policy().is_some() {
+                for (id, st) in node.memory.machine_state() {
+                    for (kind, t) in &st.memory_map {
+                        if t.allocatable == 0 {
+                            continue;
+                        }
+                        memory.extend(memory_of(&[Block {
+                            numa_affinity: vec![id],
+                            kind: kind.clone(),
+                            size: t.allocatable,
+                        }]));
+                    }
+                }
+            }
+            AllocatableResourcesResponse {
+                devices: Vec::new(),
+                cpu_ids,
+                memory,
+            }
+        })
+    }
+
+    /// `Get`'s answer, or the kubelet's error text.
+    pub fn get_pod(
+        agent: &Agent,
+        name: &str,
+        namespace: &str,
+    ) -> Result<GetPodResourcesResponse, String> {
+        let sidecars = agent.sidecars;
+        agent.inspect(|node, pods| {
+            pods.iter()
+                .find(|(_, p)| {
+                    p.metadata.name.as_deref() == Some(name)
+                        && p.metadata.namespace.as_deref().unwrap_or("default") == namespace
+                })
+                .map(|(uid, pod)| GetPodResourcesResponse {
+                    pod_resources: Some(pod_resources(node, uid, pod, sidecars)),
+                })
+                .ok_or_else(|| format!("pod {name} in namespace {namespace} not found"))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl PodResourcesLister for PodResourcesService {
+    async fn list(
+        &self,
+        _req: Request<ListPodResourcesRequest>,
+    ) -> Result<Response<ListPodResourcesResponse>, Status> {
+        self.admit()?;
+        Ok(Response::new(Self::list(&self.agent)))
+    }
+
+    async fn get_allocatable_resources(
+        &self,
+        _req: Request<AllocatableResourcesRequest>,
+    ) -> Result<Response<AllocatableResourcesResponse>, Status> {
+        self.admit()?;
+        Ok(Response::new(Self::allocatable(&self.agent)))
+    }
+
+    async fn get(
+        &self,
+        req: Request<GetPodResourcesRequest>,
+    ) -> Result<Response<GetPodResourcesResponse>, Status> {
+        self.admit()?;
+        let r = req.into_inner();
+        // The kubelet returns a plain Go error here, which gRPC sends as code Unknown.
+        Self::get_pod(&self.agent, &r.pod_name, &r.pod_namespace)
+            .map(Response::new)
+            .map_err(Status::unknown)
+    }
+}
