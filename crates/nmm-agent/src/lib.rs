@@ -7,6 +7,7 @@
 //!   the kubelet does it, and `reconcile` to rebuild the books from the live pods.
 //! * [`cgroup::CgroupEnforcer`]: writes `cpuset.cpus` / `cpuset.mems` on cgroup v2.
 //! * [`podresources`]: the kubelet's PodResources v1 gRPC service.
+//! * [`nri`]: the agent as an NRI plugin (pod and container lifecycle from the runtime).
 //! * [`metrics`]: Prometheus metrics; [`daemon`] serves both until SIGTERM/SIGINT.
 //! * [`testkit`]: a fixed small node and a deterministic event stream for tests.
 
@@ -14,6 +15,7 @@ pub mod agent;
 pub mod cgroup;
 pub mod daemon;
 pub mod metrics;
+pub mod nri;
 pub mod podresources;
 pub mod store;
 pub mod testkit;

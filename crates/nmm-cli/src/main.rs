@@ -58,7 +58,7 @@ enum Command {
     State(cmd::state::Command),
     /// Explain, provider by provider, why a pod of a scenario was admitted or rejected.
     ///
-    /// Example: nmm explain examples/single-numa-reject.yaml --step 1
+    /// Example: nmm explain examples/single-numa-reject.yaml --step 2
     Explain(cmd::explain::Args),
     /// Run the node agent: restore the books, serve PodResources and metrics, enforce
     /// placements in cgroups.

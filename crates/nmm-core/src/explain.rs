@@ -1388,6 +1388,31 @@ fn cpu_fact(node: &Node, want: usize) -> Option<CpuFact> {
     })
 }
 
+/// CPUs the container `c` may take over from the pod's earlier regular init containers
+/// (the CPU manager's `cpusToReuse` as `c` meets it), and whose they are.
+fn cpu_reusable(node: &Node, pod: &PodInfo, c: Option<&ContainerInfo>) -> (CpuSet, Vec<String>) {
+    let (CpuPolicy::Static(p), Some(c)) = (&node.cpu.policy, c) else {
+        return (CpuSet::new(), Vec::new());
+    };
+    let Some(a) = p.assignments.get(&pod.uid) else {
+        return (CpuSet::new(), Vec::new());
+    };
+    let mut reuse = CpuSet::new();
+    let mut from = Vec::new();
+    for earlier in pod.containers.iter().take_while(|x| x.name != c.name) {
+        let Some(set) = a.get(&earlier.name) else {
+            continue;
+        };
+        if earlier.is_regular_init() {
+            reuse = reuse.union(set);
+            from.push(format!("init container {}", earlier.name));
+        } else {
+            reuse = reuse.difference(set);
+        }
+    }
+    (reuse, from)
+}
+
 fn cpu_free_text(f: &CpuFact) -> String {
     let parts: Vec<String> = f
         .nodes
@@ -1529,12 +1554,35 @@ fn topology_why(
                     sum += t;
                     k += 1;
                 }
-                why.push(format!(
-                    "cpu: no hint is preferred: {want_cpus} exclusive CPUs would fit on {k} NUMA node{} of an empty machine, but no such placement has them free ({}; reserved: {})",
-                    if k == 1 { "" } else { "s" },
-                    cpu_free_text(f),
-                    if f.reserved.is_empty() { "none" } else { &f.reserved }
-                ));
+                let (reuse, from) = cpu_reusable(node, pod, c);
+                let plural = if k == 1 { "" } else { "s" };
+                if reuse.is_empty() {
+                    why.push(format!(
+                        "cpu: no hint is preferred: {want_cpus} exclusive CPUs would fit on {k} NUMA node{plural} of an empty machine, but no such placement has them free ({}; reserved: {})",
+                        cpu_free_text(f),
+                        if f.reserved.is_empty() { "none" } else { &f.reserved }
+                    ));
+                } else {
+                    let nodes: BTreeSet<u32> = reuse
+                        .iter()
+                        .filter_map(|cpu| p.topology.cpus.get(&cpu).map(|i| i.numa))
+                        .collect();
+                    let nodes: Vec<u32> = nodes.into_iter().collect();
+                    let free_there: usize = f
+                        .nodes
+                        .iter()
+                        .filter(|n| nodes.contains(&n.node))
+                        .map(|n| n.free)
+                        .sum();
+                    why.push(format!(
+                        "cpu: no hint is preferred: it may reuse the CPUs {reuse} of {} (on {}), so only placements including {} count; {} free there plus {} reusable fall short of the {want_cpus} needed on {k} NUMA node{plural}",
+                        and_list(&from),
+                        nodes_text(&nodes),
+                        if nodes.len() == 1 { "that node" } else { "those nodes" },
+                        free_there,
+                        reuse.len()
+                    ));
+                }
             }
         }
         if let Some(ms) = ms {
@@ -2735,6 +2783,30 @@ mod tests {
             ),
             "{:?}",
             e.fixes
+        );
+    }
+
+    /// An app container may reuse its init container's CPUs, which pins its placements to
+    /// their node.
+    #[test]
+    fn reusable_init_cpus_explain_a_missing_preference() {
+        let m = machine(8 * GI);
+        let c = config("restricted", true);
+        let steps = vec![HistoryStep::Admit(pod("p0", &[("app", "2", "1Gi")]))];
+        let mut p = pod("p1", &[("init0", "1", "512Mi"), ("c0", "4", "512Mi")]);
+        p.containers[0].init = true;
+        let e = run(&m, &c, &steps, &p).unwrap();
+        assert_eq!(e.reason.as_deref(), Some("TopologyAffinityError"));
+        assert_eq!(e.decisions[1].providers[0].text, "cpu: {0,1}");
+        assert!(
+            e.why.contains(&"cpu: no hint is preferred: it may reuse the CPUs 3 of init container init0 (on node 0), so only placements including that node count; 0 free there plus 1 reusable fall short of the 4 needed on 1 NUMA node".to_string()),
+            "{:?}",
+            e.why
+        );
+        // Even on an empty node init0 lands on node 0 (CPU 0 is reserved), leaving 2 + 1.
+        assert_eq!(
+            e.fixes[0],
+            "it does not fit even on an empty node with this machine and configuration"
         );
     }
 

@@ -153,13 +153,13 @@ fn view(r: &AdmitResult) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(600))]
+    #![proptest_config(ProptestConfig::with_cases(800))]
     #[test]
     fn large_path_decides_like_enumeration(
         cpu_nodes in 1usize..=4,
         memory_only in 0usize..=4,
         dist in prop::collection::vec(1u64..20, 3),
-        policy in prop::sample::select(vec!["best-effort", "restricted", "single-numa-node"]),
+        policy in prop::sample::select(vec!["none", "best-effort", "restricted", "single-numa-node"]),
         scope in prop::sample::select(vec!["container", "pod"]),
         closest in any::<bool>(),
         ops in prop::collection::vec(op(), 1..16),

@@ -1,13 +1,16 @@
 //! `nmm agent`: run the kubelet's Topology, CPU and Memory Managers as a node agent
 //! (nmm-agent): checkpoints restored and validated as the kubelet does at start, the
 //! PodResources v1 gRPC API on a unix socket, Prometheus metrics, optional direct cgroup
-//! v2 cpuset enforcement. Runs until SIGTERM or SIGINT. See docs/agent.md.
+//! v2 cpuset enforcement, and pod lifecycle from the container runtime as an NRI plugin
+//! (`--nri-socket`, reconnecting with backoff). Runs until SIGTERM or SIGINT. See
+//! docs/agent.md.
 
 use crate::cmd::validate::{load_config, load_machine};
 use crate::scenario::{parse_pod, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
-use nmm_agent::daemon::{self, Endpoints, DEFAULT_METRICS_ADDR};
+use nmm_agent::daemon::{Endpoints, DEFAULT_METRICS_ADDR};
+use nmm_agent::nri::{self, NriOptions};
 use nmm_agent::{Agent, AgentError, AgentOptions};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,8 +27,10 @@ Examples:
   # ... or from the node's pods as the API server lists them:
   kubectl get pods -A --field-selector spec.nodeName=$(hostname) -o json > pods.json
   nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --reconcile --live-pods pods.json
+  # containerd's NRI socket elsewhere:
+  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --nri-socket /run/nri/nri.sock
   # Without NRI, write container cpusets directly on cgroup v2:
-  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --cgroup-root /sys/fs/cgroup";
+  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --no-nri --cgroup-root /sys/fs/cgroup";
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -61,6 +66,15 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (`off` to disable).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR)]
     pub metrics_addr: String,
+    /// Connect to the container runtime's NRI socket as a plugin: pods are admitted at
+    /// CreateContainer and containers get their cpusets from the answer. The agent
+    /// reconnects with backoff while the socket is missing or the runtime restarts
+    /// [default: /var/run/nri/nri.sock].
+    #[arg(long, value_name = "PATH")]
+    pub nri_socket: Option<PathBuf>,
+    /// Do not connect to NRI (pod events then come from library callers only).
+    #[arg(long, conflicts_with = "nri_socket")]
+    pub no_nri: bool,
 }
 
 /// Reads the live pods: a Pod, a YAML/JSON list of pods, or a PodList (`items`). Sorted by
@@ -188,15 +202,33 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         podresources_socket: Some(socket),
         metrics_addr: metrics,
     };
+    let nri_opts = (!args.no_nri).then(|| {
+        NriOptions::new(
+            args.nri_socket
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(nri::nmm_nri::DEFAULT_SOCKET_PATH)),
+        )
+    });
+    let nri_text = nri_opts.as_ref().map(|o| {
+        format!(
+            ", NRI plugin {}-{} on {}",
+            o.index,
+            o.name,
+            o.socket.display()
+        )
+    });
     let agent = Arc::new(agent);
     let mut ready_err = None;
-    daemon::run_until_signal(agent, &ep, |r| {
+    nri::run_until_signal(agent, &ep, nri_opts, |r| {
         let mut line = String::from("serving");
         if let Some(s) = &r.podresources_socket {
             line += &format!(" PodResources v1 on unix://{}", s.display());
         }
         if let Some(a) = r.metrics_addr {
             line += &format!(", metrics on http://{a}/metrics");
+        }
+        if let Some(t) = &nri_text {
+            line += t;
         }
         if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
             ready_err = Some(e);

@@ -3,7 +3,7 @@
 //! CPU and enough available + reusable CPUs. Such masks are closed under adding nodes.
 
 use crate::bitmask::NumaMask;
-use crate::topology::family::HintFamily;
+use crate::topology::family::{smallest_k_subset, HintFamily};
 
 #[derive(Debug, Clone)]
 pub struct CpuHintFamily {
@@ -127,6 +127,19 @@ impl HintFamily for CpuHintFamily {
         // Members are closed under adding nodes: the largest candidate decides.
         let m = NumaMask(self.universe.0 & !excluded.0);
         t.is_subset_of(m) && self.get(m).is_some()
+    }
+
+    fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {
+        let base = base.or(self.reuse_mask);
+        if k < base.count() || k == 0 || !base.is_subset_of(self.universe) {
+            return None;
+        }
+        let have = self.count(base);
+        let need = [self.request.saturating_sub(have) as u64];
+        let vals: Vec<Vec<u64>> = self.avail.iter().map(|&a| vec![a as u64]).collect();
+        let pool = NumaMask(self.universe.0 & !base.0);
+        let m = base.or(smallest_k_subset(pool, k - base.count(), &vals, &need)?);
+        self.get(m).map(|_| m)
     }
 
     fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {

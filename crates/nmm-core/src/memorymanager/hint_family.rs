@@ -3,7 +3,7 @@
 
 use super::policy_static::{Requests, StaticPolicy};
 use crate::bitmask::NumaMask;
-use crate::topology::family::{for_each_mask_of_size, HintFamily};
+use crate::topology::family::{smallest_k_subset, HintFamily};
 use crate::topology::hint::TopologyHint;
 
 #[derive(Debug, Clone)]
@@ -172,29 +172,12 @@ impl MemoryHintFamily {
     /// `findBestHint` over the members that contain `base`: preferred first, then the
     /// narrowest. `None` when no member contains it.
     pub fn best_member(&self, base: NumaMask) -> Option<TopologyHint> {
-        let rest = NumaMask(self.universe.0 & !base.0);
-        let first_of_size = |s: u32| -> Option<NumaMask> {
-            if s < base.count() {
-                return None;
-            }
-            if s == base.count() {
-                return self.get(base).map(|_| base);
-            }
-            let mut found = None;
-            for_each_mask_of_size(rest, s - base.count(), |c| {
-                let m = base.or(c);
-                if self.get(m).is_some() {
-                    found = Some(m);
-                    return false;
-                }
-                true
-            });
-            found
-        };
+        let first_of_size = |s: u32| self.smallest_member(base, s);
         if let Some(m) = first_of_size(self.min_affinity) {
             return Some(TopologyHint::new(m, true));
         }
-        (base.count().max(1)..=self.universe.count())
+        let from = base.count().max(self.min_size.unwrap_or(1));
+        (from..=self.universe.count())
             .find_map(first_of_size)
             .map(|m| TopologyHint::new(m, m.count() == self.min_affinity))
     }
@@ -265,6 +248,48 @@ impl HintFamily for MemoryHintFamily {
             .iter()
             .chain(self.reusable.iter().map(|(m, _)| m))
             .any(|&g| t.is_subset_of(g) && g.and(excluded).is_empty() && self.get(g).is_some())
+    }
+
+    fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {
+        if k < base.count() || k == 0 || !base.is_subset_of(self.universe) {
+            return None;
+        }
+        // Singles, existing groups and masks with reusable memory are listed...
+        let mut best: Option<NumaMask> = None;
+        let mut consider = |m: NumaMask| {
+            if m.count() == k
+                && base.is_subset_of(m)
+                && self.get(m).is_some()
+                && best.is_none_or(|b| m.0 < b.0)
+            {
+                best = Some(m);
+            }
+        };
+        if k == 1 {
+            for n in self.universe.ids() {
+                consider(NumaMask::single(n));
+            }
+        }
+        for &g in &self.groups {
+            consider(g);
+        }
+        for (m, _) in &self.reusable {
+            consider(*m);
+        }
+        // ... new groups of unassigned nodes are found by their free memory.
+        if k >= 2 && base.is_subset_of(self.zero) {
+            let need: Vec<u64> = (0..self.req.len())
+                .map(|r| self.req[r].saturating_sub(sum(&self.free, base, r)))
+                .collect();
+            let pool = NumaMask(self.zero.0 & !base.0);
+            if let Some(c) = smallest_k_subset(pool, k - base.count(), &self.free, &need) {
+                let m = base.or(c);
+                if self.get(m).is_some() && best.is_none_or(|b| m.0 < b.0) {
+                    best = Some(m);
+                }
+            }
+        }
+        best
     }
 
     fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {

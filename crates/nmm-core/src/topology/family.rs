@@ -38,6 +38,65 @@ pub trait HintFamily: Debug {
     fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool;
     /// Whether some member contains `t` and avoids every node of `excluded`.
     fn member_within(&self, t: NumaMask, excluded: NumaMask) -> bool;
+    /// The numerically smallest member with exactly `k` nodes that contains `base`.
+    fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask>;
+}
+
+/// The numerically smallest set of exactly `k` nodes of `pool` whose values reach `need`
+/// in every dimension (`vals[node][r]`), found highest node first: a mask is smaller when
+/// its highest node is lower, so the highest node is the lowest one that still leaves a
+/// feasible choice below it, and so on down.
+pub fn smallest_k_subset(
+    pool: NumaMask,
+    k: u32,
+    vals: &[Vec<u64>],
+    need: &[u64],
+) -> Option<NumaMask> {
+    let ids: Vec<u32> = pool.ids().collect();
+    fn feasible(ids: &[u32], k: usize, vals: &[Vec<u64>], need: &[u64]) -> bool {
+        if need.iter().all(|&x| x == 0) && k <= ids.len() {
+            return true;
+        }
+        if k == 0 || ids.len() < k {
+            return false;
+        }
+        // optimistic bound per dimension: the k largest values
+        for (r, &nd) in need.iter().enumerate() {
+            let mut v: Vec<u64> = ids.iter().map(|&n| vals[n as usize][r]).collect();
+            v.sort_unstable_by(|a, b| b.cmp(a));
+            if v.iter().take(k).fold(0u64, |a, &b| a.saturating_add(b)) < nd {
+                return false;
+            }
+        }
+        for i in (0..ids.len()).rev() {
+            let rest: Vec<u64> = need
+                .iter()
+                .enumerate()
+                .map(|(r, &x)| x.saturating_sub(vals[ids[i] as usize][r]))
+                .collect();
+            if feasible(&ids[..i], k - 1, vals, &rest) {
+                return true;
+            }
+        }
+        false
+    }
+    fn pick(ids: &[u32], k: usize, vals: &[Vec<u64>], need: &[u64]) -> Option<u64> {
+        if k == 0 {
+            return need.iter().all(|&x| x == 0).then_some(0);
+        }
+        for i in (k - 1)..ids.len() {
+            let rest: Vec<u64> = need
+                .iter()
+                .enumerate()
+                .map(|(r, &x)| x.saturating_sub(vals[ids[i] as usize][r]))
+                .collect();
+            if feasible(&ids[..i], k - 1, vals, &rest) {
+                return pick(&ids[..i], k - 1, vals, &rest).map(|m| m | 1u64 << ids[i]);
+            }
+        }
+        None
+    }
+    pick(&ids, k as usize, vals, need).map(NumaMask)
 }
 
 /// A resource's hint list in a large-machine merge.
@@ -197,8 +256,28 @@ pub fn merge_large_with(
         let mut sizes = sizes.unwrap_or_default();
         sizes.sort_unstable();
         sizes.dedup();
+        let families: Vec<&Rc<dyn HintFamily>> = constraining
+            .iter()
+            .filter_map(|l| match l {
+                LargeList::Family(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let single_family = families.windows(2).all(|w| Rc::ptr_eq(w[0], w[1]));
         for k in sizes {
             let mut found = None;
+            if single_family && !merger.closest {
+                // One family (memory and hugepages lists share it): its smallest member of
+                // this size is the narrowest candidate.
+                if let Some(m) = families[0]
+                    .smallest_member(NumaMask::EMPTY, k)
+                    .filter(|&m| is_preferred_everywhere(m))
+                {
+                    best = merger.compare(best, TopologyHint::new(m, true), b);
+                    break;
+                }
+                continue;
+            }
             for_each_mask_of_size(u, k, |m| {
                 if is_preferred_everywhere(m) {
                     found = merger.compare(found, TopologyHint::new(m, true), b);
@@ -240,11 +319,17 @@ pub fn merge_large_with(
             let Some(s) = f.min_size() else {
                 return Ok(TopologyHint::new(all, false));
             };
+            if !merger.closest {
+                return Ok(f
+                    .smallest_member(NumaMask::EMPTY, s)
+                    .map_or(TopologyHint::new(all, false), |m| {
+                        TopologyHint::new(m, false)
+                    }));
+            }
             let mut found = None;
             for_each_mask_of_size(u, s, |m| {
                 if f.get(m).is_some() {
                     found = merger.compare(found, TopologyHint::new(m, false), b);
-                    return merger.closest;
                 }
                 true
             });

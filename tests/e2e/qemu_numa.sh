@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# End-to-end test on a real multi-NUMA Linux kernel (see docs/e2e.md).
+#
+# Boots the host's Debian kernel under qemu (TCG software emulation; KVM is not needed and
+# not used unless NMM_E2E_KVM=1) with 4 NUMA nodes (node 3 without CPUs), distances and
+# 2 MiB hugepages reserved on every node. Inside the guest:
+#   1. `nmm node -o json` must describe exactly the topology qemu was given;
+#   2. the nmm-agent `enforce` example (Agent + CgroupEnforcer) admits three pods on that
+#      machine and writes cpuset.cpus / cpuset.mems of a cgroup v2 for the last one;
+#   3. a static helper (alloc.c) started in that cgroup touches 64 MiB of anonymous memory
+#      and 32 MiB of hugepages: /proc/PID/numa_maps must show them on the assigned node;
+#   4. `nmm agent` restarts from the checkpoints the example wrote and must accept them.
+#
+# Run as root: installs qemu-system-x86, linux-image-amd64, busybox-static (and jq, gcc,
+# libc6-dev when missing) with apt-get. Exits 0 with "SKIP" when they cannot be installed.
+# Environment: NMM_E2E_TIMEOUT (qemu timeout, s, default 600), NMM_E2E_KEEP=1 (keep the
+# work directory), CARGO_TARGET_DIR (default /tmp/target-e2e), NMM_E2E_KVM=1 (use -accel kvm).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+T0=$(date +%s)
+TIMEOUT="${NMM_E2E_TIMEOUT:-600}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-e2e}"
+
+log() { printf '[e2e %4ds] %s\n' "$(($(date +%s) - T0))" "$*"; }
+skip() { echo "SKIP: qemu NUMA end-to-end test: $*"; exit 0; }
+die() { echo "FAIL: qemu NUMA end-to-end test: $*"; exit 1; }
+
+# ---------------------------------------------------------------- the topology given to qemu
+NODES=4
+NODE_CPUS=("0-1" "2-3" "4-5" "")          # node 3: memory only
+NODE_MIB=1024                              # memory per node
+HP_PAGES=32                                # 2 MiB hugepages reserved per node (64 MiB)
+# Distance matrix (symmetric), row i = node i.
+DIST=("10 21 31 41" "21 10 21 31" "31 21 10 21" "41 31 21 10")
+ANON_MIB=64
+HUGE_MIB=32
+
+# ---------------------------------------------------------------- packages
+[ "$(id -u)" = 0 ] || skip "must run as root (installs packages with apt-get)"
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
+command -v jq >/dev/null || need+=(jq)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v cpio >/dev/null || need+=(cpio)
+if [ ${#need[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || skip "missing ${need[*]} and no apt-get to install them"
+    log "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update >/tmp/nmm-e2e-apt.log 2>&1 \
+        && apt-get install -y --no-install-recommends "${need[@]}" >>/tmp/nmm-e2e-apt.log 2>&1 \
+        || skip "apt-get could not install ${need[*]} (log: /tmp/nmm-e2e-apt.log)"
+fi
+KERNEL=$(ls -v /boot/vmlinuz-* 2>/dev/null | tail -n1)
+[ -n "$KERNEL" ] && [ -r "$KERNEL" ] || skip "no readable kernel in /boot"
+BUSYBOX=/bin/busybox
+ldd "$BUSYBOX" >/dev/null 2>&1 && skip "$BUSYBOX is dynamically linked (busybox-static is needed)"
+ACCEL=(-accel tcg,thread=multi)
+[ "${NMM_E2E_KVM:-0}" = 1 ] && [ -w /dev/kvm ] && ACCEL=(-accel kvm)
+
+# ---------------------------------------------------------------- build
+log "building nmm and the enforce example (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+# One invocation, so that both binaries share one feature resolution (one build).
+(cd "$REPO" && cargo build --release --locked -q -p nmm --bin nmm -p nmm-agent --example enforce) \
+    || die "cargo build failed"
+NMM="$CARGO_TARGET_DIR/release/nmm"
+ENFORCE="$CARGO_TARGET_DIR/release/examples/enforce"
+
+WORK=$(mktemp -d /tmp/nmm-e2e.XXXXXX)
+cleanup() { [ "${NMM_E2E_KEEP:-0}" = 1 ] && echo "work directory kept: $WORK" || rm -rf "$WORK"; }
+trap cleanup EXIT
+ROOT="$WORK/initramfs"
+mkdir -p "$ROOT"/{bin,lib,lib64,proc,sys,dev,tmp,etc,e2e,var/lib/nmm}
+
+gcc -static -O2 -o "$ROOT/bin/alloc" "$HERE/alloc.c" || die "gcc -static alloc.c failed"
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+cp "$NMM" "$ENFORCE" "$ROOT/bin/"
+# Shared libraries and the dynamic loader of the two Rust binaries, at their host paths.
+for lib in $( (ldd "$NMM"; ldd "$ENFORCE") | grep -o '/[^ ]*' | sort -u); do
+    mkdir -p "$ROOT$(dirname "$lib")"
+    cp -L "$lib" "$ROOT$lib"
+done
+
+# ---------------------------------------------------------------- guest files
+kubelet_json() {
+    cat <<'EOF'
+{
+  "apiVersion": "kubelet.config.k8s.io/v1beta1",
+  "kind": "KubeletConfiguration",
+  "memoryManagerPolicy": "Static",
+  "cpuManagerPolicy": "static",
+  "topologyManagerPolicy": "single-numa-node",
+  "topologyManagerScope": "container",
+  "reservedSystemCPUs": "0",
+  "kubeReserved": {"memory": "100Mi"},
+  "evictionHard": {"memory.available": "100Mi"},
+  "reservedMemory": [{"numaNode": 0, "limits": {"memory": "200Mi"}}]
+}
+EOF
+}
+kubelet_json >"$ROOT/e2e/kubelet.json"
+pod_json() { # name cpu memory [hugepages-2Mi]
+    local hp=""
+    [ -n "${4:-}" ] && hp=", \"hugepages-2Mi\": \"$4\""
+    cat <<EOF
+{"apiVersion": "v1", "kind": "Pod",
+ "metadata": {"name": "$1", "namespace": "e2e", "uid": "uid-$1"},
+ "spec": {"containers": [{"name": "app", "image": "none",
+   "resources": {"requests": {"cpu": "$2", "memory": "$3"$hp},
+                 "limits": {"cpu": "$2", "memory": "$3"$hp}}}]}}
+EOF
+}
+# CPU 0 is reserved: filler-a takes node 0's last CPU, filler-b both CPUs of node 1, so the
+# single-numa-node policy can only put `app` on node 2.
+pod_json filler-a 1 100Mi >"$ROOT/e2e/filler-a.json"
+pod_json filler-b 2 100Mi >"$ROOT/e2e/filler-b.json"
+pod_json app 1 256Mi "${HUGE_MIB}Mi" >"$ROOT/e2e/app.json"
+
+cat >"$ROOT/init" <<EOF
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+echo 1 > /proc/sys/kernel/printk
+ip link set lo up 2>/dev/null
+mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mark() { echo "=== NMM-E2E \$1 ==="; }
+finish() { mark DONE; sync; poweroff -f; sleep 5; reboot -f; }
+
+mark BOOTED
+echo "uname \$(uname -r) cpus \$(cat /sys/devices/system/cpu/online)"
+for n in /sys/devices/system/node/node*; do
+  echo $HP_PAGES > \$n/hugepages/hugepages-2048kB/nr_hugepages
+  echo "hugepages \${n##*node} \$(cat \$n/hugepages/hugepages-2048kB/nr_hugepages)"
+done
+
+mark NODE-JSON-BEGIN
+nmm node -o json > /tmp/machine.json; echo "nmm-node-exit \$?"
+cat /tmp/machine.json
+mark NODE-JSON-END
+nmm node -o table
+
+mark ENFORCE-BEGIN
+echo +cpuset > /sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/kubepods/poduid-app/app
+echo +cpuset > /sys/fs/cgroup/kubepods/cgroup.subtree_control
+echo +cpuset > /sys/fs/cgroup/kubepods/poduid-app/cgroup.subtree_control
+enforce --machine /tmp/machine.json --kubelet-config /e2e/kubelet.json \\
+  --state-dir /var/lib/nmm --cgroup-root /sys/fs/cgroup \\
+  --pod /e2e/filler-a.json --pod /e2e/filler-b.json --pod /e2e/app.json \\
+  --start uid-app:app:kubepods/poduid-app/app
+echo "enforce-exit \$?"
+echo "cgroup cpuset.cpus \$(cat /sys/fs/cgroup/kubepods/poduid-app/app/cpuset.cpus)"
+echo "cgroup cpuset.mems \$(cat /sys/fs/cgroup/kubepods/poduid-app/app/cpuset.mems)"
+mark ENFORCE-END
+
+mark ALLOC-BEGIN
+sh -c 'echo \$\$ > /sys/fs/cgroup/kubepods/poduid-app/app/cgroup.procs && exec alloc $ANON_MIB $HUGE_MIB' > /tmp/alloc.out 2>&1 &
+i=0
+while ! grep -q ready /tmp/alloc.out && [ \$i -lt 600 ]; do sleep 1; i=\$((i+1)); done
+cat /tmp/alloc.out
+PID=\$(sed -n 's/^alloc pid=\([0-9]*\).*/\1/p' /tmp/alloc.out)
+echo "cgroup-of-pid \$(cat /proc/\$PID/cgroup)"
+grep -E '^(Cpus|Mems)_allowed_list' /proc/\$PID/status
+mark NUMA-MAPS-BEGIN
+cat /proc/\$PID/numa_maps
+mark NUMA-MAPS-END
+kill \$PID
+mark ALLOC-END
+
+mark AGENT-BEGIN
+nmm agent --config /e2e/kubelet.json --state-dir /var/lib/nmm --metrics-addr off > /tmp/agent.out 2>&1 &
+APID=\$!
+i=0
+while ! grep -q serving /tmp/agent.out && kill -0 \$APID 2>/dev/null && [ \$i -lt 120 ]; do sleep 1; i=\$((i+1)); done
+kill -TERM \$APID 2>/dev/null; wait \$APID; echo "agent-exit \$?"
+cat /tmp/agent.out
+mark AGENT-END
+finish
+EOF
+chmod +x "$ROOT/init"
+
+(cd "$ROOT" && find . | cpio -o -H newc --quiet | gzip -1) >"$WORK/initramfs.cpio.gz"
+log "initramfs $(du -h "$WORK/initramfs.cpio.gz" | cut -f1), kernel $KERNEL"
+
+# ---------------------------------------------------------------- qemu
+QEMU=(qemu-system-x86_64 -machine q35 "${ACCEL[@]}" -cpu max -smp 6,sockets=3,cores=2,threads=1
+      -m $((NODES * NODE_MIB))M -nographic -no-reboot -nodefaults -serial stdio
+      -kernel "$KERNEL" -initrd "$WORK/initramfs.cpio.gz"
+      -append "console=ttyS0 quiet loglevel=1 panic=-1")
+for n in $(seq 0 $((NODES - 1))); do
+    QEMU+=(-object "memory-backend-ram,id=m$n,size=${NODE_MIB}M")
+    if [ -n "${NODE_CPUS[$n]}" ]; then
+        QEMU+=(-numa "node,nodeid=$n,cpus=${NODE_CPUS[$n]},memdev=m$n")
+    else
+        QEMU+=(-numa "node,nodeid=$n,memdev=m$n")
+    fi
+done
+for i in $(seq 0 $((NODES - 1))); do
+    read -r -a row <<<"${DIST[$i]}"
+    for j in $(seq $((i + 1)) $((NODES - 1))); do
+        QEMU+=(-numa "dist,src=$i,dst=$j,val=${row[$j]}")
+    done
+done
+log "booting: ${QEMU[*]}"
+T1=$(date +%s)
+set +e
+timeout --foreground -k 10 "$TIMEOUT" "${QEMU[@]}" </dev/null 2>&1 \
+    | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g; s/\r//g' >"$WORK/console.log"
+QRC=${PIPESTATUS[0]}
+set -e
+BOOT_S=$(($(date +%s) - T1))
+cp "$WORK/console.log" /tmp/nmm-e2e-console.log
+log "qemu exited ($QRC) after ${BOOT_S}s; console log: /tmp/nmm-e2e-console.log"
+[ "$QRC" = 124 ] && die "qemu timed out after ${TIMEOUT}s (see /tmp/nmm-e2e-console.log)"
+
+# ---------------------------------------------------------------- checks
+CON="$WORK/console.log"
+section() { sed -n "/^=== NMM-E2E $1 ===\$/,/^=== NMM-E2E $2 ===\$/p" "$CON" | sed '1d;$d'; }
+FAILS=0
+PASSES=0
+check() { # description, then a command; on failure the command's output is shown
+    local what="$1" out; shift
+    if out=$("$@" 2>&1); then
+        PASSES=$((PASSES + 1)); echo "  ok    $what"
+    else
+        FAILS=$((FAILS + 1)); echo "  FAIL  $what"
+        [ -n "$out" ] && sed 's/^/          /' <<<"$out"
+    fi
+    return 0
+}
+eq() { [ "$1" = "$2" ] || { echo "got [$1], want [$2]"; return 1; }; }
+eqv() { local want="$1" got; shift; got=$("$@") || true; eq "$got" "$want"; }
+grep -q '^=== NMM-E2E BOOTED ===$' "$CON" || { tail -n 40 "$CON"; die "the guest did not reach /init"; }
+
+section NODE-JSON-BEGIN NODE-JSON-END | grep -v '^nmm-node-exit' >"$WORK/machine.json" || true
+echo "nmm node (guest):"
+section NODE-JSON-END ENFORCE-BEGIN | sed 's/^/  /'
+echo "checks:"
+check "nmm node -o json exits 0" grep -q '^nmm-node-exit 0$' "$CON"
+check "nmm node output is JSON" jq -e . "$WORK/machine.json"
+J() { jq -r "$@" "$WORK/machine.json" 2>/dev/null; }
+check "$NODES NUMA nodes" eqv "$(seq -s' ' 0 $((NODES - 1)))" J '[.numaNodes[].id] | map(tostring) | join(" ")'
+for n in $(seq 0 $((NODES - 1))); do
+    check "node $n cpus [${NODE_CPUS[$n]}]" eqv "${NODE_CPUS[$n]}" J ".numaNodes[$n].cpus"
+    check "node $n distances [${DIST[$n]}]" eqv "${DIST[$n]}" J ".distances[$n] | map(tostring) | join(\" \")"
+    check "node $n hugepages-2Mi = $HP_PAGES pages" \
+        eqv "$((HP_PAGES * 2 * 1024 * 1024))" J ".numaNodes[$n].hugepages[\"2Mi\"]"
+    mem=$(J ".numaNodes[$n].memory")
+    given=$((NODE_MIB * 1024 * 1024))
+    # MemTotal excludes what firmware and the kernel keep at boot (kernel image, memmap,
+    # page tables): allow up to 12% below the size qemu gave the node, nothing above.
+    echo "    node $n MemTotal $((${mem:-0} / 1024)) KiB of $((given / 1024)) KiB given"
+    check "node $n MemTotal within 12% below ${NODE_MIB} MiB" \
+        test "${mem:-0}" -le "$given" -a "${mem:-0}" -ge $((given * 88 / 100))
+done
+check "node 3 has no CPUs" eqv "" J '.numaNodes[3].cpus'
+check "6 CPUs, 3 sockets, 2 cores each" eqv "0:0:0 1:0:0 2:1:1 3:1:1 4:2:2 5:2:2" \
+    J '[.cpus[] | "\(.id):\(.socket):\(.numa)"] | join(" ")'
+
+echo "enforce (guest):"
+section ENFORCE-BEGIN ENFORCE-END | sed 's/^/  /'
+check "enforce admitted 3 pods and wrote the cgroup" grep -q '^enforce-exit 0$' "$CON"
+CPUSET_LINE=$(grep '^cpuset uid-app app ' "$CON" || true)
+MEMS=$(sed -n 's/.* mems=\([^ ]*\).*/\1/p' <<<"$CPUSET_LINE")
+CPUS=$(sed -n 's/.* cpus=\([^ ]*\).*/\1/p' <<<"$CPUSET_LINE")
+check "app placed on node 2 (the only one left with free CPUs)" eq "$MEMS" 2
+check "app cpus are node 2's (4 or 5)" grep -qxE '4|5' <<<"$CPUS"
+check "cgroup cpuset.mems = $MEMS" grep -qx "cgroup cpuset.mems $MEMS" "$CON"
+check "cgroup cpuset.cpus = $CPUS" grep -qx "cgroup cpuset.cpus $CPUS" "$CON"
+
+echo "allocation (guest):"
+section ALLOC-BEGIN ALLOC-END | sed 's/^/  /'
+ALLOC=$(grep '^alloc pid=' "$CON" || true)
+ANON=$(sed -n 's/.* anon=\([0-9a-f]*\) .*/\1/p' <<<"$ALLOC")
+HUGE=$(sed -n 's/.* huge=\([0-9a-f]*\) .*/\1/p' <<<"$ALLOC")
+section NUMA-MAPS-BEGIN NUMA-MAPS-END >"$WORK/numa_maps"
+check "helper ran in the cgroup" grep -q '^cgroup-of-pid 0::/kubepods/poduid-app/app$' "$CON"
+check "Mems_allowed_list = $MEMS" grep -qE "^Mems_allowed_list:[[:space:]]+$MEMS\$" "$CON"
+check "Cpus_allowed_list = $CPUS" grep -qE "^Cpus_allowed_list:[[:space:]]+$CPUS\$" "$CON"
+# Pages of one mapping per node: "N2=16384" -> "2=16384", space separated.
+pages_by_node() { grep "^0*$1 " "$WORK/numa_maps" | grep -o ' N[0-9]*=[0-9]*' | tr -d ' N' | tr '\n' ' ' | sed 's/ $//'; }
+ANON_PAGES=$((ANON_MIB * 256))
+check "anonymous ${ANON_MIB} MiB: all $ANON_PAGES pages on node $MEMS" \
+    eqv "$MEMS=$ANON_PAGES" pages_by_node "${ANON:-none}"
+check "hugetlb ${HUGE_MIB} MiB: all $((HUGE_MIB / 2)) 2 MiB pages on node $MEMS" \
+    eqv "$MEMS=$((HUGE_MIB / 2))" pages_by_node "${HUGE:-none}"
+
+echo "nmm agent restart from the enforce example's checkpoints (guest):"
+section AGENT-BEGIN AGENT-END | sed 's/^/  /'
+check "nmm agent restores the 3 pods and stops cleanly" \
+    bash -c "grep -q '^restored 3 pods from /var/lib/nmm$' '$CON' && grep -q '^agent-exit 0$' '$CON'"
+
+TOTAL=$(($(date +%s) - T0))
+echo
+if [ "$FAILS" = 0 ]; then
+    echo "PASS: qemu NUMA end-to-end test: $PASSES checks (guest ${BOOT_S}s, total ${TOTAL}s)"
+else
+    echo "FAIL: qemu NUMA end-to-end test: $FAILS of $((PASSES + FAILS)) checks failed (guest ${BOOT_S}s, total ${TOTAL}s; console: /tmp/nmm-e2e-console.log)"
+    exit 1
+fi
