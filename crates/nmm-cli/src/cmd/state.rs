@@ -23,7 +23,7 @@ use nmm_core::cpuset::CpuSet;
 use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::Machine;
 use nmm_core::memorymanager::policy_static::{
-    default_machine_state, state_differences, SystemReserved,
+    default_machine_state, replay_assignments, state_differences, SystemReserved,
 };
 use nmm_core::memorymanager::state::{Assignments, Block, MachineState, MemoryTable};
 use nmm_core::node::{Node, RawCheckpoint, StartOptions, StartupError};
@@ -1420,43 +1420,15 @@ struct Restart {
 }
 
 /// `validateState`'s expected state: the default state of the machine with every stored
-/// block replayed onto it (the kubelet's order: pods, containers, blocks, nodes).
+/// block replayed onto it; blocks naming unknown nodes or types are skipped so that every
+/// other difference can still be listed.
 fn expected_machine_state(
     machine: &Machine,
     reserved: &SystemReserved,
     entries: &Assignments,
 ) -> MachineState {
-    let mut expected = default_machine_state(machine, reserved);
-    for ctrs in entries.values() {
-        for blocks in ctrs.values() {
-            for b in blocks {
-                let mut left = b.size;
-                for n in &b.numa_affinity {
-                    let Some(ns) = expected.get_mut(n) else {
-                        continue;
-                    };
-                    ns.number_of_assignments += 1;
-                    ns.cells = b.numa_affinity.clone();
-                    let Some(t) = ns.memory_map.get_mut(&b.kind) else {
-                        continue;
-                    };
-                    if left == 0 || t.free == 0 {
-                        continue;
-                    }
-                    if t.free >= left {
-                        t.reserved += left;
-                        t.free -= left;
-                        left = 0;
-                    } else {
-                        left -= t.free;
-                        t.reserved += t.free;
-                        t.free = 0;
-                    }
-                }
-            }
-        }
-    }
-    expected
+    replay_assignments(default_machine_state(machine, reserved), entries, false)
+        .expect("lenient replay does not fail")
 }
 
 /// What the differences between the stored and the expected state mean, and what to do.

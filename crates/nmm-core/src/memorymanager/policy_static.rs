@@ -145,6 +145,54 @@ fn table(ms: &MachineState, node: u32, r: &str) -> MemoryTable {
         .unwrap_or_default()
 }
 
+/// Moves up to `left` bytes from free to reserved in one table (the kubelet's greedy
+/// per-node fill); `left` shrinks by what was taken.
+fn take_free(t: &mut MemoryTable, left: &mut u64) {
+    if *left == 0 || t.free == 0 {
+        return;
+    }
+    let n = t.free.min(*left);
+    t.reserved += n;
+    t.free -= n;
+    *left -= n;
+}
+
+/// `validateState`'s expected state: `default` with every stored block replayed onto it
+/// (pods, containers, blocks, nodes in stored order). `strict` reports blocks naming a
+/// NUMA node or memory type the machine lacks with the kubelet's errors; otherwise they
+/// are skipped (for tools that want the differences rather than the first error).
+pub fn replay_assignments(
+    mut expected: MachineState,
+    entries: &Assignments,
+    strict: bool,
+) -> Result<MachineState, String> {
+    for (pod, ctrs) in entries {
+        for (ctr, blocks) in ctrs {
+            for b in blocks {
+                let mut left = b.size;
+                for n in &b.numa_affinity {
+                    let Some(ns) = expected.get_mut(n) else {
+                        if strict {
+                            return Err(format!("[memorymanager] (pod: {pod}, container: {ctr}) the memory assignment uses the NUMA that does not exist"));
+                        }
+                        continue;
+                    };
+                    ns.number_of_assignments += 1;
+                    ns.cells = b.numa_affinity.clone();
+                    let Some(t) = ns.memory_map.get_mut(&b.kind) else {
+                        if strict {
+                            return Err(format!("[memorymanager] (pod: {pod}, container: {ctr}) the memory assignment uses memory resource that does not exist"));
+                        }
+                        continue;
+                    };
+                    take_free(t, &mut left);
+                }
+            }
+        }
+    }
+    Ok(expected)
+}
+
 /// `findBestHint`: preferred beats non-preferred, then narrower.
 pub fn find_best_hint(hints: &[TopologyHint]) -> TopologyHint {
     let mut best = match hints.first() {
@@ -466,20 +514,8 @@ impl StaticPolicy {
             if left == 0 {
                 continue;
             }
-            let Some(t) = ns.memory_map.get_mut(r) else {
-                continue;
-            };
-            if t.free == 0 {
-                continue;
-            }
-            if t.free >= left {
-                t.reserved += left;
-                t.free -= left;
-                left = 0;
-            } else {
-                left -= t.free;
-                t.reserved += t.free;
-                t.free = 0;
+            if let Some(t) = ns.memory_map.get_mut(r) {
+                take_free(t, &mut left);
             }
         }
     }
@@ -628,36 +664,7 @@ impl StaticPolicy {
             self.machine_state = expected_default;
             return Ok(());
         }
-        let mut expected = expected_default;
-        for (pod, ctrs) in &self.assignments {
-            for (ctr, blocks) in ctrs {
-                for b in blocks {
-                    let mut left = b.size;
-                    for n in &b.numa_affinity {
-                        let Some(ns) = expected.get_mut(n) else {
-                            return Err(format!("[memorymanager] (pod: {pod}, container: {ctr}) the memory assignment uses the NUMA that does not exist"));
-                        };
-                        ns.number_of_assignments += 1;
-                        ns.cells = b.numa_affinity.clone();
-                        let Some(t) = ns.memory_map.get_mut(&b.kind) else {
-                            return Err(format!("[memorymanager] (pod: {pod}, container: {ctr}) the memory assignment uses memory resource that does not exist"));
-                        };
-                        if left == 0 || t.free == 0 {
-                            continue;
-                        }
-                        if t.free >= left {
-                            t.reserved += left;
-                            t.free -= left;
-                            left = 0;
-                        } else {
-                            left -= t.free;
-                            t.reserved += t.free;
-                            t.free = 0;
-                        }
-                    }
-                }
-            }
-        }
+        let expected = replay_assignments(expected_default, &self.assignments, true)?;
         if !states_match(&self.machine_state, &expected) {
             return Err(
                 "[memorymanager] the expected machine state is different from the real one".into(),
