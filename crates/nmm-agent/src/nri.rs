@@ -265,9 +265,9 @@ fn agent_rejection(e: &AgentError) -> Rejection {
 }
 
 impl NriAgent {
-    /// A handler logging to stderr (`nmm-agent: nri: ...`).
+    /// A handler logging to stderr (`nmm-agent: nri: ...`, see [`stderr_logger`]).
     pub fn new(agent: Arc<Agent>) -> NriAgent {
-        NriAgent::with_logger(agent, |m| eprintln!("nmm-agent: nri: {m}"))
+        NriAgent::with_logger(agent, stderr_logger("nmm-agent: nri: "))
     }
 
     pub fn with_logger(agent: Arc<Agent>, log: impl Fn(&str) + Send + Sync + 'static) -> Self {
@@ -622,6 +622,26 @@ impl NriHandler for NriAgent {
 
     fn remove_container(&self, _pod: &PodSandbox, container: &Container) {
         self.lock().containers.remove(&container.id);
+    }
+}
+
+/// Writes `prefix` + message lines to a duplicate of the stderr file descriptor,
+/// bypassing `std::io::stderr()`'s lock: `nmm` holds that lock for the whole command,
+/// so `eprintln!` from the plugin's threads would block forever.
+pub fn stderr_logger(prefix: &str) -> impl Fn(&str) + Send + Sync + 'static {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let prefix = prefix.to_string();
+    let file = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(|fd| Mutex::new(std::fs::File::from(fd)));
+    move |m: &str| {
+        if let Some(f) = &file {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = f.write_all(format!("{prefix}{m}\n").as_bytes());
+        }
     }
 }
 

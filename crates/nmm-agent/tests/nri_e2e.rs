@@ -268,7 +268,7 @@ async fn removal_releases_resources() {
         fp.run_pod_sandbox(p).await.unwrap();
         let r = fp.create_container(p, c).await.unwrap();
         assert_eq!(
-            r.adjustment.cpuset_cpus.as_deref().map(|s| s.len() > 0),
+            r.adjustment.cpuset_cpus.as_deref().map(|s| !s.is_empty()),
             Some(true)
         );
     }

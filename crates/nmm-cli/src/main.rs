@@ -85,7 +85,8 @@ fn main() {
 fn run(cli: Cli) -> Result<i32> {
     let tty = std::io::stdout().is_terminal();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut err = std::io::stderr().lock();
+    // Not locked: the agent logs from other threads through eprintln!.
+    let mut err = std::io::stderr();
     let code = match cli.command {
         Command::Simulate {
             scenario,

@@ -80,10 +80,17 @@ fn agent_serves_nri_metrics_and_stops_on_sigterm() {
         .arg(&sock)
         .args(["--metrics-addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let child = KillOnDrop(child);
     let mut line = String::new();
     out.read_line(&mut line).unwrap(); // restored 0 pods from ...
     assert!(line.starts_with("restored 0 pods"), "{line}");
@@ -97,21 +104,10 @@ fn agent_serves_nri_metrics_and_stops_on_sigterm() {
         .unwrap()
         .to_string();
 
+    // The child is killed if the test fails (KillOnDrop); the fake runtime's own
+    // timeouts (registration 5 s, requests 2 s) bound every wait below.
     let accept = |pods: &[PodSandbox], ctrs: &[Container]| -> FakePlugin {
-        rt.block_on(async { tokio_timeout(fake.accept(pods, ctrs)).await.unwrap() })
-    };
-    // tokio is not a dependency of this crate: time out with a thread instead.
-    async fn tokio_timeout<F: std::future::Future>(f: F) -> F::Output {
-        f.await
-    }
-    let watchdog = {
-        let pid = child.id();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(60));
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        })
+        rt.block_on(fake.accept(pods, ctrs)).unwrap()
     };
     let mut fp = accept(&[], &[]);
     assert_eq!((fp.name(), fp.index()), ("nmm", "10"));
@@ -133,21 +129,7 @@ fn agent_serves_nri_metrics_and_stops_on_sigterm() {
         // The runtime restarts: the agent connects again and is synchronized.
         fp.close("restart").await;
     });
-    let fp2 = rt.block_on(fake.accept(std::slice::from_ref(&p), std::slice::from_ref(&c)));
-    let fp2 = match fp2 {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = child.kill();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("{e}\nstderr: {err}");
-        }
-    };
+    let fp2 = accept(std::slice::from_ref(&p), std::slice::from_ref(&c));
     assert_eq!(fp2.name(), "nmm");
 
     let body = http_get(&metrics, "/metrics");
@@ -159,25 +141,39 @@ fn agent_serves_nri_metrics_and_stops_on_sigterm() {
         "{body}"
     );
 
+    let mut child = child;
     let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
-    let status = child.wait().unwrap();
+    let status = wait_timeout(&mut child.0, Duration::from_secs(20));
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr.join().unwrap();
     assert_eq!(status.code(), Some(0), "stdout: {rest}\nstderr: {err}");
     assert!(rest.contains("stopped"), "{rest}");
     assert!(err.contains("registered with containerd"), "{err}");
     assert!(err.contains("reconnecting"), "{err}");
     drop(fp2);
-    drop(watchdog);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_timeout(c: &mut std::process::Child, t: Duration) -> std::process::ExitStatus {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t0.elapsed() < t, "nmm agent did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
