@@ -3,7 +3,7 @@
 //! CPU and enough available + reusable CPUs. Such masks are closed under adding nodes.
 
 use crate::bitmask::NumaMask;
-use crate::topology::family::{smallest_k_subset, HintFamily};
+use crate::topology::family::{smallest_k_subset, HintFamily, Monotone};
 
 #[derive(Debug, Clone)]
 pub struct CpuHintFamily {
@@ -140,6 +140,20 @@ impl HintFamily for CpuHintFamily {
         let pool = NumaMask(self.universe.0 & !base.0);
         let m = base.or(smallest_k_subset(pool, k - base.count(), &vals, &need)?);
         self.get(m).map(|_| m)
+    }
+
+    fn monotone(&self) -> Monotone {
+        Monotone {
+            pool: self.universe,
+            must: self.reuse_mask,
+            vals: self.avail.iter().map(|&a| vec![a as u64]).collect(),
+            need: vec![self.request.saturating_sub(self.reusable_count) as u64],
+            min_count: 1,
+        }
+    }
+
+    fn special_members(&self) -> Vec<NumaMask> {
+        Vec::new()
     }
 
     fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {

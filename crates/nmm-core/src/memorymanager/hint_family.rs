@@ -3,7 +3,7 @@
 
 use super::policy_static::{Requests, StaticPolicy};
 use crate::bitmask::NumaMask;
-use crate::topology::family::{smallest_k_subset, HintFamily};
+use crate::topology::family::{smallest_k_subset, HintFamily, Monotone};
 use crate::topology::hint::TopologyHint;
 
 #[derive(Debug, Clone)]
@@ -290,6 +290,25 @@ impl HintFamily for MemoryHintFamily {
             }
         }
         best
+    }
+
+    fn monotone(&self) -> Monotone {
+        Monotone {
+            pool: self.zero,
+            must: NumaMask::EMPTY,
+            vals: self.free.clone(),
+            need: self.req.clone(),
+            min_count: 2,
+        }
+    }
+
+    fn special_members(&self) -> Vec<NumaMask> {
+        let singles = self.universe.ids().map(NumaMask::single);
+        singles
+            .chain(self.groups.iter().copied())
+            .chain(self.reusable.iter().map(|(m, _)| *m))
+            .filter(|&m| self.get(m).is_some())
+            .collect()
     }
 
     fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {

@@ -40,6 +40,73 @@ pub trait HintFamily: Debug {
     fn member_within(&self, t: NumaMask, excluded: NumaMask) -> bool;
     /// The numerically smallest member with exactly `k` nodes that contains `base`.
     fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask>;
+    /// The members closed under adding nodes, as sum constraints; every other member is
+    /// in [`HintFamily::special_members`].
+    fn monotone(&self) -> Monotone;
+    fn special_members(&self) -> Vec<NumaMask>;
+}
+
+/// Members `m` with `must ⊆ m ⊆ pool`, at least `min_count` nodes, and per-node values
+/// (`vals[node]`) summing to at least `need` in every dimension.
+#[derive(Debug, Clone)]
+pub struct Monotone {
+    pub pool: NumaMask,
+    pub must: NumaMask,
+    pub vals: Vec<Vec<u64>>,
+    pub need: Vec<u64>,
+    pub min_count: u32,
+}
+
+/// The numerically smallest mask of `k` nodes that is a member of every family, for
+/// families whose members are their monotone part plus a few listed ones.
+fn smallest_common_member(families: &[&Rc<dyn HintFamily>], k: u32) -> Option<NumaMask> {
+    let parts: Vec<Monotone> = families.iter().map(|f| f.monotone()).collect();
+    let all_member = |m: NumaMask| families.iter().all(|f| f.get(m).is_some());
+    let mut best: Option<NumaMask> = None;
+    let mut consider = |m: NumaMask| {
+        if m.count() == k && all_member(m) && best.is_none_or(|b| m.0 < b.0) {
+            best = Some(m);
+        }
+    };
+    for f in families {
+        for m in f.special_members() {
+            consider(m);
+        }
+    }
+    let pool = parts.iter().fold(NumaMask(u64::MAX), |p, m| p.and(m.pool));
+    let must = parts.iter().fold(NumaMask::EMPTY, |p, m| p.or(m.must));
+    let min_count = parts.iter().map(|m| m.min_count).max().unwrap_or(1);
+    if k >= min_count && must.is_subset_of(pool) && k >= must.count() {
+        let width = pool
+            .ids()
+            .chain(must.ids())
+            .map(|n| n as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut vals = vec![Vec::new(); width];
+        let mut need = Vec::new();
+        for m in &parts {
+            let dims = m.need.len();
+            for (n, v) in vals.iter_mut().enumerate() {
+                match m.vals.get(n) {
+                    Some(x) => v.extend_from_slice(x),
+                    None => v.extend(std::iter::repeat_n(0, dims)),
+                }
+            }
+            for (r, &nd) in m.need.iter().enumerate() {
+                let have: u64 = must
+                    .ids()
+                    .map(|n| m.vals.get(n as usize).map_or(0, |x| x[r]))
+                    .sum();
+                need.push(nd.saturating_sub(have));
+            }
+        }
+        let rest = NumaMask(pool.0 & !must.0);
+        if let Some(c) = smallest_k_subset(rest, k - must.count(), &vals, &need) {
+            consider(must.or(c));
+        }
+    }
+    best
 }
 
 /// The numerically smallest set of exactly `k` nodes of `pool` whose values reach `need`
@@ -263,15 +330,22 @@ pub fn merge_large_with(
                 _ => None,
             })
             .collect();
-        let single_family = families.windows(2).all(|w| Rc::ptr_eq(w[0], w[1]));
+        let mut distinct: Vec<&Rc<dyn HintFamily>> = Vec::new();
+        for f in &families {
+            if !distinct.iter().any(|d| Rc::ptr_eq(d, f)) {
+                distinct.push(f);
+            }
+        }
+        // Every member of the size is preferred when a family prefers one size only (not so
+        // under align-by-socket, which prefers some masks of other sizes too).
+        let size_decides = distinct.iter().all(|f| f.preferred_sizes().len() == 1);
         for k in sizes {
             let mut found = None;
-            if single_family && !merger.closest {
-                // One family (memory and hugepages lists share it): its smallest member of
-                // this size is the narrowest candidate.
-                if let Some(m) = families[0]
-                    .smallest_member(NumaMask::EMPTY, k)
-                    .filter(|&m| is_preferred_everywhere(m))
+            if !merger.closest && size_decides {
+                // Narrowest: the numerically smallest common member of this size (every
+                // member of that size is preferred by its family).
+                if let Some(m) =
+                    smallest_common_member(&distinct, k).filter(|&m| is_preferred_everywhere(m))
                 {
                     best = merger.compare(best, TopologyHint::new(m, true), b);
                     break;
