@@ -59,8 +59,12 @@ fn machine(cpu_nodes: usize, memory_only: usize, dist: &[u64]) -> Machine {
     m
 }
 
-fn config(policy: &str, scope: &str, closest: bool) -> KubeletConfig {
+fn config(policy: &str, scope: &str, closest: bool, align: bool) -> KubeletConfig {
+    let align = align && policy != "single-numa-node";
     KubeletConfig {
+        cpu_manager_policy_options: align
+            .then(|| [("align-by-socket".to_string(), "true".to_string())].into()),
+        feature_gates: align.then(|| [("CPUManagerPolicyAlphaOptions".to_string(), true)].into()),
         memory_manager_policy: Some("Static".into()),
         cpu_manager_policy: Some("static".into()),
         topology_manager_policy: Some(policy.into()),
@@ -162,10 +166,11 @@ proptest! {
         policy in prop::sample::select(vec!["none", "best-effort", "restricted", "single-numa-node"]),
         scope in prop::sample::select(vec!["container", "pod"]),
         closest in any::<bool>(),
+        align in any::<bool>(),
         ops in prop::collection::vec(op(), 1..16),
     ) {
         let m = machine(cpu_nodes, memory_only, &dist);
-        let cfg = config(policy, scope, closest);
+        let cfg = config(policy, scope, closest, align);
         let start = |force: bool, dense: Option<usize>| {
             Node::start(m.clone(), cfg.clone(), StartOptions { force_large: force, large_dense_universe: dense, ..Default::default() }).unwrap()
         };
