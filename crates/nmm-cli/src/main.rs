@@ -26,7 +26,8 @@ enum Command {
     Simulate {
         /// The scenario file (YAML or JSON).
         scenario: PathBuf,
-        /// Output format; JSON lines by default when stdout is not a terminal.
+        /// Output format: table on a terminal, else JSON lines (one per step); yaml gives a
+        /// list of the same objects.
         #[arg(short, long, value_enum)]
         output: Option<Output>,
         /// Write memory_manager_state and cpu_manager_state here at the end.
@@ -96,7 +97,8 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
-                Some(Output::Json) | Some(Output::Yaml) => cmd::simulate::Format::Json,
+                Some(Output::Json) => cmd::simulate::Format::Json,
+                Some(Output::Yaml) => cmd::simulate::Format::Yaml,
                 None if tty => cmd::simulate::Format::Table,
                 None => cmd::simulate::Format::Json,
             };

@@ -223,3 +223,17 @@ fn completions_and_help() {
     let out = nmm(&["simulate", "--help"]);
     assert!(text(&out.stdout).contains("Example: nmm simulate"));
 }
+
+#[test]
+fn yaml_output_is_the_same_data() {
+    let ex = example("docs-150gi-two-numa.yaml");
+    let json = nmm(&["simulate", ex.to_str().unwrap(), "-o", "json"]);
+    let yaml = nmm(&["simulate", ex.to_str().unwrap(), "-o", "yaml"]);
+    assert_eq!(yaml.status.code(), Some(0));
+    let from_yaml: serde_json::Value = serde_saphyr::from_str(&text(&yaml.stdout)).unwrap();
+    let from_json: Vec<serde_json::Value> = text(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(from_yaml, serde_json::Value::Array(from_json));
+}

@@ -11,10 +11,15 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
+    Yaml,
     Table,
 }
 
 /// Returns the process exit status.
+fn to_yaml(v: &serde_json::Value) -> Result<String> {
+    serde_saphyr::to_string(v).map_err(|e| anyhow::anyhow!("cannot render YAML: {e}"))
+}
+
 /// Runs `nmm simulate`; `svg` draws the final memory books.
 pub fn execute(
     scenario: &Path,
@@ -32,6 +37,7 @@ pub fn execute(
     if let Some(e) = &o.startup_error {
         match format {
             Format::Json => writeln!(out, "{}", startup_json(e))?,
+            Format::Yaml => write!(out, "{}", to_yaml(&startup_json(e))?)?,
             Format::Table => writeln!(
                 out,
                 "the kubelet would not start ({}): {}",
@@ -40,10 +46,19 @@ pub fn execute(
         }
         return Ok(1);
     }
+    if format == Format::Yaml {
+        let all: Vec<serde_json::Value> = o
+            .events
+            .iter()
+            .map(|(step, e)| event_json(*step, e))
+            .collect();
+        write!(out, "{}", to_yaml(&serde_json::Value::Array(all))?)?;
+    }
     for (step, e) in &o.events {
         match format {
             Format::Json => writeln!(out, "{}", event_json(*step, e))?,
             Format::Table => write!(out, "{}", event_text(*step, e))?,
+            Format::Yaml => {}
         }
     }
     const SHOWN: usize = 10;
