@@ -192,7 +192,11 @@ nmm agent --config /e2e/kubelet.json --state-dir /var/lib/nmm --metrics-addr off
 APID=\$!
 i=0
 while ! grep -q serving /tmp/agent.out && kill -0 \$APID 2>/dev/null && [ \$i -lt 120 ]; do sleep 1; i=\$((i+1)); done
-kill -TERM \$APID 2>/dev/null; wait \$APID; echo "agent-exit \$?"
+kill -TERM \$APID 2>/dev/null
+i=0
+while kill -0 \$APID 2>/dev/null && [ \$i -lt 30 ]; do sleep 1; i=\$((i+1)); done
+kill -0 \$APID 2>/dev/null && { echo "agent ignored SIGTERM for 30s: killed"; kill -KILL \$APID; }
+wait \$APID; echo "agent-exit \$?"
 cat /tmp/agent.out
 mark AGENT-END
 finish
@@ -225,7 +229,7 @@ log "booting: ${QEMU[*]}"
 T1=$(date +%s)
 set +e
 timeout --foreground -k 10 "$TIMEOUT" "${QEMU[@]}" </dev/null 2>&1 \
-    | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g; s/\r//g' >"$WORK/console.log"
+    | sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g; s/\r//g' >"$WORK/console.log"
 QRC=${PIPESTATUS[0]}
 set -e
 BOOT_S=$(($(date +%s) - T1))
@@ -306,10 +310,10 @@ check_pod() { # pod, expected node, expected cpus (regex)
         grep -qx "cgroup-of-pid 0::/kubepods/poduid-$pod/app" "$WORK/alloc-$pod"
     check "$pod: Mems_allowed_list = $mems" grep -qE "^Mems_allowed_list:[[:space:]]+$mems\$" "$WORK/alloc-$pod"
     check "$pod: Cpus_allowed_list = $cpus" grep -qE "^Cpus_allowed_list:[[:space:]]+$cpus\$" "$WORK/alloc-$pod"
-    check "$pod: anonymous ${ANON_MIB} MiB: all $ANON_PAGES pages on node $mems" \
-        eqv "$mems=$ANON_PAGES" pages_by_node "$WORK/numa_maps-$pod" "${anon:-none}"
-    check "$pod: hugetlb ${HUGE_MIB} MiB: all $((HUGE_MIB / 2)) 2 MiB pages on node $mems" \
-        eqv "$mems=$((HUGE_MIB / 2))" pages_by_node "$WORK/numa_maps-$pod" "${huge:-none}"
+    check "$pod: anonymous ${ANON_MIB} MiB: all $ANON_PAGES pages on node $node" \
+        eqv "$node=$ANON_PAGES" pages_by_node "$WORK/numa_maps-$pod" "${anon:-none}"
+    check "$pod: hugetlb ${HUGE_MIB} MiB: all $((HUGE_MIB / 2)) 2 MiB pages on node $node" \
+        eqv "$node=$((HUGE_MIB / 2))" pages_by_node "$WORK/numa_maps-$pod" "${huge:-none}"
 }
 echo "allocations (guest):"
 # app: an exclusive CPU of node 2, the only node with free CPUs left.
