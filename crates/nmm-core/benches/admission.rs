@@ -102,7 +102,13 @@ fn bench(c: &mut Criterion) {
                 let one = pod("bench-one", 4, 8, 2);
                 // ... and one that needs a group of nodes (no single node has room).
                 let wide = pod("bench-wide", 4, if nodes == 34 { 500 } else { 90 }, 2);
-                for (label, p) in [("fits-1-node", &one), ("needs-group", &wide)] {
+                // ... and, from 8 nodes up, one that needs 4 nodes by capacity.
+                let four = pod("bench-four", 4, if nodes == 34 { 1000 } else { 180 }, 2);
+                let mut kinds = vec![("fits-1-node", &one), ("needs-group", &wide)];
+                if nodes >= 8 {
+                    kinds.push(("needs-4-nodes", &four));
+                }
+                for (label, p) in kinds {
                     let id = BenchmarkId::new(format!("{policy}/{scope}/{label}"), nodes);
                     g.bench_with_input(id, p, |b, p| {
                         b.iter_batched_ref(

@@ -178,6 +178,46 @@ pub const ENUMERATION_BUDGET: u64 = 1 << 22;
 
 /// Masks of exactly `k` nodes of `universe`, ascending numerically (Gosper's hack on the
 /// compressed positions). `f` returns false to stop. Returns false if stopped.
+/// [`for_each_mask_of_size`] in the same (numeric) order, skipping every mask that
+/// contains a set `keep` rejects. `keep` must be closed under taking subsets (if it accepts
+/// a set it accepts every subset), so a rejected partial choice prunes all its extensions.
+/// Returns false if `f` stopped the walk.
+pub fn for_each_mask_of_size_pruned(
+    universe: NumaMask,
+    k: u32,
+    keep: &dyn Fn(NumaMask) -> bool,
+    f: &mut dyn FnMut(NumaMask) -> bool,
+) -> bool {
+    let ids: Vec<u32> = universe.ids().collect();
+    // Masks with highest node ids[h] come after all masks with a lower highest node; within
+    // them, the rest is again in numeric order: choose the highest node first.
+    fn rec(
+        ids: &[u32],
+        k: usize,
+        high: NumaMask,
+        keep: &dyn Fn(NumaMask) -> bool,
+        f: &mut dyn FnMut(NumaMask) -> bool,
+    ) -> bool {
+        if k == 0 {
+            return f(high);
+        }
+        for h in (k - 1)..ids.len() {
+            let m = high.or(NumaMask::single(ids[h]));
+            if !keep(m) {
+                continue;
+            }
+            if !rec(&ids[..h], k - 1, m, keep, f) {
+                return false;
+            }
+        }
+        true
+    }
+    if k == 0 || k as usize > ids.len() {
+        return true;
+    }
+    rec(&ids, k as usize, NumaMask::EMPTY, keep, f)
+}
+
 pub fn for_each_mask_of_size(
     universe: NumaMask,
     k: u32,
@@ -352,7 +392,12 @@ pub fn merge_large_with(
                 }
                 continue;
             }
-            for_each_mask_of_size(u, k, |m| {
+            let contained = |t: NumaMask| {
+                constraining
+                    .iter()
+                    .all(|l| member_within(l, t, NumaMask::EMPTY, all))
+            };
+            for_each_mask_of_size_pruned(u, k, &contained, &mut |m| {
                 if is_preferred_everywhere(m) {
                     found = merger.compare(found, TopologyHint::new(m, true), b);
                     // numeric order: the first hit is the narrowest
@@ -424,7 +469,20 @@ pub fn merge_large_with(
     {
         let mut found: Option<TopologyHint> = None;
         let mut failed = false;
-        for_each_mask_of_size(u, c, |t| match achievable(lists, t, u, all, &mut budget) {
+        // A mask is achievable only if every list has a member containing it, and that
+        // holds for its subsets too: prune on it while walking.
+        let contained = |t: NumaMask| {
+            lists
+                .iter()
+                .all(|l| member_within(l, t, NumaMask::EMPTY, all))
+        };
+        for_each_mask_of_size_pruned(u, c, &contained, &mut |t| match achievable(
+            lists,
+            t,
+            u,
+            all,
+            &mut budget,
+        ) {
             Some(true) => {
                 found = merger.compare(found, TopologyHint::new(t, false), b);
                 merger.closest
@@ -547,6 +605,28 @@ fn projected(l: &LargeList, u: NumaMask, nodes: &[u32], all: NumaMask) -> Vec<Nu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pruned_walk_is_the_filtered_walk() {
+        let u = NumaMask(0b1101_1011);
+        // keep: sets avoiding node 3 and holding at most one of {0, 1}: closed under subsets
+        let keep = |m: NumaMask| !m.is_set(3) && (m.0 & 0b11).count_ones() <= 1;
+        for k in 0..=7 {
+            let mut plain = vec![];
+            for_each_mask_of_size(u, k, |m| {
+                if keep(m) {
+                    plain.push(m.0);
+                }
+                true
+            });
+            let mut pruned = vec![];
+            for_each_mask_of_size_pruned(u, k, &keep, &mut |m| {
+                pruned.push(m.0);
+                true
+            });
+            assert_eq!(plain, pruned, "k = {k}");
+        }
+    }
 
     #[test]
     fn masks_of_size_in_numeric_order() {
