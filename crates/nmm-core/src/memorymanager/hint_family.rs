@@ -125,9 +125,19 @@ impl MemoryHintFamily {
             min_size: None,
         };
         let all: Vec<u32> = universe.ids().collect();
-        f.min_affinity = (1..=all.len())
-            .find(|&k| exists_subset(&f.alloc, &all, k, &f.req))
-            .map_or(universe.count(), |k| k as u32);
+        let one_node = all.iter().any(|&n| {
+            f.req
+                .iter()
+                .enumerate()
+                .all(|(r, &want)| f.alloc[n as usize][r] >= want)
+        });
+        f.min_affinity = if one_node {
+            1
+        } else {
+            (2..=all.len())
+                .find(|&k| exists_subset(&f.alloc, &all, k, &f.req))
+                .map_or(universe.count(), |k| k as u32)
+        };
         f.min_size = f.compute_min_size();
         f
     }

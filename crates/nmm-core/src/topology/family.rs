@@ -60,6 +60,16 @@ pub struct Monotone {
 /// The numerically smallest mask of `k` nodes that is a member of every family, for
 /// families whose members are their monotone part plus a few listed ones.
 fn smallest_common_member(families: &[&Rc<dyn HintFamily>], k: u32) -> Option<NumaMask> {
+    if k == 1 {
+        // Single nodes in ascending order: the first common one is the smallest.
+        let u = families
+            .iter()
+            .fold(NumaMask(u64::MAX), |u, f| u.and(f.universe()));
+        return u
+            .ids()
+            .map(NumaMask::single)
+            .find(|&m| families.iter().all(|f| f.get(m).is_some()));
+    }
     let parts: Vec<Monotone> = families.iter().map(|f| f.monotone()).collect();
     let all_member = |m: NumaMask| families.iter().all(|f| f.get(m).is_some());
     let mut best: Option<NumaMask> = None;
