@@ -331,7 +331,9 @@ TOTAL=$(($(date +%s) - T0))
 echo
 if [ "$FAILS" = 0 ]; then
     echo "PASS: qemu NUMA end-to-end test: $PASSES checks (guest ${BOOT_S}s, total ${TOTAL}s)"
+    echo "e2e: $PASSES passed, 0 failed"
 else
     echo "FAIL: qemu NUMA end-to-end test: $FAILS of $((PASSES + FAILS)) checks failed (guest ${BOOT_S}s, total ${TOTAL}s; console: /tmp/nmm-e2e-console.log)"
+    echo "e2e: $PASSES passed, $FAILS failed"
     exit 1
 fi
