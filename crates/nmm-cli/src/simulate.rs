@@ -25,10 +25,17 @@ pub struct Outcome {
 
 /// Runs every step. `state_dir` is the directory the kubelet's messages name.
 pub fn run(s: &Scenario, state_dir: &str) -> Result<Outcome> {
+    run_with(s, state_dir, false)
+}
+
+/// [`run`], optionally listing every NUMA mask as the kubelet does (`enumerate`) instead
+/// of the engine's described hint lists; the decisions are the same, tests check both.
+pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcome> {
     let opts = StartOptions {
         state_dir: state_dir.to_string(),
         memory_checkpoint: s.memory_state.clone(),
         cpu_checkpoint: s.cpu_state.clone(),
+        enumerate,
         ..Default::default()
     };
     let mut node = match Node::start(s.machine.clone(), s.kubelet.clone(), opts) {
