@@ -65,7 +65,10 @@ impl Policy {
     }
 
     /// [`Policy::merge`] for described hint lists (large machines).
-    pub fn merge_large(&self, providers: &[LargeHints]) -> Result<MergeOutcome, String> {
+    pub fn merge_large<'a>(
+        &self,
+        providers: impl IntoIterator<Item = &'a LargeHints>,
+    ) -> Result<MergeOutcome, String> {
         if self.kind == PolicyKind::None {
             return Ok(super::policy_none::merge());
         }

@@ -16,9 +16,9 @@ pub fn admit(
                 .iter_mut()
                 .map(|p| (p.name(), p.get_topology_hint_families(pod, c)))
                 .collect();
-            let only: Vec<_> = fams.iter().map(|(_, h)| h.clone()).collect();
+            let merged = tm.policy.merge_large(fams.iter().map(|(_, h)| h));
             adm.containers[i].provider_families = fams;
-            match tm.policy.merge_large(&only) {
+            match merged {
                 Ok(o) => o,
                 Err(e) => {
                     adm.reject("UnexpectedAdmissionError".into(), format!("nmm: {e}"));

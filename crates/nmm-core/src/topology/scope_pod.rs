@@ -14,9 +14,9 @@ pub fn admit(
             .iter_mut()
             .map(|p| (p.name(), p.get_pod_topology_hint_families(pod)))
             .collect();
-        let only: Vec<_> = fams.iter().map(|(_, h)| h.clone()).collect();
+        let merged = tm.policy.merge_large(fams.iter().map(|(_, h)| h));
         adm.pod_families = fams;
-        match tm.policy.merge_large(&only) {
+        match merged {
             Ok(o) => o,
             Err(e) => {
                 adm.reject("UnexpectedAdmissionError".into(), format!("nmm: {e}"));
