@@ -431,13 +431,17 @@ impl StaticPolicy {
             let k = n.min(aligned.len());
             result = take_by_topology(&self.topology, &aligned, k, &opts)?;
         }
-        let rest = take_by_topology(
-            &self.topology,
-            &allocatable.difference(&result),
-            n - result.len(),
-            &opts,
-        )?;
-        result = result.union(&rest);
+        // The spill outside the hinted nodes (nothing to take when the hint held them all;
+        // takeByTopology of 0 CPUs is empty, so skipping the call changes nothing).
+        if n > result.len() {
+            let rest = take_by_topology(
+                &self.topology,
+                &allocatable.difference(&result),
+                n - result.len(),
+                &opts,
+            )?;
+            result = result.union(&rest);
+        }
         self.default_set = self.default_set.difference(&result);
         Ok(result)
     }
