@@ -32,6 +32,8 @@ pub struct StaticPolicy {
     /// node: fixed facts the hint families read on every admission.
     numa_of: Vec<u32>,
     numa_totals: Vec<(u32, usize)>,
+    /// The CPUs of each NUMA node.
+    numa_cpus: Vec<(u32, CpuSet)>,
 }
 
 fn take_options(o: &StaticPolicyOptions) -> TakeOptions {
@@ -128,7 +130,11 @@ impl StaticPolicy {
             numa_of[c as usize] = i.numa;
             *totals.entry(i.numa).or_default() += 1;
         }
-        let numa_totals = totals.into_iter().collect();
+        let numa_totals: Vec<(u32, usize)> = totals.into_iter().collect();
+        let numa_cpus = numa_totals
+            .iter()
+            .map(|&(n, _)| (n, topology.cpus_in_numa_nodes(|x| x == n)))
+            .collect();
         Ok(StaticPolicy {
             topology,
             options,
@@ -140,6 +146,7 @@ impl StaticPolicy {
             large: false,
             numa_of,
             numa_totals,
+            numa_cpus,
         })
     }
 
@@ -425,7 +432,10 @@ impl StaticPolicy {
                     .map(|(&c, _)| c)
                     .collect()
             } else {
-                self.topology.cpus_in_numa_nodes(|x| m.is_set(x))
+                self.numa_cpus
+                    .iter()
+                    .filter(|(n, _)| m.is_set(*n))
+                    .fold(CpuSet::new(), |acc, (_, c)| acc.union(c))
             };
             let aligned = allocatable.intersection(&aligned_cpus);
             let k = n.min(aligned.len());
