@@ -213,6 +213,16 @@ impl StaticPolicy {
         };
     }
 
+    /// Sockets holding CPUs of the NUMA nodes of `m` (`align-by-socket`).
+    fn sockets_of(&self, m: NumaMask) -> std::collections::BTreeSet<u32> {
+        self.topology
+            .cpus
+            .values()
+            .filter(|i| m.is_set(i.numa))
+            .map(|i| i.socket)
+            .collect()
+    }
+
     /// Available CPUs per NUMA node, and the NUMA nodes of the reusable CPUs.
     fn numa_counts(&self, available: &CpuSet, reusable: &CpuSet) -> (Vec<(u32, usize)>, NumaMask) {
         let numa = |c: u32| {
@@ -271,14 +281,7 @@ impl StaticPolicy {
                 h.preferred = true;
             } else if self.options.align_by_socket && numa_per_socket > 0 {
                 let want = (min_affinity as usize).div_ceil(numa_per_socket);
-                let sockets: std::collections::BTreeSet<u32> = self
-                    .topology
-                    .cpus
-                    .values()
-                    .filter(|i| m.is_set(i.numa))
-                    .map(|i| i.socket)
-                    .collect();
-                if sockets.len() == want {
+                if self.sockets_of(m).len() == want {
                     h.preferred = true;
                 }
             }
@@ -418,13 +421,7 @@ impl StaticPolicy {
         let mut result = CpuSet::new();
         if let Some(m) = affinity {
             let aligned_cpus = if self.options.align_by_socket {
-                let sockets: std::collections::BTreeSet<u32> = self
-                    .topology
-                    .cpus
-                    .values()
-                    .filter(|i| m.is_set(i.numa))
-                    .map(|i| i.socket)
-                    .collect();
+                let sockets = self.sockets_of(m);
                 self.topology
                     .cpus
                     .iter()

@@ -505,7 +505,7 @@ pub fn merge_large_with(
         });
         if failed {
             return Err(format!(
-                "no NUMA mask is preferred by every provider and deciding the best non-preferred mask over {} NUMA nodes exceeded {ENUMERATION_BUDGET} steps; nmm refuses to guess",
+                "no NUMA mask is preferred by every provider and deciding the best non-preferred mask over {} NUMA nodes exceeded {ENUMERATION_BUDGET} steps; nmm refuses to guess rather than risk a decision the kubelet would not make; please report the scenario (nmm simulate reproduces it)",
                 nodes.len()
             ));
         }
