@@ -11,3 +11,4 @@
 pub mod load;
 pub mod scenario;
 pub mod simulate;
+pub mod suggest;

@@ -304,6 +304,9 @@ fn stringify_quantities(v: &mut Value) {
     }
 }
 
+/// A v1 Pod, read as the API server reads it with strict field validation (kubectl's
+/// default): an unknown field is an error naming the field's path, and the pod must pass
+/// the API server's validation of names and resources ([`nmm_core::pod_validation`]).
 pub fn parse_pod(v: &Value, path: &Path, at: &str) -> Result<Pod> {
     let mut v = v.clone();
     stringify_quantities(&mut v);
@@ -313,15 +316,81 @@ pub fn parse_pod(v: &Value, path: &Path, at: &str) -> Result<Pod> {
         m.entry("kind")
             .or_insert_with(|| Value::String("Pod".into()));
     }
-    let pod: Pod = serde_path_to_error::deserialize(v)
-        .map_err(|e| anyhow!("{}: {at}.{}: {}", path.display(), e.path(), e.inner()))?;
+    let mut unknown: Vec<String> = Vec::new();
+    let mut note = |p: serde_ignored::Path| unknown.push(field_path(&p));
+    let pod: Pod =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&v, &mut note))
+            .map_err(|e| anyhow!("{}: {at}.{}: {}", path.display(), e.path(), e.inner()))?;
+    if let Some(field) = unknown.first() {
+        bail!(
+            "{}: {at}.{}: unknown field (the API server refuses it: strict decoding error: unknown field \"{}\"){}",
+            path.display(),
+            field,
+            field,
+            unknown_field_hint(field)
+        );
+    }
     if pod.spec.is_none() {
         bail!(
             "{}: {at}.spec: missing; a pod needs spec.containers",
             path.display()
         );
     }
+    let errs = nmm_core::pod_validation::validate_pod(&pod);
+    if !errs.is_empty() {
+        let name = pod.metadata.name.as_deref().unwrap_or("");
+        bail!(
+            "{}: {at}: the API server would refuse this pod: The Pod \"{name}\" is invalid: {}",
+            path.display(),
+            errs.join(", ")
+        );
+    }
     Ok(pod)
+}
+
+/// `spec.containers[0].resource`, the API server's way of writing a field's path.
+pub fn field_path(p: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        P::Map { parent, key } => {
+            let head = field_path(parent);
+            if head.is_empty() {
+                key.clone()
+            } else {
+                format!("{head}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            field_path(parent)
+        }
+    }
+}
+
+/// A did-you-mean for the last segment of an unknown field's path.
+fn unknown_field_hint(field: &str) -> String {
+    const KNOWN: &[&str] = &[
+        "resources",
+        "requests",
+        "limits",
+        "containers",
+        "initContainers",
+        "metadata",
+        "spec",
+        "name",
+        "uid",
+        "namespace",
+        "image",
+        "restartPolicy",
+        "annotations",
+        "labels",
+    ];
+    let last = field.rsplit('.').next().unwrap_or(field);
+    match crate::suggest::closest(last, KNOWN) {
+        Some(k) => format!("; did you mean `{k}`?"),
+        None => String::new(),
+    }
 }
 
 fn checkpoint(v: &Value, base: &Path, path: &Path, at: &str) -> Result<RawCheckpoint> {
