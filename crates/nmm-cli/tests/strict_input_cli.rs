@@ -91,3 +91,58 @@ fn api_server_validation_in_its_wording() {
         assert!(e.contains(want), "want {want}\ngot {e}");
     }
 }
+
+#[test]
+fn unknown_kubelet_field_is_a_warning_with_did_you_mean() {
+    let d = tempfile::tempdir().unwrap();
+    let k = write(
+        d.path(),
+        "config.yaml",
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmemoryManagerPolicy: Static\nreservedMemorys:\n- numaNode: 0\n  limits: {memory: 1124Mi}\nauthentication: {anonymous: {enabled: false}}\nclusterDNS: [10.96.0.10]\nkubeReserved: {memory: 1Gi}\nevictionHard: {memory.available: 100Mi}\n",
+    );
+    let m = write(
+        d.path(),
+        "machine.yaml",
+        "machine:\n  numaNodes:\n  - {id: 0, cpus: \"0-3\", memory: 8Gi}\n",
+    );
+    let out = nmm(&[
+        "validate",
+        "--config",
+        k.to_str().unwrap(),
+        "--machine",
+        m.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    // The typo drops the reservation, so the Static policy's check fails.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = v["warnings"].as_array().unwrap();
+    assert_eq!(
+        w.len(),
+        1,
+        "real kubelet fields are not warned about: {w:?}"
+    );
+    let w = w[0].as_str().unwrap();
+    assert!(
+        w.starts_with(&format!("{}: reservedMemorys: unknown field", k.display())),
+        "{w}"
+    );
+    assert!(w.ends_with("did you mean `reservedMemory`?"), "{w}");
+
+    // In a scenario's kubelet: block, simulate warns on stderr and goes on.
+    let s = write(
+        d.path(),
+        "s.yaml",
+        &HEAD.replace("reservedSystemCPUs", "reservedSystemCPU"),
+    );
+    let out = nmm(&["simulate", s.to_str().unwrap(), "-o", "json"]);
+    let e = text(&out.stderr);
+    assert!(
+        e.contains(&format!(
+            "warning: {}: kubelet.reservedSystemCPU: unknown field",
+            s.display()
+        )) && e.contains("did you mean `reservedSystemCPUs`?"),
+        "{e}"
+    );
+}

@@ -8,6 +8,7 @@
 //!
 //! Reading files is the only I/O here; nothing prints.
 
+pub mod kubelet_fields;
 pub mod load;
 pub mod scenario;
 pub mod simulate;

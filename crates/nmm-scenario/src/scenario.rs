@@ -27,6 +27,8 @@ pub struct Scenario {
     pub memory_state: Option<RawCheckpoint>,
     pub cpu_state: Option<RawCheckpoint>,
     pub steps: Vec<Step>,
+    /// Accepted, but probably not meant (unknown kubelet fields).
+    pub warnings: Vec<String>,
 }
 
 /// Parses YAML (JSON is YAML) into a JSON value. JSON documents take the fast JSON
@@ -271,13 +273,22 @@ pub fn parse_machine(v: &Value, path: &Path) -> Result<Machine> {
     Ok(machine)
 }
 
-/// The `kubelet:` block (KubeletConfiguration field names).
+/// The `kubelet:` block (KubeletConfiguration field names); unknown fields are dropped
+/// silently here, see [`parse_kubelet_warned`].
 pub fn parse_kubelet(v: Option<&Value>, path: &Path) -> Result<KubeletConfig> {
+    Ok(parse_kubelet_warned(v, path)?.0)
+}
+
+/// The `kubelet:` block, decoded as the kubelet decodes its config: unknown fields are
+/// warnings (naming the file and the field, with a did-you-mean).
+pub fn parse_kubelet_warned(
+    v: Option<&Value>,
+    path: &Path,
+) -> Result<(KubeletConfig, Vec<String>)> {
     let Some(v) = v else {
-        return Ok(KubeletConfig::default());
+        return Ok((KubeletConfig::default(), Vec::new()));
     };
-    serde_path_to_error::deserialize::<_, KubeletConfig>(v.clone())
-        .map_err(|e| anyhow!("{}: kubelet.{}: {}", path.display(), e.path(), e.inner()))
+    crate::kubelet_fields::decode_kubelet_config(v, path, "kubelet.")
 }
 
 /// Quantities in `limits`/`requests` may be written as YAML numbers (`cpu: 2`); the Pod
@@ -423,7 +434,7 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         anyhow!("{p}: machine: missing; see the scenario format (machine, kubelet, steps)")
     })?;
     let machine = parse_machine(machine_v, path)?;
-    let kubelet = parse_kubelet(field(v, "kubelet"), path)?;
+    let (kubelet, warnings) = parse_kubelet_warned(field(v, "kubelet"), path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let (mut memory_state, mut cpu_state) = (None, None);
     if let Some(s) = field(v, "state") {
@@ -464,6 +475,7 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         memory_state,
         cpu_state,
         steps,
+        warnings,
     })
 }
 

@@ -44,14 +44,14 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
             return Ok(Outcome {
                 startup_error: Some(e),
                 events: vec![],
-                warnings: vec![],
+                warnings: s.warnings.clone(),
                 node: None,
             })
         }
     };
     let pod_level = s.kubelet.feature_gate("PodLevelResources");
     let mut events = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = s.warnings.clone();
     for (i, step) in s.steps.iter().enumerate() {
         match step {
             Step::Admit(pod) => {

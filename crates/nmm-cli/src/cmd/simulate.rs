@@ -34,6 +34,17 @@ pub fn execute(
         .map(|d| d.display().to_string().trim_end_matches('/').to_string())
         .unwrap_or_else(|| "/var/lib/kubelet".to_string());
     let o = run(&s, &dir_text)?;
+    const SHOWN: usize = 10;
+    for w in o.warnings.iter().take(SHOWN) {
+        writeln!(err, "warning: {w}")?;
+    }
+    if o.warnings.len() > SHOWN {
+        writeln!(
+            err,
+            "warning: ... and {} more like these",
+            o.warnings.len() - SHOWN
+        )?;
+    }
     if let Some(e) = &o.startup_error {
         match format {
             Format::Json => writeln!(out, "{}", startup_json(e))?,
@@ -60,17 +71,6 @@ pub fn execute(
             Format::Table => write!(out, "{}", event_text(*step, e))?,
             Format::Yaml => {}
         }
-    }
-    const SHOWN: usize = 10;
-    for w in o.warnings.iter().take(SHOWN) {
-        writeln!(err, "warning: {w}")?;
-    }
-    if o.warnings.len() > SHOWN {
-        writeln!(
-            err,
-            "warning: ... and {} more like these",
-            o.warnings.len() - SHOWN
-        )?;
     }
     if let (Some(dir), Some(node)) = (state_dir, &o.node) {
         write_atomic(
