@@ -6,5 +6,6 @@ pub mod cmd;
 pub mod fsio;
 pub mod render;
 pub mod scenario;
+pub mod scenario_devices;
 pub mod simulate;
 pub mod svg;
