@@ -2,8 +2,8 @@
 //! give the same lines and the same checkpoints. On failure the test names the scenario,
 //! the step and the difference.
 
-use nmm::scenario::load_scenario;
-use nmm::simulate::{device_state_json, event_json, run_with, startup_json};
+use nmm_scenario::scenario::load_scenario;
+use nmm_scenario::simulate::{device_state_json, event_json, run_with, startup_json};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
