@@ -10,4 +10,5 @@
 
 pub mod load;
 pub mod scenario;
+pub mod scenario_devices;
 pub mod simulate;
