@@ -9,4 +9,4 @@ pub mod svg;
 
 /// The loaders and the simulator live in `nmm-scenario`; re-exported under their old
 /// paths.
-pub use nmm_scenario::{load, scenario, simulate};
+pub use nmm_scenario::{load, scenario, scenario_devices, simulate};

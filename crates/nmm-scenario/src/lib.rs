@@ -11,5 +11,6 @@
 pub mod kubelet_fields;
 pub mod load;
 pub mod scenario;
+pub mod scenario_devices;
 pub mod simulate;
 pub mod suggest;
