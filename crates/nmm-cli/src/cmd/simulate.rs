@@ -3,7 +3,7 @@
 use crate::fsio::write_atomic;
 use crate::render::event_text;
 use crate::scenario::load_scenario;
-use crate::simulate::{device_state_json, event_json, run, startup_json};
+use crate::simulate::{device_state_json, event_json, run, startup_json, summary};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
@@ -26,6 +26,7 @@ pub fn execute(
     format: Format,
     state_dir: Option<&Path>,
     svg: Option<&Path>,
+    fail_on_reject: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<i32> {
@@ -72,6 +73,10 @@ pub fn execute(
             Format::Yaml => {}
         }
     }
+    let sum = summary(&o.events);
+    if format == Format::Table {
+        writeln!(out, "{}", sum.text())?;
+    }
     if let (Format::Json, Some(node)) = (format, &o.node) {
         if let Some(line) = device_state_json(&s, node) {
             writeln!(out, "{line}")?;
@@ -112,5 +117,15 @@ pub fn execute(
         let picture = crate::svg::render_memory_state(&node.memory.machine_state(), &title);
         write_atomic(path, picture.as_bytes())?;
     }
-    Ok(0)
+    Ok(if fail_on_reject && sum.rejected > 0 {
+        writeln!(
+            err,
+            "error: {} of {} pods rejected (--fail-on-reject)",
+            sum.rejected,
+            sum.rejected + sum.admitted
+        )?;
+        1
+    } else {
+        0
+    })
 }
