@@ -76,3 +76,52 @@ fn closed_pipe_ends_quietly() {
     assert!(!e.contains("error"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
 }
+
+#[test]
+fn state_on_a_non_checkpoint_or_a_directory_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let pod = d.path().join("pod.yaml");
+    std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n").unwrap();
+    let host = d.path().join("hostname");
+    std::fs::write(&host, "node-1\n").unwrap();
+    for verb in ["show", "verify"] {
+        for f in [&pod, &host] {
+            let out = nmm(&["state", verb, f.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(2));
+            let e = text(&out.stderr);
+            assert!(
+                e.contains(&format!("{}: not a kubelet checkpoint", f.display())),
+                "{e}"
+            );
+            assert!(
+                !e.contains("drain"),
+                "no drain advice for a non-checkpoint: {e}"
+            );
+        }
+    }
+    // A directory: the checkpoint inside, or a did-you-mean when there are two.
+    let sd = d.path().join("state");
+    let out = nmm(&[
+        "simulate",
+        example("docs-150gi-two-numa.yaml").to_str().unwrap(),
+        "-o",
+        "json",
+        "--state-dir",
+        sd.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = nmm(&["state", "show", sd.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "is a directory; did you mean {} or {}?",
+            sd.join("memory_manager_state").display(),
+            sd.join("cpu_manager_state").display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_file(sd.join("cpu_manager_state")).unwrap();
+    let out = nmm(&["state", "show", sd.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -409,10 +409,17 @@ fn corrupt_files_are_reported_never_repaired() {
         "{}",
         r.stderr
     );
+    // Not named like a checkpoint and not JSON: not a checkpoint at all (exit 2), and no
+    // drain-and-delete advice for it.
     let junk = write(dir.path(), "junk", "not json");
     let r = nmm(&["state", "verify", p(&junk)]);
-    assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("not valid JSON"), "{}", r.stdout);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("not a kubelet checkpoint: not JSON"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("drain"), "{}", r.stderr);
 }
 
 #[test]

@@ -32,6 +32,30 @@ use nmm_core::diagnose::checkpoint::*;
 /// Reads the file and tells which checkpoint it is. `Ok(Err(text))`: the file is not a
 /// checkpoint nmm can identify (reported as corrupt, exit 1).
 fn load(path: &Path) -> Result<std::result::Result<Loaded, String>> {
+    if path.is_dir() {
+        let found: Vec<PathBuf> = [
+            nmm_core::checkpoint::memory::FILE_NAME,
+            nmm_core::checkpoint::cpu::FILE_NAME,
+        ]
+        .iter()
+        .map(|f| path.join(f))
+        .filter(|p| p.is_file())
+        .collect();
+        match found.as_slice() {
+            [one] => return load(one),
+            [] => bail!(
+                "{}: is a directory with neither memory_manager_state nor cpu_manager_state in it; \
+                 pass the checkpoint file (the kubelet keeps them in its root directory, usually /var/lib/kubelet)",
+                path.display()
+            ),
+            _ => bail!(
+                "{}: is a directory; did you mean {} or {}?",
+                path.display(),
+                found[0].display(),
+                found[1].display()
+            ),
+        }
+    }
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "{}: cannot read the file (the kubelet keeps its checkpoints in its root directory, usually /var/lib/kubelet)",

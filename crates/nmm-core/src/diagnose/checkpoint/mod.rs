@@ -121,26 +121,37 @@ pub fn identify(path: &Path, bytes: Vec<u8>) -> Result<Result<Loaded, String>, S
             }
         }
         None => {
-            // Not a JSON object: guess from the name, so that the kubelet's own reader can
-            // say what is wrong with it.
+            // Not a JSON object. A file named like a checkpoint is a damaged one (the
+            // kubelet's own reader says what is wrong with it); anything else, or text
+            // that is plainly a Kubernetes manifest, is simply not a checkpoint, and the
+            // drain-and-delete remedy must not be offered for it.
             let file = path
                 .file_name()
                 .map(|n| n.to_string_lossy().to_lowercase())
                 .unwrap_or_default();
-            if file.contains("cpu") {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
+            let manifest = text.lines().any(|l| {
+                let l = l.trim_start();
+                l.starts_with("apiVersion:") || l.starts_with("kind:")
+            });
+            if file.contains("cpu") && !manifest {
                 Kind::Cpu
-            } else if file.contains("mem") {
+            } else if file.contains("mem") && !manifest {
                 Kind::Memory
             } else {
-                let why = match serde_json::from_slice::<Value>(&bytes) {
-                    Err(e) => format!("not valid JSON ({e})"),
-                    Ok(_) => "JSON but not an object".to_string(),
+                let why = if manifest {
+                    "a Kubernetes manifest (YAML with apiVersion/kind)".to_string()
+                } else {
+                    match serde_json::from_slice::<Value>(&bytes) {
+                        Err(e) => format!("not JSON ({e})"),
+                        Ok(_) => "JSON but not an object".to_string(),
+                    }
                 };
-                return Ok(Err(format!(
-                    "{name}: {why}, so neither a memory_manager_state nor a cpu_manager_state the kubelet would read. \
-                     If it is one of them, it is corrupt: the kubelet refuses to start with it. nmm does not repair \
-                     checkpoints; drain the node, delete the file and restart the kubelet."
-                )));
+                return Err(format!(
+                    "{name}: not a kubelet checkpoint: {why}. The kubelet's checkpoints are JSON files named \
+                     memory_manager_state and cpu_manager_state in its root directory (usually /var/lib/kubelet); \
+                     pass one of those, e.g. nmm state show /var/lib/kubelet/memory_manager_state"
+                ));
             }
         }
     };
