@@ -76,6 +76,7 @@ fn agent_serves_nri_metrics_and_stops_on_sigterm() {
         .arg(&cfg)
         .arg("--state-dir")
         .arg(d.path().join("state"))
+        .arg("--create-state-dir")
         .arg("--nri-socket")
         .arg(&sock)
         .args(["--metrics-addr", "127.0.0.1:0"])

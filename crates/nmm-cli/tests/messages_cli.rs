@@ -125,3 +125,58 @@ fn state_on_a_non_checkpoint_or_a_directory_says_so() {
     let out = nmm(&["state", "show", sd.to_str().unwrap(), "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn agent_config_error_points_at_validate_and_state_dir_must_exist() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmemoryManagerPolicy: Static\nkubeReserved: {memory: 1Gi}\nevictionHard: {memory.available: 100Mi}\n",
+    )
+    .unwrap();
+    let machine = example("docs-150gi-two-numa.yaml");
+    let state = d.path().join("state");
+    let args = |create: bool| {
+        let mut v = vec![
+            "agent".to_string(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--machine".into(),
+            machine.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ];
+        if create {
+            v.push("--create-state-dir".into());
+        }
+        v
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        nmm(&a)
+    };
+    // A missing state directory is an error unless asked to create it.
+    let out = run(args(false));
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("does not exist") && e.contains("--create-state-dir"),
+        "{e}"
+    );
+    assert!(!state.exists());
+    // The configuration is wrong: the hint is nmm validate, not --reconcile.
+    let out = run(args(true));
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(state.is_dir());
+    assert!(
+        e.contains(&format!("run `nmm validate --config {}`", cfg.display())),
+        "{e}"
+    );
+    assert!(
+        e.contains("fix: add 1124Mi of memory on NUMA node 0"),
+        "{e}"
+    );
+    assert!(!e.contains("start with --reconcile"), "{e}");
+}

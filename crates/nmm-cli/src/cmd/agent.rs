@@ -44,6 +44,11 @@ pub struct Args {
     /// and the agent's pod record live.
     #[arg(long, value_name = "DIR")]
     pub state_dir: PathBuf,
+    /// Create --state-dir when it does not exist (first start). Without it a missing
+    /// directory is an error: a typo, or a mount lost after a reboot, would start with
+    /// empty books and forget every pinning.
+    #[arg(long)]
+    pub create_state_dir: bool,
     /// Read the machine from the sysfs under this directory [default: /].
     #[arg(long, value_name = "DIR")]
     pub sysfs_root: Option<PathBuf>,
@@ -145,6 +150,42 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         }
     };
     let metrics = metrics_addr(&args.metrics_addr)?;
+    if !args.state_dir.is_dir() {
+        if args.state_dir.exists() {
+            bail!(
+                "--state-dir {}: not a directory; pass the directory holding memory_manager_state and cpu_manager_state",
+                args.state_dir.display()
+            );
+        }
+        if !args.create_state_dir {
+            bail!(
+                "--state-dir {}: does not exist. If this is the first start, add --create-state-dir; otherwise check the path (or the mount): starting with an empty state directory would forget every pod's pinning",
+                args.state_dir.display()
+            );
+        }
+        std::fs::create_dir_all(&args.state_dir).with_context(|| {
+            format!("--state-dir {}: cannot create it", args.state_dir.display())
+        })?;
+    }
+    // A configuration the kubelet refuses is the configuration's problem, whatever the
+    // checkpoints hold: say so, and point at the tool that finds the fix.
+    let analysis = nmm_core::diagnose::config::analyze(&machine, &cfg.config, &[]);
+    if let Some((stage, msg)) = &analysis.kubelet_error {
+        writeln!(
+            err,
+            "error: the kubelet would refuse to start with {} on this machine ({stage}): {msg}",
+            args.config.display()
+        )?;
+        if let Some(f) = analysis.findings.iter().find(|f| f.kubelet_stops_here) {
+            writeln!(err, "fix: {}", f.fix)?;
+        }
+        writeln!(
+            err,
+            "hint: this is the kubelet configuration, not the checkpoints (--reconcile cannot fix it); run `nmm validate --config {}` for every problem and the exact fix",
+            args.config.display()
+        )?;
+        return Ok(1);
+    }
     let reconcile = if args.reconcile {
         Some(match &args.live_pods {
             Some(f) => load_live_pods(f)?,
