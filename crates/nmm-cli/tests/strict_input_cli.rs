@@ -146,3 +146,53 @@ fn unknown_kubelet_field_is_a_warning_with_did_you_mean() {
         "{e}"
     );
 }
+
+/// 5% of machine.memoryCapacity (10Gi) + 512Mi kubeReserved = 1Gi exactly; against the sum
+/// of the nodes (8Gi) the kubelet would want 966367641 bytes instead.
+const CAPACITY: &str = "machine:\n  numaNodes:\n  - {id: 0, cpus: \"0-3\", memory: 8Gi}\n  memoryCapacity: 10Gi\nkubelet:\n  memoryManagerPolicy: Static\n  kubeReserved: {memory: 512Mi}\n  evictionHard: {memory.available: \"5%\"}\n  reservedMemory: [{numaNode: 0, limits: {memory: 1Gi}}]\nsteps:\n- admit:\n    metadata: {name: web, uid: u1}\n    spec:\n      containers:\n      - name: app\n        resources:\n          limits: {cpu: 1, memory: 1Gi}\n";
+
+#[test]
+fn memory_capacity_is_used_for_a_percentage_threshold() {
+    let d = tempfile::tempdir().unwrap();
+    let with = write(d.path(), "with.yaml", CAPACITY);
+    let out = nmm(&["simulate", with.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("\"admitted\":true"));
+
+    let without = write(
+        d.path(),
+        "without.yaml",
+        &CAPACITY.replace("  memoryCapacity: 10Gi\n", ""),
+    );
+    let out = nmm(&["simulate", without.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains(
+            r#"is not equal to the value \"966367641\" determined by Node Allocatable feature"#
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // validate: the same capacity, and a tip to use an absolute threshold.
+    let out = nmm(&["validate", "--config", with.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    let w = v["warnings"].to_string();
+    assert!(w.contains("memory.available: 5% is a percentage"), "{w}");
+    assert!(w.contains("an absolute value"), "{w}");
+
+    let bad = write(
+        d.path(),
+        "bad.yaml",
+        &CAPACITY.replace("memoryCapacity: 10Gi", "memoryCapacity: lots"),
+    );
+    let out = nmm(&["simulate", bad.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!("{}: machine.memoryCapacity", bad.display())),
+        "{}",
+        text(&out.stderr)
+    );
+}

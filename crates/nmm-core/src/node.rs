@@ -61,6 +61,10 @@ pub struct StartOptions {
     pub devices: Vec<Device>,
     /// `device-plugins/kubelet_internal_checkpoint` to start from.
     pub device_checkpoint: Option<RawCheckpoint>,
+    /// cadvisor's machine memory capacity (MemTotal of /proc/meminfo), which Node
+    /// Allocatable and percentage eviction thresholds use; `None`: the sum of the NUMA
+    /// nodes' memory (`machine.memoryCapacity` of a scenario).
+    pub memory_capacity: Option<u64>,
 }
 
 /// One container after an admission attempt: what the managers hold for it.
@@ -146,7 +150,9 @@ impl Node {
             message: e.to_string(),
         })?;
         validate_kubelet_config(&config).map_err(err("validation"))?;
-        let memory_capacity: u64 = machine.nodes.iter().map(|n| n.memory).sum();
+        let memory_capacity: u64 = opts
+            .memory_capacity
+            .unwrap_or_else(|| machine.nodes.iter().map(|n| n.memory).sum());
         let mut reservation =
             node_allocatable_reservation(&config, memory_capacity).map_err(err("validation"))?;
 

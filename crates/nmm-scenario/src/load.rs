@@ -83,3 +83,47 @@ pub fn load_machine(path: &Path) -> Result<Machine> {
         path.display()
     )
 }
+
+/// MemTotal of `ROOT/proc/meminfo` in bytes (cadvisor's machine memory capacity), `None`
+/// when the file is absent (a sysfs snapshot without it).
+pub fn meminfo_total(root: &Path) -> Result<Option<u64>> {
+    let f = root.join("proc/meminfo");
+    let text = match std::fs::read_to_string(&f) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!("{}: cannot read it: {e}", f.display()),
+    };
+    parse_meminfo_total(&text).map(Some).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no `MemTotal: N kB` line; is it a copy of /proc/meminfo?",
+            f.display()
+        )
+    })
+}
+
+/// `MemTotal:       263939528 kB` -> bytes.
+pub fn parse_meminfo_total(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut it = line["MemTotal:".len()..].split_whitespace();
+    let n: u64 = it.next()?.parse().ok()?;
+    match it.next() {
+        Some("kB") => n.checked_mul(1024),
+        None => Some(n),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo() {
+        assert_eq!(
+            parse_meminfo_total("MemTotal:       263939528 kB\nMemFree: 1 kB\n"),
+            Some(263939528 * 1024)
+        );
+        assert_eq!(parse_meminfo_total("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_meminfo_total("MemTotal: x kB\n"), None);
+    }
+}

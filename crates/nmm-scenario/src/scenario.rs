@@ -29,6 +29,9 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Accepted, but probably not meant (unknown kubelet fields).
     pub warnings: Vec<String>,
+    /// `machine.memoryCapacity`: cadvisor's machine memory capacity (None: the sum of
+    /// the NUMA nodes).
+    pub memory_capacity: Option<u64>,
     /// `machine.devices` (see `scenario_devices`).
     pub devices: Vec<nmm_core::devicemanager::Device>,
     /// `state.deviceManager`: the `kubelet_internal_checkpoint` to start from.
@@ -443,6 +446,7 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         anyhow!("{p}: machine: missing; see the scenario format (machine, kubelet, steps)")
     })?;
     let machine = parse_machine(machine_v, path)?;
+    let memory_capacity = memory_capacity(machine_v, &machine, path)?;
     let (kubelet, warnings) = parse_kubelet_warned(field(v, "kubelet"), path)?;
     let devices = crate::scenario_devices::parse_devices(machine_v, &machine, path)?;
     let device_resources: BTreeSet<String> = devices.iter().map(|d| d.resource.clone()).collect();
@@ -497,9 +501,28 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         cpu_state,
         steps,
         warnings,
+        memory_capacity,
         devices,
         device_state,
     })
+}
+
+/// `machine.memoryCapacity` (MemTotal of /proc/meminfo as cadvisor reports it): at least
+/// the NUMA nodes' memory is not required (the kernel counts differently), but it must be
+/// a positive byte quantity.
+pub fn memory_capacity(machine_v: &Value, machine: &Machine, path: &Path) -> Result<Option<u64>> {
+    let Some(v) = field(machine_v, "memoryCapacity") else {
+        return Ok(None);
+    };
+    let b = bytes(v, path, "machine.memoryCapacity")?;
+    if b == 0 {
+        bail!(
+            "{}: machine.memoryCapacity: must be more than 0; write MemTotal of /proc/meminfo (e.g. 64Gi), or leave it out for the sum of the NUMA nodes ({})",
+            path.display(),
+            nmm_core::quantity::format_human_bytes(machine.nodes.iter().map(|n| n.memory).sum())
+        );
+    }
+    Ok(Some(b))
 }
 
 pub fn load_scenario(path: &Path) -> Result<Scenario> {

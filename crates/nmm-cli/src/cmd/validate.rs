@@ -259,11 +259,26 @@ fn machine_text(m: &Machine, source: &str) -> String {
     )
 }
 
+/// `machine.memoryCapacity` of a machine or scenario file.
+fn file_memory_capacity(path: &Path) -> Result<Option<u64>> {
+    let v = crate::scenario::read_yaml_file(path)?;
+    let mv = v.get("machine").filter(|m| !m.is_null()).unwrap_or(&v);
+    let m = crate::scenario::parse_machine(mv, path)?;
+    crate::scenario::memory_capacity(mv, &m, path)
+}
+
 pub fn execute(args: &Args, out: &mut dyn Write, _err: &mut dyn Write) -> Result<i32> {
+    let capacity: Option<u64>;
     let cf = load_config(&args.config)?;
     let (machine, source) = match (&args.machine, &args.sysfs_root, cf.machine.clone()) {
-        (Some(path), _, _) => (load_machine(path)?, path.display().to_string()),
-        (None, None, Some(m)) => (m, format!("{} (machine:)", args.config.display())),
+        (Some(path), _, _) => {
+            capacity = file_memory_capacity(path)?;
+            (load_machine(path)?, path.display().to_string())
+        }
+        (None, None, Some(m)) => {
+            capacity = file_memory_capacity(&args.config)?;
+            (m, format!("{} (machine:)", args.config.display()))
+        }
         (None, root, _) => {
             let root = root.clone().unwrap_or_else(|| PathBuf::from("/"));
             let m = nmm_sysfs::SysfsReader::new(&root)
@@ -271,12 +286,18 @@ pub fn execute(args: &Args, out: &mut dyn Write, _err: &mut dyn Write) -> Result
                 .map_err(|e| {
                     anyhow!("reading the machine from sysfs: {e}; or pass --machine FILE")
                 })?;
+            capacity = crate::load::meminfo_total(&root)?;
             (m, format!("sysfs under {}", root.display()))
         }
     };
     // The config file's own warnings (unknown fields, apiVersion) come first, in the
     // report (and `-o json`'s `warnings`), not only on stderr.
-    let mut a = analyze(&machine, &cf.config, &args.reserved_memory);
+    let mut a = nmm_core::diagnose::config::analyze_with_capacity(
+        &machine,
+        &cf.config,
+        &args.reserved_memory,
+        capacity,
+    );
     a.warnings.splice(0..0, cf.warnings.iter().cloned());
     let mtext = machine_text(&machine, &source);
     match args.output {

@@ -142,6 +142,17 @@ impl Ctx<'_> {
 /// Runs every check on the config file's settings, with `flags` (`--reserved-memory`
 /// values) applied as the kubelet applies them.
 pub fn analyze(machine: &Machine, file_config: &KubeletConfig, flags: &[String]) -> Analysis {
+    analyze_with_capacity(machine, file_config, flags, None)
+}
+
+/// [`analyze`] with cadvisor's machine memory capacity (MemTotal of /proc/meminfo, or a
+/// scenario's `machine.memoryCapacity`); `None`: the sum of the NUMA nodes.
+pub fn analyze_with_capacity(
+    machine: &Machine,
+    file_config: &KubeletConfig,
+    flags: &[String],
+    memory_capacity: Option<u64>,
+) -> Analysis {
     let mut a = Analysis {
         reserved_memory_from_flags: !flags.is_empty(),
         ..Analysis::default()
@@ -171,7 +182,9 @@ pub fn analyze(machine: &Machine, file_config: &KubeletConfig, flags: &[String])
     }
 
     check_config_validation(&mut cx, &config, flags_ok);
-    let capacity: u64 = machine.nodes.iter().map(|n| n.memory).sum();
+    let capacity: u64 =
+        memory_capacity.unwrap_or_else(|| machine.nodes.iter().map(|n| n.memory).sum());
+    percentage_tip(&mut a.warnings, &config);
     let reservation = match node_allocatable_reservation(&config, capacity) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -190,7 +203,11 @@ pub fn analyze(machine: &Machine, file_config: &KubeletConfig, flags: &[String])
 
     // The kubelet's own verdict, and the first message it prints.
     if flags_ok {
-        match Node::start(machine.clone(), config.clone(), StartOptions::default()) {
+        let opts = StartOptions {
+            memory_capacity,
+            ..StartOptions::default()
+        };
+        match Node::start(machine.clone(), config.clone(), opts) {
             Ok(node) => a.summary = summary(&node),
             Err(e) => a.kubelet_error = Some((e.stage.to_string(), e.message)),
         }
@@ -441,4 +458,19 @@ fn summary(node: &Node) -> Vec<(String, String)> {
     };
     s.push(("Memory Manager".into(), mem));
     s
+}
+
+/// A percentage eviction threshold makes the reservation depend on the exact memory
+/// capacity, which differs between nodes and kernels; an absolute value does not.
+fn percentage_tip(w: &mut Vec<String>, config: &KubeletConfig) {
+    {
+        let field = "evictionHard";
+        if let Some(v) = config.eviction_hard().get("memory.available") {
+            if v.trim_end().ends_with('%') {
+                w.push(format!(
+                    "{field}: memory.available: {v} is a percentage of the machine's memory capacity (MemTotal of /proc/meminfo, not the sum of the NUMA nodes), so the reservedMemory total it needs changes from node to node; an absolute value (e.g. memory.available: 500Mi) keeps one reservedMemory valid everywhere"
+                ));
+            }
+        }
+    }
 }
