@@ -1,14 +1,17 @@
-//! Every scenario of `../shared/conformance` (outputs produced by kubelet v1.32 code) must
-//! give the same lines and the same checkpoints. On failure the test names the scenario,
-//! the step and the difference.
+//! Every scenario of the kubelet-answered corpora under `../shared` (outputs produced by
+//! kubelet v1.32 code) must give the same lines and the same checkpoints. On failure the
+//! test names the scenario, the step and the difference.
 
 use nmm_scenario::scenario::load_scenario;
 use nmm_scenario::simulate::{device_state_json, event_json, run_with, startup_json};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-fn conformance_dir() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+/// The corpora, relative to `../shared`; a new corpus is one more line.
+const CORPORA: &[&str] = &["conformance", "conformance-next/heterogeneous"];
+
+fn shared_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
     d.is_dir().then_some(d)
 }
 
@@ -89,12 +92,17 @@ fn check(path: &Path, enumerate: bool) -> Vec<String> {
 
 #[test]
 fn kubelet_conformance_scenarios() {
-    let Some(dir) = conformance_dir() else {
-        eprintln!("skipping: ../shared/conformance is not present next to this checkout");
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipping: ../shared is not present next to this checkout");
         return;
     };
-    let all = scenarios(&dir);
-    assert!(!all.is_empty(), "no scenarios under {}", dir.display());
+    let mut all = Vec::new();
+    for c in CORPORA {
+        let dir = shared.join(c);
+        let found = scenarios(&dir);
+        assert!(!found.is_empty(), "no scenarios under {}", dir.display());
+        all.extend(found);
+    }
     let mut failed = Vec::new();
     // Both the engine's described hint lists and the kubelet-like enumeration of every
     // NUMA mask must reproduce the kubelet's output.

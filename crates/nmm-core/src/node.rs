@@ -141,6 +141,10 @@ impl Node {
         config: KubeletConfig,
         opts: StartOptions,
     ) -> Result<Node, StartupError> {
+        machine.check_limits().map_err(|e| StartupError {
+            stage: "machine",
+            message: e.to_string(),
+        })?;
         validate_kubelet_config(&config).map_err(err("validation"))?;
         let memory_capacity: u64 = machine.nodes.iter().map(|n| n.memory).sum();
         let mut reservation =

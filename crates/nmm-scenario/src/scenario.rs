@@ -240,7 +240,12 @@ pub fn parse_machine(v: &Value, path: &Path) -> Result<Machine> {
                 let at = format!("machine.cpus[{i}]");
                 let g = |k: &str| -> Result<u32> {
                     let v = field(c, k).ok_or_else(|| anyhow!("{p}: {at}.{k}: missing"))?;
-                    Ok(uint(v, path, &format!("{at}.{k}"))? as u32)
+                    let n = uint(v, path, &format!("{at}.{k}"))?;
+                    u32::try_from(n).map_err(|_| {
+                        anyhow!(
+                            "{p}: {at}.{k}: {n} does not fit in 32 bits; give the id sysfs reports"
+                        )
+                    })
                 };
                 let cpu = Cpu {
                     id: g("id")?,

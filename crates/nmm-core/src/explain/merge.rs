@@ -174,7 +174,7 @@ pub(super) fn decision(
     let large: Vec<LargeHints> = answers.iter().map(|(_, h)| h.clone()).collect();
     let under_each_policy = ALL_POLICIES
         .iter()
-        .filter_map(|&kind| {
+        .map(|&kind| {
             let p = Policy {
                 kind,
                 numa: policy.numa.clone(),
@@ -183,13 +183,13 @@ pub(super) fn decision(
             };
             let o = match &only {
                 Some(only) => p.merge(only),
-                None => p.merge_large(&large).ok()?,
+                None => p.merge_large(&large),
             };
-            Some(PolicyVerdict {
+            PolicyVerdict {
                 policy: kind.name().to_string(),
                 merged: o.hint.into(),
                 admit: o.admit,
-            })
+            }
         })
         .collect();
     let lists = match &raw {
