@@ -234,3 +234,64 @@ proptest! {
         prop_assert_eq!(free, healthy);
     }
 }
+
+fn summary(node: &mut Node, ops: &[Op]) -> Vec<String> {
+    let mut live: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (i, o) in ops.iter().enumerate() {
+        match o {
+            Op::Admit { .. } => {
+                let r = node.admit(&pod(i, o)).unwrap();
+                let cs: Vec<String> = r
+                    .containers
+                    .iter()
+                    .map(|c| format!("{}:{:?}:{}:{:?}", c.name, c.affinity, c.cpus, c.devices))
+                    .collect();
+                out.push(format!(
+                    "{} {:?} {:?} {}",
+                    r.admitted,
+                    r.reason,
+                    r.message,
+                    cs.join(",")
+                ));
+                if r.admitted {
+                    live.push(r.uid);
+                }
+            }
+            Op::Remove(k) => {
+                if !live.is_empty() {
+                    let uid = live.remove(k % live.len());
+                    node.remove(&uid);
+                }
+            }
+        }
+    }
+    out.push(node.device_checkpoint());
+    out.push(node.cpu_checkpoint());
+    out.push(node.memory_checkpoint());
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+    /// The described hint lists (device families) decide exactly as listing every mask.
+    #[test]
+    fn described_lists_decide_like_listing(
+        nodes in 1u32..=5,
+        policy in prop::sample::select(vec!["best-effort", "restricted", "single-numa-node"]),
+        scope in prop::sample::select(vec!["container", "pod"]),
+        spec in prop::collection::vec((0usize..2, 0u8..3, 0u32..5, prop::bool::weighted(0.85)), 1..12),
+        ops in prop::collection::vec(op(), 1..16),
+    ) {
+        let m = machine(nodes);
+        let cfg = config(policy, scope);
+        let devs = devices(nodes, &spec);
+        let start = |enumerate| {
+            let opts = StartOptions { devices: devs.clone(), enumerate, ..Default::default() };
+            Node::start(m.clone(), cfg.clone(), opts).unwrap()
+        };
+        let listed = summary(&mut start(true), &ops);
+        let described = summary(&mut start(false), &ops);
+        prop_assert_eq!(listed, described);
+    }
+}
