@@ -9,8 +9,8 @@ use crate::cmd::validate::{load_config, load_machine};
 use crate::scenario::{parse_pod, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
-use nmm_agent::daemon::{Endpoints, DEFAULT_METRICS_ADDR};
 use nmm_agent::cri::DEFAULT_CRI_SOCKET;
+use nmm_agent::daemon::{Endpoints, DEFAULT_METRICS_ADDR};
 use nmm_agent::nri::{self, NriOptions};
 use nmm_agent::reconcile::ReconcileOptions;
 use nmm_agent::{Agent, AgentError, AgentOptions};
@@ -77,7 +77,7 @@ pub struct Args {
     /// Do not connect to NRI (pod events then come from library callers only).
     #[arg(long, conflicts_with = "nri_socket")]
     pub no_nri: bool,
-    /// The runtime's CRI socket, listed after every NRI (re)connection and every 5 s so
+    /// The runtime's CRI socket, listed after every NRI (re)connection and every 3 s so
     /// that pods the runtime no longer runs are released even when it does not report
     /// their removal (containerd after a restart); `off` to disable
     /// [default: /run/containerd/containerd.sock].
