@@ -5,7 +5,7 @@
 //! (`--nri-socket`, reconnecting with backoff). Runs until SIGTERM or SIGINT. See
 //! docs/agent.md.
 
-use crate::cmd::validate::{load_config, load_machine};
+use crate::load::{load_config, load_machine};
 use crate::scenario::{parse_pod, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
