@@ -55,6 +55,8 @@ pub struct StartOptions {
     /// List every NUMA mask as the kubelet does instead of describing hint lists (slow
     /// above ~12 nodes; tests compare both paths with it).
     pub enumerate: bool,
+    /// The text of `/proc/iomem`, for `memory-drift-tolerance: auto` (KEP-6232).
+    pub proc_iomem: Option<String>,
 }
 
 /// One container after an admission attempt: what the managers hold for it.
@@ -117,6 +119,9 @@ pub struct Node {
     /// unchanged.
     memory_passthrough: Option<(MachineState, Assignments)>,
     cpu_passthrough: Option<(String, RawCpuEntries)>,
+    /// What the Memory Manager's restart observed (KEP-6232 drift tolerance): the bound in
+    /// effect and the per-node drift; `rebased` when the checkpoint must be rewritten.
+    pub memory_drift: Option<crate::memorymanager::drift::DriftReport>,
 }
 
 fn err(stage: &'static str) -> impl Fn(String) -> StartupError {
@@ -272,8 +277,8 @@ impl Node {
                 Some((ck.machine_state, ck.entries))
             }
         };
-        memory
-            .start(&machine, mem_restored)
+        let memory_drift = memory
+            .start(&machine, mem_restored, opts.proc_iomem.as_deref())
             .map_err(err("memoryManager"))?;
 
         Ok(Node {
@@ -287,6 +292,7 @@ impl Node {
             rejected: BTreeSet::new(),
             memory_passthrough,
             cpu_passthrough,
+            memory_drift,
         })
     }
 
