@@ -6,6 +6,7 @@ use crate::checkpoint;
 use crate::cpumanager::policy_static::CpuAssignments;
 use crate::cpumanager::{CpuManager, CpuPolicy};
 use crate::cpuset::CpuSet;
+use crate::devicemanager::{Device, DeviceManager};
 use crate::kubelet_config::KubeletConfig;
 use crate::machine::Machine;
 use crate::memorymanager::state::{Assignments, Block, MachineState};
@@ -57,6 +58,11 @@ pub struct StartOptions {
     pub enumerate: bool,
     /// The text of `/proc/iomem`, for `memory-drift-tolerance: auto` (KEP-6232).
     pub proc_iomem: Option<String>,
+    /// The devices the device plugins report (`machine.devices` of a scenario); the
+    /// plugins register after the managers have started.
+    pub devices: Vec<Device>,
+    /// `device-plugins/kubelet_internal_checkpoint` to start from.
+    pub device_checkpoint: Option<RawCheckpoint>,
 }
 
 /// One container after an admission attempt: what the managers hold for it.
@@ -69,6 +75,8 @@ pub struct ContainerResult {
     /// The Topology Manager's stored hint (absent under policy `none`, or when admission
     /// stopped before this container).
     pub affinity: Option<TopologyHint>,
+    /// Devices the Device Manager allocated to the container: resource -> sorted ids.
+    pub devices: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +117,7 @@ pub struct Node {
     pub topology: TopologyManager,
     pub cpu: CpuManager,
     pub memory: MemoryManager,
+    pub devices: DeviceManager,
     /// Live pods admitted here: uid -> name.
     admitted: BTreeMap<String, String>,
     /// Pods that came with the restored checkpoints.
@@ -281,12 +290,27 @@ impl Node {
             .start(&machine, mem_restored, opts.proc_iomem.as_deref())
             .map_err(err("memoryManager"))?;
 
+        // Device Manager Start (checkpoint; a bad one is logged and ignored, as in the
+        // kubelet), then the plugins register.
+        let mut devices = DeviceManager::new(&machine);
+        devices.large = topology.large;
+        devices.start(opts.device_checkpoint.as_ref().map(|raw| {
+            match raw {
+                RawCheckpoint::Bytes(b) => checkpoint::device::decode(b),
+                RawCheckpoint::Json(v) => checkpoint::device::decode_value(v),
+            }
+            .map_err(|e| e.to_string())
+        }));
+        node_restored.extend(devices.pods());
+        devices.register_all(&opts.devices);
+
         Ok(Node {
             machine,
             config,
             topology,
             cpu,
             memory,
+            devices,
             admitted: BTreeMap::new(),
             restored: node_restored,
             rejected: BTreeSet::new(),
@@ -313,8 +337,17 @@ impl Node {
             return Err(StepError::DuplicateUid(pod.uid.clone()));
         }
         let trace = {
-            let mut providers: [&mut dyn HintProvider; 2] = [&mut self.cpu, &mut self.memory];
-            self.topology.admit(pod, &mut providers)
+            // The kubelet's order: Device Manager, CPU Manager, Memory Manager. Without
+            // any device plugin the Device Manager answers "no preference" and allocates
+            // nothing, so it is left out (explanations stay as they were).
+            if self.devices.is_active() {
+                let mut providers: [&mut dyn HintProvider; 3] =
+                    [&mut self.devices, &mut self.cpu, &mut self.memory];
+                self.topology.admit(pod, &mut providers)
+            } else {
+                let mut providers: [&mut dyn HintProvider; 2] = [&mut self.cpu, &mut self.memory];
+                self.topology.admit(pod, &mut providers)
+            }
         };
         let show_affinity = self.topology.policy.kind != PolicyKind::None;
         let containers = pod
@@ -335,6 +368,7 @@ impl Node {
                     memory,
                     cpus: self.cpu.cpus_of(&pod.uid, &c.name),
                     affinity: if show_affinity { t.affinity } else { None },
+                    devices: self.devices.container_devices(&pod.uid, &c.name),
                 }
             })
             .collect();
@@ -363,6 +397,7 @@ impl Node {
     fn release(&mut self, uid: &str) {
         self.cpu.remove_pod(uid);
         self.memory.remove_pod(uid);
+        self.devices.remove_pod(uid);
         self.topology.remove_pod(uid);
     }
 
@@ -388,6 +423,12 @@ impl Node {
             _ => (self.memory.machine_state(), self.memory.assignments()),
         };
         checkpoint::memory::encode(self.memory.policy_name(), &ms, &a)
+    }
+
+    /// `device-plugins/kubelet_internal_checkpoint` as the kubelet would have written it
+    /// now (canonical order).
+    pub fn device_checkpoint(&self) -> String {
+        checkpoint::device::encode(&self.devices.checkpoint())
     }
 
     /// `cpu_manager_state` as the kubelet would have written it now.
