@@ -6,10 +6,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/podresources_v1.proto");
     println!("cargo:rerun-if-changed=proto/cri_runtime_v1.proto");
-    let fds = protox::compile(
-        ["podresources_v1.proto", "cri_runtime_v1.proto"],
-        ["proto"],
-    )?;
+    let fds = protox::compile(["podresources_v1.proto", "cri_runtime_v1.proto"], ["proto"])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -10,8 +10,8 @@
 //! the state directory, which holds exactly the acknowledged changes.
 
 use crate::cgroup::{CgroupEnforcer, CgroupError, ContainerCpuset};
-use crate::metrics::Metrics;
 use crate::journal::{Journal, Op, Replay, OPS_FILE};
+use crate::metrics::Metrics;
 use crate::store::{Snapshot, Store, StoreError, CPU_FILE, MEMORY_FILE, PODS_FILE};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

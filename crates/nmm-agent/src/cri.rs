@@ -197,7 +197,11 @@ fn view_from_pb(
         .map(|c| CriContainer {
             id: c.id.clone(),
             sandbox_id: c.pod_sandbox_id.clone(),
-            name: c.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+            name: c
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
             exited: c.state == proto::ContainerState::ContainerExited as i32,
         })
         .collect();
@@ -293,7 +297,9 @@ impl RuntimeService for FakeCri {
                 ..Default::default()
             })
             .collect();
-        Ok(tonic::Response::new(proto::ListPodSandboxResponse { items }))
+        Ok(tonic::Response::new(proto::ListPodSandboxResponse {
+            items,
+        }))
     }
 
     async fn list_containers(

@@ -198,7 +198,10 @@ impl Journal {
                 replay.torn_tail = Some(data.len() - pos);
                 file.set_len(pos as u64)
                     .and_then(|_| file.sync_all())
-                    .map_err(io_err(&path, "cannot truncate the torn end of the change journal"))?;
+                    .map_err(io_err(
+                        &path,
+                        "cannot truncate the torn end of the change journal",
+                    ))?;
                 break;
             };
             pos += end.expect("parsed lines end with a newline") + 1;
@@ -318,7 +321,10 @@ mod tests {
         assert_eq!(j.append(vec![rm("b"), rm("c")]).unwrap(), 2);
         drop(j);
         let (j, r) = Journal::open(d.path(), 0).unwrap();
-        assert_eq!(r.records, vec![(1, vec![rm("a")]), (2, vec![rm("b"), rm("c")])]);
+        assert_eq!(
+            r.records,
+            vec![(1, vec![rm("a")]), (2, vec![rm("b"), rm("c")])]
+        );
         assert_eq!(j.last_seq(), 2);
         drop(j);
         let (j, r) = Journal::open(d.path(), 1).unwrap();

@@ -21,8 +21,8 @@
 //! the first admission only saw part of the pod.
 
 use crate::agent::{Agent, AgentError, Tx};
-use crate::reconcile::{cpuset_texts, shared_text, State, Tracked};
 use crate::daemon::{self, Endpoints, Running};
+use crate::reconcile::{cpuset_texts, shared_text, State, Tracked};
 use crate::reconcile::{run_reconciler, ReconcileOptions};
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::{
@@ -335,7 +335,11 @@ impl NriAgent {
 
     /// Admits a pod the books do not know, with `containers` plus the placeholders its
     /// annotations name.
-    fn admit_new(tx: &mut Tx<'_>, pod: &PodSandbox, containers: &[Container]) -> Result<(), Rejection> {
+    fn admit_new(
+        tx: &mut Tx<'_>,
+        pod: &PodSandbox,
+        containers: &[Container],
+    ) -> Result<(), Rejection> {
         let mut all = containers.to_vec();
         all.extend(placeholders(pod, containers));
         let info = pod_info_from_nri(pod, &all).map_err(|e| Rejection::new(INVALID_POD, e))?;
@@ -344,7 +348,13 @@ impl NriAgent {
 
     /// Adds a container the admitted pod `old` does not hold: admit the pod again with
     /// it; on rejection, admit `old` back.
-    fn extend(&self, tx: &mut Tx<'_>, pod: &PodSandbox, old: &Pod, c: &Container) -> Result<(), Rejection> {
+    fn extend(
+        &self,
+        tx: &mut Tx<'_>,
+        pod: &PodSandbox,
+        old: &Pod,
+        c: &Container,
+    ) -> Result<(), Rejection> {
         let one = pod_info_from_nri(pod, std::slice::from_ref(c))
             .map_err(|e| Rejection::new(INVALID_POD, e))?;
         let info = one.containers.first().ok_or_else(|| {
@@ -775,11 +785,8 @@ pub fn run_until_signal(
         let (stop_tx, stop_rx) = watch::channel(false);
         let plugin = nri.map(|opts| {
             let handler = Arc::new(NriAgent::new(agent.clone()));
-            let loop_task = tokio::spawn(run_reconciler(
-                handler.clone(),
-                reconcile,
-                stop_rx.clone(),
-            ));
+            let loop_task =
+                tokio::spawn(run_reconciler(handler.clone(), reconcile, stop_rx.clone()));
             (tokio::spawn(serve_nri(handler, opts, stop_rx)), loop_task)
         });
         let shutdown = async move {
@@ -795,7 +802,9 @@ pub fn run_until_signal(
             let _ = tokio::time::timeout(Duration::from_secs(5), l).await;
         }
         if let Err(e) = agent.compact() {
-            eprintln!("nmm-agent: warning: compacting at stop: {e}; the next start replays the journal");
+            eprintln!(
+                "nmm-agent: warning: compacting at stop: {e}; the next start replays the journal"
+            );
         }
         r
     })

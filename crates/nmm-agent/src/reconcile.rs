@@ -285,7 +285,11 @@ pub async fn run_reconciler(
             if cri.is_none() {
                 match CriClient::connect(path).await {
                     Ok(c) => {
-                        handler.log(&format!("connected to {} over CRI on {}", c.runtime, path.display()));
+                        handler.log(&format!(
+                            "connected to {} over CRI on {}",
+                            c.runtime,
+                            path.display()
+                        ));
                         last_error.clear();
                         cri = Some(c);
                     }
@@ -326,7 +330,10 @@ pub async fn run_reconciler(
                 Some(p) => match p.update_containers(&updates).await {
                     Ok(failed) if failed.is_empty() => {}
                     Ok(failed) => {
-                        handler.log(&format!("the runtime failed {} cpuset updates", failed.len()));
+                        handler.log(&format!(
+                            "the runtime failed {} cpuset updates",
+                            failed.len()
+                        ));
                         handler.updates_failed(&failed);
                     }
                     Err(e) => {

@@ -37,6 +37,10 @@ enum Command {
         /// last step as an SVG picture.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// A copy of the node's /proc/iomem (read as root), for the kubelet config's
+        /// `memory-drift-tolerance: auto` when the scenario restarts from checkpoints.
+        #[arg(long, value_name = "FILE")]
+        proc_iomem: Option<PathBuf>,
     },
     /// Show this node's (or a sysfs snapshot's) NUMA topology.
     ///
@@ -94,6 +98,7 @@ fn run(cli: Cli) -> Result<i32> {
             output,
             state_dir,
             svg,
+            proc_iomem,
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
@@ -107,6 +112,7 @@ fn run(cli: Cli) -> Result<i32> {
                 f,
                 state_dir.as_deref(),
                 svg.as_deref(),
+                proc_iomem.as_deref(),
                 &mut out,
                 &mut err,
             )
