@@ -40,6 +40,10 @@ enum Command {
         /// Exit 1 when any pod is rejected (for CI: a scenario that must admit everything).
         #[arg(long)]
         fail_on_reject: bool,
+        /// A copy of the node's /proc/iomem (read as root), for the kubelet config's
+        /// `memory-drift-tolerance: auto` when the scenario restarts from checkpoints.
+        #[arg(long, value_name = "FILE")]
+        proc_iomem: Option<PathBuf>,
     },
     /// Show this node's (or a sysfs snapshot's) NUMA topology.
     ///
@@ -107,6 +111,7 @@ fn run(cli: Cli) -> Result<i32> {
             state_dir,
             svg,
             fail_on_reject,
+            proc_iomem,
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
@@ -121,6 +126,7 @@ fn run(cli: Cli) -> Result<i32> {
                 state_dir.as_deref(),
                 svg.as_deref(),
                 fail_on_reject,
+                proc_iomem.as_deref(),
                 &mut out,
                 &mut err,
             )

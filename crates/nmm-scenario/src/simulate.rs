@@ -38,6 +38,7 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
         enumerate,
         devices: s.devices.clone(),
         device_checkpoint: s.device_state.clone(),
+        proc_iomem: s.proc_iomem.clone(),
         ..Default::default()
     };
     let mut node = match Node::start(s.machine.clone(), s.kubelet.clone(), opts) {

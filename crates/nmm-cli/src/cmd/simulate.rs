@@ -27,10 +27,16 @@ pub fn execute(
     state_dir: Option<&Path>,
     svg: Option<&Path>,
     fail_on_reject: bool,
+    proc_iomem: Option<&Path>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<i32> {
-    let s = load_scenario(scenario)?;
+    let mut s = load_scenario(scenario)?;
+    if let Some(p) = proc_iomem {
+        s.proc_iomem = Some(std::fs::read_to_string(p).map_err(|e| {
+            anyhow::anyhow!("{}: cannot read the /proc/iomem copy: {e}", p.display())
+        })?);
+    }
     let dir_text = state_dir
         .map(|d| d.display().to_string().trim_end_matches('/').to_string())
         .unwrap_or_else(|| "/var/lib/kubelet".to_string());
@@ -92,6 +98,11 @@ pub fn execute(
             "warning: {}: state.deviceManager: the device checkpoint was not used ({e}); the kubelet starts without it in that case",
             s.path.display()
         )?;
+    }
+    if let Some(d) = o.node.as_ref().and_then(|n| n.memory_drift.as_ref()) {
+        for line in nmm_core::diagnose::checkpoint::drift_lines(d) {
+            writeln!(err, "note: state.memoryManager: {line}")?;
+        }
     }
     if let (Some(dir), Some(node)) = (state_dir, &o.node) {
         write_atomic(
