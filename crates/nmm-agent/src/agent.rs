@@ -372,6 +372,14 @@ impl Agent {
             }
             agent.update_gauges(&g);
         }
+        if let Some(r) = &report.reconciled {
+            agent
+                .metrics
+                .reconciled("startup", "admitted", r.admitted.len());
+            agent
+                .metrics
+                .reconciled("startup", "rejected", r.rejected.len());
+        }
         Ok((agent, report))
     }
 
@@ -470,7 +478,10 @@ impl Agent {
                 // The journal holds the change: it stands, and the files catch up at the
                 // next commit or start.
                 self.metrics.checkpoint_write_errors.inc();
-                eprintln!("nmm-agent: warning: {}; the change is in the journal and will be written again", e.source);
+                tracing::warn!(
+                    "{}; the change is in the journal and will be written again",
+                    e.source
+                );
             }
             Err(e) => {
                 self.metrics.checkpoint_write_errors.inc();
@@ -516,15 +527,14 @@ impl Agent {
             }
             Ok((r, elapsed))
         })?;
-        self.metrics
-            .admission_duration
-            .observe(elapsed.as_secs_f64());
-        if r.admitted {
-            self.metrics.admissions.inc();
-        } else {
-            self.metrics
-                .reject(r.reason.as_deref().unwrap_or("Unknown"));
-        }
+        let policies = crate::metrics::Policies {
+            cpu_static: matches!(g.node.cpu.policy, CpuPolicy::Static(_)),
+            memory_static: g.node.memory.static_policy().is_some(),
+            topology_none: g.node.topology.policy.kind
+                == nmm_core::topology::policy::PolicyKind::None,
+        };
+        self.metrics.observe_admission(&info, &r, elapsed, policies);
+        crate::logging::admission(&pod_key(pod), &r, elapsed);
         Ok(r)
     }
 
@@ -625,7 +635,7 @@ impl Agent {
             }
             if let Err(e) = enforcer.apply(path, &set) {
                 self.metrics.cgroup_write_errors.inc();
-                eprintln!("nmm-agent: warning: shared pool update of {uid}/{container}: {e}");
+                tracing::warn!("shared pool update of {uid}/{container}: {e}");
             }
         }
     }

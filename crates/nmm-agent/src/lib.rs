@@ -8,12 +8,18 @@
 //! * [`cgroup::CgroupEnforcer`]: writes `cpuset.cpus` / `cpuset.mems` on cgroup v2.
 //! * [`podresources`]: the kubelet's PodResources v1 gRPC service.
 //! * [`nri`]: the agent as an NRI plugin (pod and container lifecycle from the runtime).
-//! * [`metrics`]: Prometheus metrics; [`daemon`] serves both until SIGTERM/SIGINT.
+//! * [`metrics`]: Prometheus metrics (kubelet names where the meaning is the same);
+//!   [`http`] serves them with `/healthz` and `/readyz`; [`daemon`] binds and serves
+//!   both listeners until SIGTERM/SIGINT.
+//! * [`logging`]: `tracing` set-up (text or JSON lines, RFC 3339 timestamps) and the
+//!   per-admission event.
 //! * [`testkit`]: a fixed small node and a deterministic event stream for tests.
 
 pub mod agent;
 pub mod cgroup;
 pub mod daemon;
+pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod nri;
 pub mod podresources;
