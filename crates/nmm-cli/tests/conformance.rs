@@ -1,14 +1,17 @@
-//! Every scenario of `../shared/conformance` (outputs produced by kubelet v1.32 code) must
-//! give the same lines and the same checkpoints. On failure the test names the scenario,
-//! the step and the difference.
+//! Every scenario of the kubelet-answered corpora under `../shared` (outputs produced by
+//! kubelet v1.32 code) must give the same lines and the same checkpoints. On failure the
+//! test names the scenario, the step and the difference.
 
-use nmm::scenario::load_scenario;
-use nmm::simulate::{event_json, run_with, startup_json};
+use nmm_scenario::scenario::load_scenario;
+use nmm_scenario::simulate::{device_state_json, event_json, run_with, startup_json};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-fn conformance_dir() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+/// The corpora, relative to `../shared`; a new corpus is one more line.
+const CORPORA: &[&str] = &["conformance", "conformance-next/heterogeneous"];
+
+fn shared_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
     d.is_dir().then_some(d)
 }
 
@@ -68,6 +71,7 @@ fn check(path: &Path, enumerate: bool) -> Vec<String> {
         got.push(serde_json::json!({"memory_manager_state_canonical": m}));
         let c: Value = serde_json::from_str(&node.cpu_checkpoint()).unwrap();
         got.push(serde_json::json!({"cpu_manager_state": c}));
+        got.extend(device_state_json(&s, node));
     }
     for i in 0..expected.len().max(got.len()) {
         let (e, g) = (expected.get(i), got.get(i));
@@ -88,12 +92,17 @@ fn check(path: &Path, enumerate: bool) -> Vec<String> {
 
 #[test]
 fn kubelet_conformance_scenarios() {
-    let Some(dir) = conformance_dir() else {
-        eprintln!("skipping: ../shared/conformance is not present next to this checkout");
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipping: ../shared is not present next to this checkout");
         return;
     };
-    let all = scenarios(&dir);
-    assert!(!all.is_empty(), "no scenarios under {}", dir.display());
+    let mut all = Vec::new();
+    for c in CORPORA {
+        let dir = shared.join(c);
+        let found = scenarios(&dir);
+        assert!(!found.is_empty(), "no scenarios under {}", dir.display());
+        all.extend(found);
+    }
     let mut failed = Vec::new();
     // Both the engine's described hint lists and the kubelet-like enumeration of every
     // NUMA mask must reproduce the kubelet's output.
@@ -115,4 +124,32 @@ fn kubelet_conformance_scenarios() {
         );
     }
     eprintln!("{} conformance scenarios passed", all.len());
+}
+
+/// `../shared/conformance-next/devices`: kubelet v1.32.10 answers with its real
+/// devicemanager (both paths, as above).
+#[test]
+fn device_conformance_scenarios() {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance-next/devices");
+    if !d.is_dir() {
+        eprintln!("skipping: {} is not present", d.display());
+        return;
+    }
+    let all = scenarios(&d);
+    assert!(!all.is_empty(), "no scenarios under {}", d.display());
+    let failed: Vec<String> = [false, true]
+        .iter()
+        .flat_map(|&enumerate| all.iter().flat_map(move |p| check(p, enumerate)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} differences (first ones):\n{}",
+        failed.len(),
+        failed
+            .iter()
+            .take(15)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
 }

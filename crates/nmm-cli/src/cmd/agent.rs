@@ -6,13 +6,15 @@
 //! through `tracing` on stderr (`--log-format`, `--log-level`). See docs/agent.md and
 //! docs/deploy.md.
 
-use crate::cmd::validate::{load_config, load_machine};
+use crate::load::{load_config, load_machine};
 use crate::scenario::{parse_pod, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
+use nmm_agent::cri::DEFAULT_CRI_SOCKET;
 use nmm_agent::daemon::{self, Endpoints, DEFAULT_METRICS_ADDR};
 use nmm_agent::logging::{self, LogFormat};
 use nmm_agent::nri::{self, NriOptions};
+use nmm_agent::reconcile::ReconcileOptions;
 use nmm_agent::{Agent, AgentError, AgentOptions};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,8 +33,10 @@ Examples:
   nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --reconcile --live-pods pods.json
   # containerd's NRI socket elsewhere:
   nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --nri-socket /run/nri/nri.sock
-  # Without NRI, write container cpusets directly on cgroup v2:
-  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --no-nri --cgroup-root /sys/fs/cgroup";
+  # Without NRI, write container cpusets directly (cgroup v2, or v1's cpuset hierarchy):
+  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --no-nri --cgroup-root /sys/fs/cgroup
+  # JSON logs at debug level for the NRI plugin:
+  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --log-format json --log-level info,nmm_agent::nri=debug";
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -58,9 +62,20 @@ pub struct Args {
     /// [default: the pods in the agent's record in --state-dir].
     #[arg(long, value_name = "FILE", requires = "reconcile")]
     pub live_pods: Option<PathBuf>,
-    /// Write cpuset.cpus / cpuset.mems of containers under this cgroup v2 mount.
+    /// Write cpuset.cpus / cpuset.mems of containers under this cgroup directory: the
+    /// cgroup v2 mount, or on cgroup v1 / hybrid hosts the cpuset hierarchy (the base
+    /// directory `/sys/fs/cgroup` is understood as its `cpuset` hierarchy). Which
+    /// version holds the cpuset controller is read from --mountinfo.
     #[arg(long, value_name = "DIR")]
     pub cgroup_root: Option<PathBuf>,
+    /// With --cgroup-root: the mount table telling cgroup v1 from v2.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/proc/self/mountinfo",
+        requires = "cgroup_root"
+    )]
+    pub mountinfo: PathBuf,
     /// The PodResources v1 gRPC socket (created with mode 0600)
     /// [default: STATE_DIR/pod-resources.sock].
     #[arg(long, value_name = "PATH")]
@@ -77,6 +92,12 @@ pub struct Args {
     /// Do not connect to NRI (pod events then come from library callers only).
     #[arg(long, conflicts_with = "nri_socket")]
     pub no_nri: bool,
+    /// The runtime's CRI socket, listed after every NRI (re)connection and every 5 s so
+    /// that pods the runtime no longer runs are released even when it does not report
+    /// their removal (containerd after a restart); `off` to disable
+    /// [default: /run/containerd/containerd.sock].
+    #[arg(long, value_name = "PATH")]
+    pub cri_socket: Option<PathBuf>,
     /// Log line format on stderr: `text` (RFC 3339 timestamp, level, target, message and
     /// fields) or `json` (one object per line).
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
@@ -194,6 +215,32 @@ fn run(args: &Args) -> Result<i32> {
                 .unwrap_or_else(|| PathBuf::from(nri::nmm_nri::DEFAULT_SOCKET_PATH)),
         )
     });
+    let cri = ReconcileOptions {
+        cri_socket: match &args.cri_socket {
+            Some(p) if p.as_os_str() == "off" => None,
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from(DEFAULT_CRI_SOCKET)),
+        },
+        ..Default::default()
+    };
+    let cgroup_root = match &args.cgroup_root {
+        None => None,
+        Some(dir) => {
+            let text = std::fs::read_to_string(&args.mountinfo).with_context(|| {
+                format!(
+                    "{}: cannot read the mount table (needed to tell cgroup v1 from v2 for --cgroup-root); pass --mountinfo FILE",
+                    args.mountinfo.display()
+                )
+            })?;
+            let e = nmm_agent::cgroup::resolve_root(Some(dir), &text, &args.mountinfo)?;
+            tracing::info!(
+                "cpusets are written under {} (cgroup {})",
+                e.root.display(),
+                e.version
+            );
+            Some(e.root)
+        }
+    };
     // Bind, then restore, then register: a taken port or socket stops the agent here,
     // before it touches the state directory or contacts the runtime.
     let rt = nri::runtime()?;
@@ -203,7 +250,7 @@ fn run(args: &Args) -> Result<i32> {
         kubelet: cfg.config,
         state_dir: args.state_dir.clone(),
         reconcile,
-        cgroup_root: args.cgroup_root.clone(),
+        cgroup_root,
     });
     let (agent, report) = match started {
         Ok(x) => x,
@@ -222,6 +269,12 @@ fn run(args: &Args) -> Result<i32> {
     };
     if report.journal_recovered {
         tracing::info!("finished a commit interrupted by a crash");
+    }
+    if report.replayed_changes > 0 {
+        tracing::info!(
+            "replayed {} changes from the journal into the checkpoints",
+            report.replayed_changes
+        );
     }
     if let Some(r) = &report.reconciled {
         tracing::warn!("the checkpoints failed restart validation: {}", r.cause);
@@ -248,6 +301,11 @@ fn run(args: &Args) -> Result<i32> {
             o.socket.display()
         )
     });
+    if nri_opts.is_some() && cri.cri_socket.is_none() {
+        tracing::warn!(
+            "--cri-socket off: pods that existed before a runtime restart and are removed later will not be detected (containerd does not report their removal to NRI plugins)"
+        );
+    }
     let agent = Arc::new(agent);
     rt.block_on(async {
         let shutdown = daemon::signals()?;
@@ -255,6 +313,7 @@ fn run(args: &Args) -> Result<i32> {
             agent,
             bound,
             nri_opts,
+            cri,
             |r| {
                 let mut line = String::from("serving");
                 if let Some(s) = &r.podresources_socket {

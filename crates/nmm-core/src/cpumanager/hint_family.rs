@@ -3,13 +3,17 @@
 //! CPU and enough available + reusable CPUs. Such masks are closed under adding nodes.
 
 use crate::bitmask::NumaMask;
-use crate::topology::family::{smallest_k_subset, HintFamily, Monotone};
+use crate::topology::family::HintFamily;
+use crate::topology::sums::Sums;
 
 #[derive(Debug, Clone)]
 pub struct CpuHintFamily {
     universe: NumaMask,
     /// Indexed by NUMA id.
     avail: Vec<usize>,
+    /// `avail` as one-dimensional sums, and what they must reach beyond the reusable CPUs.
+    vals: Vec<Vec<u64>>,
+    need: [u64; 1],
     reusable_count: usize,
     reuse_mask: NumaMask,
     request: usize,
@@ -62,6 +66,8 @@ impl CpuHintFamily {
         });
         CpuHintFamily {
             universe,
+            vals: avail.iter().map(|&a| vec![a as u64]).collect(),
+            need: [request.saturating_sub(reusable_count) as u64],
             avail,
             reusable_count,
             reuse_mask,
@@ -123,41 +129,23 @@ impl HintFamily for CpuHintFamily {
         Some(size)
     }
 
-    fn member_within(&self, t: NumaMask, excluded: NumaMask) -> bool {
-        // Members are closed under adding nodes: the largest candidate decides.
-        let m = NumaMask(self.universe.0 & !excluded.0);
-        t.is_subset_of(m) && self.get(m).is_some()
-    }
-
-    fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {
-        let base = base.or(self.reuse_mask);
-        if k < base.count() || k == 0 || !base.is_subset_of(self.universe) {
-            return None;
+    fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
+        let inn = inn.or(self.reuse_mask);
+        let pool = NumaMask(self.universe.0 & !out.0);
+        if !inn.is_subset_of(pool) {
+            return false;
         }
-        let have = self.count(base);
-        let need = [self.request.saturating_sub(have) as u64];
-        let vals: Vec<Vec<u64>> = self.avail.iter().map(|&a| vec![a as u64]).collect();
-        let pool = NumaMask(self.universe.0 & !base.0);
-        let m = base.or(smallest_k_subset(pool, k - base.count(), &vals, &need)?);
-        self.get(m).map(|_| m)
-    }
-
-    fn monotone(&self) -> Monotone {
-        Monotone {
-            pool: self.universe,
-            must: self.reuse_mask,
-            vals: self.avail.iter().map(|&a| vec![a as u64]).collect(),
-            need: vec![self.request.saturating_sub(self.reusable_count) as u64],
-            min_count: 1,
+        match size {
+            // Members are closed under adding nodes: the largest candidate decides.
+            None => self.get(pool).is_some(),
+            Some(k) => {
+                let sums = Sums {
+                    vals: &self.vals,
+                    need: &self.need,
+                };
+                let leaf = |m: NumaMask| self.get(m).is_some();
+                sums.exists(inn, pool, Some(k), 0, &leaf)
+            }
         }
-    }
-
-    fn special_members(&self) -> Vec<NumaMask> {
-        Vec::new()
-    }
-
-    fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {
-        let m = x.or(NumaMask(self.universe.0 & !u.0));
-        m.and(u) == x && self.get(m).is_some()
     }
 }

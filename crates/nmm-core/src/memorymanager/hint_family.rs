@@ -1,10 +1,14 @@
 //! The static policy's hint list as a [`HintFamily`], for machines too large to list
-//! every NUMA mask. Membership follows `calculateHints` rule by rule.
+//! every NUMA mask. Membership follows `calculateHints` rule by rule, its sums included:
+//! they are Go `uint64` sums and wrap (a node whose hugepages and reservation exceed its
+//! memory has an allocatable just below 2^64), so no search here assumes that members
+//! stay members when nodes are added; they use [`Sums`], exact under the wrap.
 
 use super::policy_static::{Requests, StaticPolicy};
 use crate::bitmask::NumaMask;
-use crate::topology::family::{smallest_k_subset, HintFamily, Monotone};
+use crate::topology::family::HintFamily;
 use crate::topology::hint::TopologyHint;
+use crate::topology::sums::{wrapping_sum, Sums};
 
 #[derive(Debug, Clone)]
 pub struct MemoryHintFamily {
@@ -22,50 +26,19 @@ pub struct MemoryHintFamily {
     /// Nodes with no assignments: free to join a new group.
     zero: NumaMask,
     groups: Vec<NumaMask>,
+    /// Per node id: allocatable then free per resource, and the need against each: the
+    /// sums a new group of unassigned nodes must reach.
+    both: Vec<Vec<u64>>,
+    both_need: Vec<u64>,
+    /// A reusable mask lies among the unassigned nodes: its free sum gets the reusable
+    /// bytes added, so free sums alone are no bound for new groups.
+    reusable_in_zero: bool,
     min_affinity: u32,
     min_size: Option<u32>,
 }
 
 fn sum(v: &[Vec<u64>], m: NumaMask, r: usize) -> u64 {
-    m.ids()
-        .map(|n| v[n as usize][r])
-        .fold(0u64, u64::wrapping_add)
-}
-
-/// Is there a subset of `pool` with exactly `k` nodes whose sums reach `need`?
-/// Depth-first with an optimistic bound per resource.
-fn exists_subset(vals: &[Vec<u64>], pool: &[u32], k: usize, need: &[u64]) -> bool {
-    fn rec(vals: &[Vec<u64>], pool: &[u32], start: usize, k: usize, need: &mut Vec<u64>) -> bool {
-        if need.iter().all(|&x| x == 0) {
-            return true;
-        }
-        if k == 0 || pool.len() - start < k {
-            return false;
-        }
-        // Bound: the k largest remaining values per resource.
-        for (r, &nd) in need.iter().enumerate() {
-            let mut rest: Vec<u64> = pool[start..].iter().map(|&n| vals[n as usize][r]).collect();
-            rest.sort_unstable_by(|a, b| b.cmp(a));
-            let best: u64 = rest.iter().take(k).fold(0u64, |a, &b| a.saturating_add(b));
-            if best < nd {
-                return false;
-            }
-        }
-        for i in start..pool.len() {
-            let n = pool[i] as usize;
-            let saved = need.clone();
-            for (r, x) in need.iter_mut().enumerate() {
-                *x = x.saturating_sub(vals[n][r]);
-            }
-            if rec(vals, pool, i + 1, k - 1, need) {
-                return true;
-            }
-            *need = saved;
-        }
-        false
-    }
-    let mut need = need.to_vec();
-    rec(vals, pool, 0, k, &mut need)
+    wrapping_sum(v, m, r)
 }
 
 impl MemoryHintFamily {
@@ -97,7 +70,7 @@ impl MemoryHintFamily {
                 }
             }
         }
-        let reusable = p
+        let reusable: Vec<(NumaMask, Vec<u64>)> = p
             .reusable_masks(pod_uid)
             .into_iter()
             .map(|(m, per)| {
@@ -110,34 +83,42 @@ impl MemoryHintFamily {
                 )
             })
             .collect();
+        let zero = NumaMask(universe.0 & !assigned.0);
+        let both: Vec<Vec<u64>> = alloc
+            .iter()
+            .zip(&free)
+            .map(|(a, f)| a.iter().chain(f).copied().collect())
+            .collect();
+        let req: Vec<u64> = req.values().copied().collect();
+        let both_need: Vec<u64> = req.iter().chain(&req).copied().collect();
+        let reusable_in_zero = reusable.iter().any(|(m, _)| m.is_subset_of(zero));
         let mut f = MemoryHintFamily {
             universe,
-            req: req.values().copied().collect(),
+            req,
             alloc,
             free,
             assigned,
             cells,
             cells_len,
             reusable,
-            zero: NumaMask(universe.0 & !assigned.0),
+            zero,
             groups,
+            both,
+            both_need,
+            reusable_in_zero,
             min_affinity: universe.count(),
             min_size: None,
         };
-        let all: Vec<u32> = universe.ids().collect();
-        let one_node = all.iter().any(|&n| {
-            f.req
-                .iter()
-                .enumerate()
-                .all(|(r, &want)| f.alloc[n as usize][r] >= want)
-        });
-        f.min_affinity = if one_node {
-            1
-        } else {
-            (2..=all.len())
-                .find(|&k| exists_subset(&f.alloc, &all, k, &f.req))
-                .map_or(universe.count(), |k| k as u32)
+        // minAffinitySize: the fewest nodes of any mask whose allocatable sums (wrapping)
+        // reach the request, every node counted (groups and assignments play no part).
+        let sums = Sums {
+            vals: &f.alloc,
+            need: &f.req,
         };
+        let leaf = |m: NumaMask| sums.satisfied(m);
+        f.min_affinity = (1..=universe.count())
+            .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
+            .unwrap_or(universe.count());
         f.min_size = f.compute_min_size();
         f
     }
@@ -151,32 +132,56 @@ impl MemoryHintFamily {
             .unwrap_or(0)
     }
 
-    fn compute_min_size(&self) -> Option<u32> {
-        let mut best: Option<u32> = None;
-        let consider = |best: &mut Option<u32>, s: u32| *best = Some(best.map_or(s, |b| b.min(s)));
-        if self
-            .universe
+    /// The sums every new group of unassigned nodes must reach: allocatable and free,
+    /// or allocatable only when a reusable mask lies among those nodes.
+    fn group_sums(&self) -> Sums<'_> {
+        let dims = if self.reusable_in_zero {
+            self.req.len()
+        } else {
+            2 * self.req.len()
+        };
+        Sums {
+            vals: &self.both,
+            need: &self.both_need[..dims],
+        }
+    }
+
+    /// Whether a new group of at least two unassigned nodes, `inn ⊆ m ⊆ pool`, with
+    /// `size` nodes if given, is a member.
+    fn group_exists(&self, inn: NumaMask, pool: NumaMask, size: Option<u32>) -> bool {
+        if !inn.is_subset_of(self.zero) {
+            return false;
+        }
+        let leaf = |m: NumaMask| m.count() >= 2 && self.get(m).is_some();
+        self.group_sums()
+            .exists(inn, pool.and(self.zero), size, 2, &leaf)
+    }
+
+    /// Singles, existing groups and masks with reusable memory: the members that are
+    /// not new groups of unassigned nodes.
+    fn listed(&self) -> impl Iterator<Item = NumaMask> + '_ {
+        self.universe
             .ids()
-            .any(|n| self.get(NumaMask::single(n)).is_some())
-        {
+            .map(NumaMask::single)
+            .chain(self.groups.iter().copied())
+            .chain(self.reusable.iter().map(|(m, _)| *m))
+    }
+
+    fn compute_min_size(&self) -> Option<u32> {
+        let listed = self
+            .listed()
+            .filter(|&m| self.get(m).is_some())
+            .map(|m| m.count())
+            .min();
+        if listed == Some(1) {
             return Some(1);
         }
-        for &g in &self.groups {
-            if self.get(g).is_some() {
-                consider(&mut best, g.count());
-            }
+        let limit = listed.unwrap_or(self.zero.count()).min(self.zero.count());
+        let group = (2..=limit).find(|&k| self.group_exists(NumaMask::EMPTY, self.zero, Some(k)));
+        match (listed, group) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        for (m, _) in &self.reusable {
-            if self.get(*m).is_some() {
-                consider(&mut best, m.count());
-            }
-        }
-        let zero: Vec<u32> = self.zero.ids().collect();
-        let limit = best.map_or(zero.len(), |b| (b as usize).min(zero.len()));
-        if let Some(k) = (2..=limit).find(|&k| exists_subset(&self.free, &zero, k, &self.req)) {
-            consider(&mut best, k as u32);
-        }
-        best
     }
 
     /// `findBestHint` over the members that contain `base`: preferred first, then the
@@ -239,105 +244,39 @@ impl HintFamily for MemoryHintFamily {
         self.min_size
     }
 
-    fn member_within(&self, t: NumaMask, excluded: NumaMask) -> bool {
-        if t.is_empty() || !t.is_subset_of(self.universe) || !t.and(excluded).is_empty() {
+    fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
+        if !inn.is_subset_of(self.universe) || !inn.and(out).is_empty() {
             return false;
         }
-        // New groups of unassigned nodes are closed under adding unassigned nodes.
-        if t.is_subset_of(self.zero) {
-            let m = NumaMask(self.zero.0 & !excluded.0);
-            if m.count() >= 2 && self.get(m).is_some() {
-                return true;
-            }
-        }
-        // Single nodes, existing groups and masks with reusable memory.
-        if t.count() == 1 && self.get(t).is_some() {
+        let fits = |m: NumaMask| {
+            inn.is_subset_of(m)
+                && m.and(out).is_empty()
+                && size.is_none_or(|k| m.count() == k)
+                && self.get(m).is_some()
+        };
+        if self.listed().any(fits) {
             return true;
         }
-        self.groups
-            .iter()
-            .chain(self.reusable.iter().map(|(m, _)| m))
-            .any(|&g| t.is_subset_of(g) && g.and(excluded).is_empty() && self.get(g).is_some())
+        size.is_none_or(|k| k >= 2) && self.group_exists(inn, NumaMask(self.zero.0 & !out.0), size)
     }
 
     fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {
         if k < base.count() || k == 0 || !base.is_subset_of(self.universe) {
             return None;
         }
-        // Singles, existing groups and masks with reusable memory are listed...
-        let mut best: Option<NumaMask> = None;
-        let mut consider = |m: NumaMask| {
-            if m.count() == k
-                && base.is_subset_of(m)
-                && self.get(m).is_some()
-                && best.is_none_or(|b| m.0 < b.0)
-            {
-                best = Some(m);
-            }
-        };
-        if k == 1 {
-            for n in self.universe.ids() {
-                consider(NumaMask::single(n));
-            }
+        let listed = self
+            .listed()
+            .filter(|&m| m.count() == k && base.is_subset_of(m) && self.get(m).is_some())
+            .min();
+        let group = (k >= 2 && base.is_subset_of(self.zero))
+            .then(|| {
+                let leaf = |m: NumaMask| self.get(m).is_some();
+                self.group_sums().smallest(base, self.zero, k, &leaf)
+            })
+            .flatten();
+        match (listed, group) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        for &g in &self.groups {
-            consider(g);
-        }
-        for (m, _) in &self.reusable {
-            consider(*m);
-        }
-        // ... new groups of unassigned nodes are found by their free memory.
-        if k >= 2 && base.is_subset_of(self.zero) {
-            let need: Vec<u64> = (0..self.req.len())
-                .map(|r| self.req[r].saturating_sub(sum(&self.free, base, r)))
-                .collect();
-            let pool = NumaMask(self.zero.0 & !base.0);
-            if let Some(c) = smallest_k_subset(pool, k - base.count(), &self.free, &need) {
-                let m = base.or(c);
-                if self.get(m).is_some() && best.is_none_or(|b| m.0 < b.0) {
-                    best = Some(m);
-                }
-            }
-        }
-        best
-    }
-
-    fn monotone(&self) -> Monotone {
-        Monotone {
-            pool: self.zero,
-            must: NumaMask::EMPTY,
-            vals: self.free.clone(),
-            need: self.req.clone(),
-            min_count: 2,
-        }
-    }
-
-    fn special_members(&self) -> Vec<NumaMask> {
-        let singles = self.universe.ids().map(NumaMask::single);
-        singles
-            .chain(self.groups.iter().copied())
-            .chain(self.reusable.iter().map(|(m, _)| *m))
-            .filter(|&m| self.get(m).is_some())
-            .collect()
-    }
-
-    fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool {
-        if self.get(x).is_some() {
-            return true;
-        }
-        if x.is_subset_of(self.zero) {
-            let m = x.or(NumaMask(self.zero.0 & !u.0));
-            if m != x
-                && m.count() >= 2
-                && (0..self.req.len()).all(|r| sum(&self.free, m, r) >= self.req[r])
-                && self.get(m).is_some()
-            {
-                return true;
-            }
-        }
-        self.groups
-            .iter()
-            .chain(self.reusable.iter().map(|(m, _)| m))
-            .any(|&g| g.and(u) == x && self.get(g).is_some())
     }
 }

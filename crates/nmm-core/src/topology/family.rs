@@ -1,25 +1,50 @@
 //! Hint lists of machines too large to enumerate (the kubelet lists all 2^N - 1 NUMA
-//! masks per resource; at 34 or 64 nodes that never finishes).
+//! masks per resource; at 34 or 64 nodes that never finishes), and the exact merge over
+//! them.
 //!
-//! A provider describes its list as a [`HintFamily`]: a membership test plus the few
-//! facts the merge needs. [`merge_large`] then finds the same hint the kubelet's cross
-//! product would, by searching masks in the order the kubelet's comparison ranks them
-//! instead of visiting them all:
+//! A provider describes its list as a [`HintFamily`]: a membership test plus one exact
+//! oracle, [`HintFamily::extends`] ("is there a member that contains these nodes, avoids
+//! those, and has this many nodes?"). [`merge_large`] returns the hint the kubelet's
+//! cross product of the lists would return, for every input and without a step budget,
+//! by searching masks in the order the kubelet's comparison ranks them:
 //!
-//! * a preferred hint always wins, and preferred masks all have the size the provider
-//!   calls minimal, so the search walks masks of that size only (in numeric order for
-//!   "narrowest", which makes the first hit the winner);
-//! * otherwise every merged mask lies inside the intersection U of the lists' universes
-//!   (the CPU provider only names NUMA nodes with CPUs); when U is small the lists are
-//!   projected onto U, which keeps every merged mask, and the exact closure of
-//!   [`super::merge`] runs there;
-//! * a single remaining list needs no closure: its narrowest members win.
+//! * **Preferred.** A preferred merged hint is a mask every list holds as a preferred
+//!   member, and any preferred hint beats every non-preferred one; smaller masks beat
+//!   larger ones. So for each size a preferred mask can have (ascending), masks of that
+//!   size are walked in numeric order, deciding nodes from the highest down, and a partial
+//!   decision is dropped as soon as one list has no member of that size extending it. The
+//!   first mask found is the narrowest; under `prefer-closest-numa-nodes` the walk goes on
+//!   with a lower bound of the mean distance pruning it.
+//! * **Not preferred.** Every merged mask T is the AND of one member per list. With B the
+//!   largest of the lists' smallest member sizes, the comparison ranks masks of B nodes
+//!   first, then B-1, ..., 1, then B+1, B+2, .... For each size in that order, masks T are
+//!   walked under "every list has a member containing T" (closed under taking subsets,
+//!   so it prunes partial masks), and each is checked by a covering search: every node
+//!   outside T must be left out by some list whose member still contains T without it
+//!   ([`super::search::covering`]; a list that has T itself as a member settles it at
+//!   once, and nodes a list cannot use cost it nothing to leave out).
 //!
-//! What is left — several memory types, no preferred hint, a wide universe — is
-//! enumerated within a budget, and reported as an error beyond it rather than guessed.
+//! Every pruning step is exact (an oracle answers "no" only when no mask of the subtree
+//! can qualify), so the result is the kubelet's; only the time depends on the input.
+//! Memory stays linear in the number of nodes (no 2^N tables; the covering memo is
+//! capped and only caches).
+//!
+//! ## Adding a provider
+//!
+//! Implement [`HintFamily`] for the provider's list and hand it to the merge as
+//! [`LargeList::Family`] (one `Rc` per resource; lists that are the same `Rc` are
+//! recognised as interchangeable). `get` and `extends` must agree with the kubelet's list
+//! exactly; nothing else is assumed — in particular the members need not be described by
+//! per-node sums. A device provider, where a device with several NUMA nodes counts for a
+//! mask when any of its nodes is in it, answers `extends(inn, out, None)` by checking the
+//! largest candidate (`universe \ out`, its list being closed under adding nodes) and the
+//! sized question by its own search (e.g. [`super::sums::Sums::exists`] with a leaf
+//! predicate that counts the devices a mask reaches). Lists that are cheap to list can
+//! stay [`LargeList::Explicit`].
 
 use super::hint::TopologyHint;
 use super::merge::{best_non_preferred_affinity_count, dense_and_closure_on, Merger};
+use super::search::{covering, distance_bound, distance_sum, walk};
 use crate::bitmask::NumaMask;
 use std::fmt::Debug;
 use std::rc::Rc;
@@ -34,146 +59,39 @@ pub trait HintFamily: Debug {
     fn preferred_sizes(&self) -> Vec<u32>;
     /// The size of the smallest member, `None` for an empty list.
     fn min_size(&self) -> Option<u32>;
-    /// Whether some member `m` has `m ∩ u == x` (`x` non-empty, `x ⊆ u`).
-    fn has_projection(&self, x: NumaMask, u: NumaMask) -> bool;
-    /// Whether some member contains `t` and avoids every node of `excluded`.
-    fn member_within(&self, t: NumaMask, excluded: NumaMask) -> bool;
+    /// Whether some member `m` has `inn ⊆ m`, `m ∩ out = ∅` and, when `size` is given,
+    /// exactly `size` nodes. Must be exact (the merge prunes on it).
+    fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool;
     /// The numerically smallest member with exactly `k` nodes that contains `base`.
-    fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask>;
-    /// The members closed under adding nodes, as sum constraints; every other member is
-    /// in [`HintFamily::special_members`].
-    fn monotone(&self) -> Monotone;
-    fn special_members(&self) -> Vec<NumaMask>;
+    fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {
+        smallest_by_extends(self, base, k)
+    }
 }
 
-/// Members `m` with `must ⊆ m ⊆ pool`, at least `min_count` nodes, and per-node values
-/// (`vals[node]`) summing to at least `need` in every dimension.
-#[derive(Debug, Clone)]
-pub struct Monotone {
-    pub pool: NumaMask,
-    pub must: NumaMask,
-    pub vals: Vec<Vec<u64>>,
-    pub need: Vec<u64>,
-    pub min_count: u32,
-}
-
-/// The numerically smallest mask of `k` nodes that is a member of every family, for
-/// families whose members are their monotone part plus a few listed ones.
-fn smallest_common_member(families: &[&Rc<dyn HintFamily>], k: u32) -> Option<NumaMask> {
-    if k == 1 {
-        // Single nodes in ascending order: the first common one is the smallest.
-        let u = families
-            .iter()
-            .fold(NumaMask(u64::MAX), |u, f| u.and(f.universe()));
-        return u
-            .ids()
-            .map(NumaMask::single)
-            .find(|&m| families.iter().all(|f| f.get(m).is_some()));
-    }
-    let parts: Vec<Monotone> = families.iter().map(|f| f.monotone()).collect();
-    let all_member = |m: NumaMask| families.iter().all(|f| f.get(m).is_some());
-    let mut best: Option<NumaMask> = None;
-    let mut consider = |m: NumaMask| {
-        if m.count() == k && all_member(m) && best.is_none_or(|b| m.0 < b.0) {
-            best = Some(m);
-        }
-    };
-    for f in families {
-        for m in f.special_members() {
-            consider(m);
-        }
-    }
-    let pool = parts.iter().fold(NumaMask(u64::MAX), |p, m| p.and(m.pool));
-    let must = parts.iter().fold(NumaMask::EMPTY, |p, m| p.or(m.must));
-    let min_count = parts.iter().map(|m| m.min_count).max().unwrap_or(1);
-    if k >= min_count && must.is_subset_of(pool) && k >= must.count() {
-        let width = pool
-            .ids()
-            .chain(must.ids())
-            .map(|n| n as usize + 1)
-            .max()
-            .unwrap_or(0);
-        let mut vals = vec![Vec::new(); width];
-        let mut need = Vec::new();
-        for m in &parts {
-            let dims = m.need.len();
-            for (n, v) in vals.iter_mut().enumerate() {
-                match m.vals.get(n) {
-                    Some(x) => v.extend_from_slice(x),
-                    None => v.extend(std::iter::repeat_n(0, dims)),
-                }
-            }
-            for (r, &nd) in m.need.iter().enumerate() {
-                let have: u64 = must
-                    .ids()
-                    .map(|n| m.vals.get(n as usize).map_or(0, |x| x[r]))
-                    .sum();
-                need.push(nd.saturating_sub(have));
-            }
-        }
-        let rest = NumaMask(pool.0 & !must.0);
-        if let Some(c) = smallest_k_subset(rest, k - must.count(), &vals, &need) {
-            consider(must.or(c));
-        }
-    }
-    best
-}
-
-/// The numerically smallest set of exactly `k` nodes of `pool` whose values reach `need`
-/// in every dimension (`vals[node][r]`), found highest node first: a mask is smaller when
-/// its highest node is lower, so the highest node is the lowest one that still leaves a
-/// feasible choice below it, and so on down.
-pub fn smallest_k_subset(
-    pool: NumaMask,
+/// [`HintFamily::smallest_member`] from [`HintFamily::extends`] alone: nodes decided from
+/// the highest down, each left out when a member without it remains.
+pub fn smallest_by_extends<F: HintFamily + ?Sized>(
+    f: &F,
+    base: NumaMask,
     k: u32,
-    vals: &[Vec<u64>],
-    need: &[u64],
 ) -> Option<NumaMask> {
-    let ids: Vec<u32> = pool.ids().collect();
-    fn feasible(ids: &[u32], k: usize, vals: &[Vec<u64>], need: &[u64]) -> bool {
-        if need.iter().all(|&x| x == 0) && k <= ids.len() {
-            return true;
-        }
-        if k == 0 || ids.len() < k {
-            return false;
-        }
-        // optimistic bound per dimension: the k largest values
-        for (r, &nd) in need.iter().enumerate() {
-            let mut v: Vec<u64> = ids.iter().map(|&n| vals[n as usize][r]).collect();
-            v.sort_unstable_by(|a, b| b.cmp(a));
-            if v.iter().take(k).fold(0u64, |a, &b| a.saturating_add(b)) < nd {
-                return false;
-            }
-        }
-        for i in (0..ids.len()).rev() {
-            let rest: Vec<u64> = need
-                .iter()
-                .enumerate()
-                .map(|(r, &x)| x.saturating_sub(vals[ids[i] as usize][r]))
-                .collect();
-            if feasible(&ids[..i], k - 1, vals, &rest) {
-                return true;
-            }
-        }
-        false
+    if !f.extends(base, NumaMask::EMPTY, Some(k)) {
+        return None;
     }
-    fn pick(ids: &[u32], k: usize, vals: &[Vec<u64>], need: &[u64]) -> Option<u64> {
-        if k == 0 {
-            return need.iter().all(|&x| x == 0).then_some(0);
+    let (mut inn, mut out) = (base, NumaMask::EMPTY);
+    let ids: Vec<u32> = f.universe().ids().collect();
+    for &n in ids.iter().rev() {
+        if inn.is_set(n) {
+            continue;
         }
-        for i in (k - 1)..ids.len() {
-            let rest: Vec<u64> = need
-                .iter()
-                .enumerate()
-                .map(|(r, &x)| x.saturating_sub(vals[ids[i] as usize][r]))
-                .collect();
-            if feasible(&ids[..i], k - 1, vals, &rest) {
-                return pick(&ids[..i], k - 1, vals, &rest).map(|m| m | 1u64 << ids[i]);
-            }
+        let x = NumaMask::single(n);
+        if inn.count() == k || f.extends(inn, out.or(x), Some(k)) {
+            out = out.or(x);
+        } else {
+            inn = inn.or(x);
         }
-        None
     }
-    pick(&ids, k as usize, vals, need).map(NumaMask)
+    f.get(inn).map(|_| inn)
 }
 
 /// A resource's hint list in a large-machine merge.
@@ -181,87 +99,6 @@ pub fn smallest_k_subset(
 pub enum LargeList {
     Explicit(Vec<TopologyHint>),
     Family(Rc<dyn HintFamily>),
-}
-
-/// Most masks [`merge_large`] will enumerate before giving up.
-pub const ENUMERATION_BUDGET: u64 = 1 << 22;
-
-/// Masks of exactly `k` nodes of `universe`, ascending numerically (Gosper's hack on the
-/// compressed positions). `f` returns false to stop. Returns false if stopped.
-/// [`for_each_mask_of_size`] in the same (numeric) order, skipping every mask that
-/// contains a set `keep` rejects. `keep` must be closed under taking subsets (if it accepts
-/// a set it accepts every subset), so a rejected partial choice prunes all its extensions.
-/// Returns false if `f` stopped the walk.
-pub fn for_each_mask_of_size_pruned(
-    universe: NumaMask,
-    k: u32,
-    keep: &dyn Fn(NumaMask) -> bool,
-    f: &mut dyn FnMut(NumaMask) -> bool,
-) -> bool {
-    let ids: Vec<u32> = universe.ids().collect();
-    // Masks with highest node ids[h] come after all masks with a lower highest node; within
-    // them, the rest is again in numeric order: choose the highest node first.
-    fn rec(
-        ids: &[u32],
-        k: usize,
-        high: NumaMask,
-        keep: &dyn Fn(NumaMask) -> bool,
-        f: &mut dyn FnMut(NumaMask) -> bool,
-    ) -> bool {
-        if k == 0 {
-            return f(high);
-        }
-        for h in (k - 1)..ids.len() {
-            let m = high.or(NumaMask::single(ids[h]));
-            if !keep(m) {
-                continue;
-            }
-            if !rec(&ids[..h], k - 1, m, keep, f) {
-                return false;
-            }
-        }
-        true
-    }
-    if k == 0 || k as usize > ids.len() {
-        return true;
-    }
-    rec(&ids, k as usize, NumaMask::EMPTY, keep, f)
-}
-
-pub fn for_each_mask_of_size(
-    universe: NumaMask,
-    k: u32,
-    mut f: impl FnMut(NumaMask) -> bool,
-) -> bool {
-    let ids: Vec<u32> = universe.ids().collect();
-    let n = ids.len() as u32;
-    if k == 0 || k > n {
-        return true;
-    }
-    let expand = |c: u64| -> NumaMask {
-        let mut m = 0u64;
-        let mut c = c;
-        while c != 0 {
-            let i = c.trailing_zeros();
-            m |= 1u64 << ids[i as usize];
-            c &= c - 1;
-        }
-        NumaMask(m)
-    };
-    let mut c: u64 = if k == 64 { u64::MAX } else { (1u64 << k) - 1 };
-    loop {
-        if !f(expand(c)) {
-            return false;
-        }
-        // next combination with the same popcount
-        let t = c | c.wrapping_sub(1);
-        let next = (t.wrapping_add(1))
-            | (((!t & t.wrapping_add(1)).wrapping_sub(1)) >> (c.trailing_zeros() + 1));
-        if t == u64::MAX || next >= (if n == 64 { u64::MAX } else { 1u64 << n }) || next <= c {
-            return true;
-        }
-        c = next;
-    }
 }
 
 fn list_universe(l: &LargeList, all: NumaMask) -> NumaMask {
@@ -277,6 +114,10 @@ fn has_preferred_any(l: &LargeList) -> bool {
     matches!(l, LargeList::Explicit(v) if v.iter().any(|h| h.preferred && h.affinity.is_none()))
 }
 
+fn is_wildcard(l: &LargeList) -> bool {
+    matches!(l, LargeList::Explicit(v) if v.iter().all(|h| h.affinity.is_none()))
+}
+
 fn get(l: &LargeList, m: NumaMask) -> Option<bool> {
     match l {
         LargeList::Family(f) => f.get(m),
@@ -287,6 +128,25 @@ fn get(l: &LargeList, m: NumaMask) -> Option<bool> {
             }
             r
         }
+    }
+}
+
+/// [`HintFamily::extends`] for either kind of list ("any node" counts as every node).
+fn extends(l: &LargeList, inn: NumaMask, out: NumaMask, size: Option<u32>, all: NumaMask) -> bool {
+    match l {
+        LargeList::Family(f) => f.extends(inn, out, size),
+        LargeList::Explicit(v) => v.iter().any(|h| {
+            let m = h.affinity.unwrap_or(all);
+            inn.is_subset_of(m) && m.and(out).is_empty() && size.is_none_or(|k| m.count() == k)
+        }),
+    }
+}
+
+fn same_list(a: &LargeList, b: &LargeList) -> bool {
+    match (a, b) {
+        (LargeList::Family(x), LargeList::Family(y)) => Rc::ptr_eq(x, y),
+        (LargeList::Explicit(x), LargeList::Explicit(y)) => x == y,
+        _ => false,
     }
 }
 
@@ -311,282 +171,196 @@ fn fold_best(
     best
 }
 
-/// Universes up to this many nodes are merged by projection onto them.
+/// Universes up to this many nodes are merged by projection onto them (the exact AND
+/// closure of [`super::merge`]); 0 in the engine, raised by tests to compare the paths.
 pub const DENSE_UNIVERSE: usize = 0;
 
 /// The merged hint of `lists`, equal to the kubelet's cross-product merge.
-pub fn merge_large(lists: &[LargeList], merger: &Merger) -> Result<TopologyHint, String> {
+pub fn merge_large(lists: &[LargeList], merger: &Merger) -> TopologyHint {
     merge_large_with(lists, merger, DENSE_UNIVERSE)
 }
 
-/// [`merge_large`] with the projection threshold given (tests lower it to exercise the
-/// search paths on small machines).
+/// The best mask of exactly `k` nodes of `u` that `ok` lets through and `accept` takes,
+/// in the merger's order: the numerically first one, or under prefer-closest the one of
+/// least mean distance (ties to the lower mask), the walk pruned by a distance bound.
+fn best_of_size(
+    merger: &Merger,
+    b: u32,
+    preferred: bool,
+    u: NumaMask,
+    k: u32,
+    ok: &dyn Fn(NumaMask, NumaMask) -> bool,
+    accept: &dyn Fn(NumaMask) -> bool,
+) -> Option<TopologyHint> {
+    let mut found: Option<TopologyHint> = None;
+    let best_sum = std::cell::Cell::new(u64::MAX);
+    let closest = merger.closest;
+    walk(
+        u,
+        k,
+        &mut |inn, out| {
+            if closest
+                && best_sum.get() != u64::MAX
+                && distance_bound(merger.numa, u, k, inn, out) > best_sum.get()
+            {
+                return false;
+            }
+            ok(inn, out)
+        },
+        &mut |m| {
+            if !accept(m) {
+                return true;
+            }
+            found = merger.compare(found, TopologyHint::new(m, preferred), b);
+            if !closest {
+                // numeric order: the first hit is the narrowest
+                return false;
+            }
+            if found.and_then(|h| h.affinity) == Some(m) {
+                best_sum.set(distance_sum(merger.numa, m));
+            }
+            true
+        },
+    );
+    found
+}
+
+/// [`merge_large`] with the projection threshold given (tests raise it to compare the
+/// search with the projection onto the universe).
 pub fn merge_large_with(
     lists: &[LargeList],
     merger: &Merger,
     dense_universe: usize,
-) -> Result<TopologyHint, String> {
+) -> TopologyHint {
     let all = merger.numa.all;
     if lists
         .iter()
         .any(|l| matches!(l, LargeList::Explicit(v) if v.is_empty()))
     {
-        return Ok(TopologyHint::new(all, false));
+        return TopologyHint::new(all, false);
     }
     let b = lists.iter().map(min_count).max().unwrap_or(0);
-
-    // 1. Preferred candidates.
-    let constraining: Vec<&LargeList> = lists.iter().filter(|l| !has_preferred_any(l)).collect();
-    let is_preferred_everywhere =
-        |m: NumaMask| constraining.iter().all(|l| get(l, m) == Some(true));
-    let mut best: Option<TopologyHint> = None;
-    if constraining.is_empty() {
-        best = merger.compare(best, TopologyHint::new(all, true), b);
-    }
-    let explicit_seed = constraining.iter().find_map(|l| match l {
-        LargeList::Explicit(v) => Some(v),
-        _ => None,
-    });
-    if let Some(v) = explicit_seed {
-        let seeds = v.iter().filter(|h| h.preferred).filter_map(|h| h.affinity);
-        best = fold_best(
-            merger,
-            b,
-            true,
-            seeds.filter(|&m| is_preferred_everywhere(m)),
-        )
-        .or(best);
-    } else if !constraining.is_empty() {
-        let u = constraining
-            .iter()
-            .fold(all, |u, l| u.and(list_universe(l, all)));
-        let mut sizes: Option<Vec<u32>> = None;
-        for l in &constraining {
-            if let LargeList::Family(f) = l {
-                let s = f.preferred_sizes();
-                sizes = Some(match sizes {
-                    None => s,
-                    Some(prev) => prev.into_iter().filter(|x| s.contains(x)).collect(),
-                });
-            }
-        }
-        let mut sizes = sizes.unwrap_or_default();
-        sizes.sort_unstable();
-        sizes.dedup();
-        let families: Vec<&Rc<dyn HintFamily>> = constraining
-            .iter()
-            .filter_map(|l| match l {
-                LargeList::Family(f) => Some(f),
-                _ => None,
-            })
-            .collect();
-        let mut distinct: Vec<&Rc<dyn HintFamily>> = Vec::new();
-        for f in &families {
-            if !distinct.iter().any(|d| Rc::ptr_eq(d, f)) {
-                distinct.push(f);
-            }
-        }
-        // Every member of the size is preferred when a family prefers one size only (not so
-        // under align-by-socket, which prefers some masks of other sizes too).
-        let size_decides = distinct.iter().all(|f| f.preferred_sizes().len() == 1);
-        for k in sizes {
-            let mut found = None;
-            if !merger.closest && size_decides {
-                // Narrowest: the numerically smallest common member of this size (every
-                // member of that size is preferred by its family).
-                if let Some(m) =
-                    smallest_common_member(&distinct, k).filter(|&m| is_preferred_everywhere(m))
-                {
-                    best = merger.compare(best, TopologyHint::new(m, true), b);
-                    break;
-                }
-                continue;
-            }
-            let contained = |t: NumaMask| {
-                constraining
-                    .iter()
-                    .all(|l| member_within(l, t, NumaMask::EMPTY, all))
-            };
-            for_each_mask_of_size_pruned(u, k, &contained, &mut |m| {
-                if is_preferred_everywhere(m) {
-                    found = merger.compare(found, TopologyHint::new(m, true), b);
-                    // numeric order: the first hit is the narrowest
-                    return merger.closest;
-                }
-                true
-            });
-            if let Some(h) = found {
-                best = merger.compare(best, h, b);
-                // a smaller preferred size always beats a larger one
-                break;
-            }
-        }
-    }
-    if let Some(h) = best.filter(|h| h.preferred) {
-        return Ok(h);
+    if let Some(h) = best_preferred(lists, merger, b) {
+        return h;
     }
 
-    // 2. No preferred candidate: the best AND of one mask per list.
+    // No preferred candidate: the best AND of one member per list.
     let u = lists.iter().fold(all, |u, l| u.and(list_universe(l, all)));
     if u.is_empty() {
-        return Ok(TopologyHint::new(all, false));
+        return TopologyHint::new(all, false);
     }
     let nodes: Vec<u32> = u.ids().collect();
     if nodes.len() <= dense_universe {
         let projected: Vec<Vec<NumaMask>> =
             lists.iter().map(|l| projected(l, u, &nodes, all)).collect();
         let closure = dense_and_closure_on(&projected, &nodes);
-        return Ok(fold_best(merger, b, false, closure).unwrap_or(TopologyHint::new(all, false)));
+        return fold_best(merger, b, false, closure).unwrap_or(TopologyHint::new(all, false));
     }
-    let non_wild: Vec<&LargeList> = lists
-        .iter()
-        .filter(|l| !matches!(l, LargeList::Explicit(v) if v.iter().all(|h| h.affinity.is_none())))
-        .collect();
-    if non_wild.len() == 1 {
-        // One real list: the merged masks are its members; the best has the smallest size.
-        if let LargeList::Family(f) = non_wild[0] {
-            let Some(s) = f.min_size() else {
-                return Ok(TopologyHint::new(all, false));
-            };
-            if !merger.closest {
-                return Ok(f
-                    .smallest_member(NumaMask::EMPTY, s)
-                    .map_or(TopologyHint::new(all, false), |m| {
-                        TopologyHint::new(m, false)
-                    }));
-            }
-            let mut found = None;
-            for_each_mask_of_size(u, s, |m| {
-                if f.get(m).is_some() {
-                    found = merger.compare(found, TopologyHint::new(m, false), b);
-                }
-                true
-            });
-            return Ok(found.unwrap_or(TopologyHint::new(all, false)));
-        }
-    }
-    // General case: walk candidate masks T in the order the comparison ranks them
-    // (node count B first, then fewer nodes, then more) and keep the first count that has
-    // an achievable T — one where every list has a member containing T and the lists'
-    // members can be picked so that their intersection is exactly T.
+    // Lists of "any node" only leave every node in: they take no part below.
+    let real: Vec<&LargeList> = lists.iter().filter(|l| !is_wildcard(l)).collect();
+    let contained = |inn: NumaMask, _out: NumaMask| {
+        real.iter()
+            .all(|l| extends(l, inn, NumaMask::EMPTY, None, all))
+    };
     let mut order: Vec<u32> = vec![b];
     order.extend((1..b).rev());
     order.extend(b + 1..=nodes.len() as u32);
-    let mut budget = ENUMERATION_BUDGET;
     for c in order
         .into_iter()
         .filter(|&c| c >= 1 && c as usize <= nodes.len())
     {
-        let mut found: Option<TopologyHint> = None;
-        let mut failed = false;
-        // A mask is achievable only if every list has a member containing it, and that
-        // holds for its subsets too: prune on it while walking.
-        let contained = |t: NumaMask| {
-            lists
-                .iter()
-                .all(|l| member_within(l, t, NumaMask::EMPTY, all))
-        };
-        for_each_mask_of_size_pruned(u, c, &contained, &mut |t| match achievable(
-            lists,
-            t,
-            u,
-            all,
-            &mut budget,
-        ) {
-            Some(true) => {
-                found = merger.compare(found, TopologyHint::new(t, false), b);
-                merger.closest
-            }
-            Some(false) => true,
-            None => {
-                failed = true;
-                false
-            }
-        });
-        if failed {
-            return Err(format!(
-                "no NUMA mask is preferred by every provider and deciding the best non-preferred mask over {} NUMA nodes exceeded {ENUMERATION_BUDGET} steps; nmm refuses to guess rather than risk a decision the kubelet would not make; please report the scenario (nmm simulate reproduces it)",
-                nodes.len()
-            ));
-        }
+        let accept = |t: NumaMask| achievable(&real, t, u, all);
+        let found = best_of_size(merger, b, false, u, c, &contained, &accept);
         if let Some(h) = found {
-            return Ok(h);
+            return h;
         }
     }
-    Ok(TopologyHint::new(all, false))
+    TopologyHint::new(all, false)
 }
 
-fn member_within(l: &LargeList, t: NumaMask, excluded: NumaMask, all: NumaMask) -> bool {
-    match l {
-        LargeList::Family(f) => f.member_within(t, excluded),
-        LargeList::Explicit(v) => v.iter().any(|h| {
-            let m = h.affinity.unwrap_or(all);
-            t.is_subset_of(m) && m.and(excluded).is_empty()
-        }),
+/// The best preferred merged hint, if there is one.
+fn best_preferred(lists: &[LargeList], merger: &Merger, b: u32) -> Option<TopologyHint> {
+    let all = merger.numa.all;
+    let constraining: Vec<&LargeList> = lists.iter().filter(|l| !has_preferred_any(l)).collect();
+    if constraining.is_empty() {
+        // Every list has a preferred "any node": the default mask, and every preferred
+        // mask of a list (the others picking "any") are preferred candidates.
+        let masks = lists.iter().flat_map(|l| match l {
+            LargeList::Explicit(v) => v
+                .iter()
+                .filter(|h| h.preferred)
+                .map(|h| h.affinity.unwrap_or(all))
+                .collect::<Vec<_>>(),
+            LargeList::Family(_) => Vec::new(),
+        });
+        return fold_best(merger, b, true, std::iter::once(all).chain(masks));
     }
+    let is_preferred_everywhere =
+        |m: NumaMask| constraining.iter().all(|l| get(l, m) == Some(true));
+    let explicit_seed = constraining.iter().find_map(|l| match l {
+        LargeList::Explicit(v) => Some(v),
+        _ => None,
+    });
+    if let Some(v) = explicit_seed {
+        let seeds = v.iter().filter(|h| h.preferred).filter_map(|h| h.affinity);
+        return fold_best(
+            merger,
+            b,
+            true,
+            seeds.filter(|&m| is_preferred_everywhere(m)),
+        );
+    }
+    let u = constraining
+        .iter()
+        .fold(all, |u, l| u.and(list_universe(l, all)));
+    let mut distinct: Vec<&LargeList> = Vec::new();
+    for l in &constraining {
+        if !distinct.iter().any(|d| same_list(d, l)) {
+            distinct.push(l);
+        }
+    }
+    let mut sizes: Option<Vec<u32>> = None;
+    for l in &distinct {
+        if let LargeList::Family(f) = l {
+            let s = f.preferred_sizes();
+            sizes = Some(match sizes {
+                None => s,
+                Some(prev) => prev.into_iter().filter(|x| s.contains(x)).collect(),
+            });
+        }
+    }
+    let mut sizes = sizes.unwrap_or_default();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for k in sizes {
+        let ok = |inn: NumaMask, out: NumaMask| {
+            distinct.iter().all(|l| extends(l, inn, out, Some(k), all))
+        };
+        // a smaller preferred size always beats a larger one
+        if let Some(h) = best_of_size(merger, b, true, u, k, &ok, &is_preferred_everywhere) {
+            return Some(h);
+        }
+    }
+    None
 }
 
 /// Can one member per list be picked so that their intersection (within `u`) is exactly
-/// `t`? `None` when the search budget ran out.
-fn achievable(
-    lists: &[LargeList],
-    t: NumaMask,
-    u: NumaMask,
-    all: NumaMask,
-    budget: &mut u64,
-) -> Option<bool> {
+/// `t`? Every list must have a member containing `t`, and every node of `u` outside `t`
+/// must be left out by some list's pick.
+fn achievable(lists: &[&LargeList], t: NumaMask, u: NumaMask, all: NumaMask) -> bool {
     if !lists
         .iter()
-        .all(|l| member_within(l, t, NumaMask::EMPTY, all))
+        .all(|l| extends(l, t, NumaMask::EMPTY, None, all))
     {
-        return Some(false);
+        return false;
     }
-    if lists
-        .iter()
-        .any(|l| get(l, t).is_some() || member_within(l, t, NumaMask(u.0 & !t.0), all))
-    {
-        return Some(true);
-    }
-    // Every node of u outside t must be left out by at least one list's pick.
-    let rest: Vec<u32> = NumaMask(u.0 & !t.0).ids().collect();
-    let mut excluded = vec![NumaMask::EMPTY; lists.len()];
-    fn dfs(
-        lists: &[LargeList],
-        t: NumaMask,
-        all: NumaMask,
-        rest: &[u32],
-        i: usize,
-        excluded: &mut Vec<NumaMask>,
-        budget: &mut u64,
-    ) -> Option<bool> {
-        if i == rest.len() {
-            return Some(true);
-        }
-        let x = NumaMask::single(rest[i]);
-        for l in 0..lists.len() {
-            // Lists that are the same family with the same exclusions so far are
-            // interchangeable: try only the first of them.
-            let dup = (0..l).any(|k| {
-                excluded[k] == excluded[l]
-                    && matches!((&lists[k], &lists[l]), (LargeList::Family(a), LargeList::Family(b)) if Rc::ptr_eq(a, b))
-            });
-            if dup {
-                continue;
-            }
-            *budget = budget.checked_sub(1)?;
-            let next = excluded[l].or(x);
-            if member_within(&lists[l], t, next, all) {
-                let saved = excluded[l];
-                excluded[l] = next;
-                if dfs(lists, t, all, rest, i + 1, excluded, budget)? {
-                    return Some(true);
-                }
-                excluded[l] = saved;
-            }
-        }
-        Some(false)
-    }
-    dfs(lists, t, all, &rest, 0, &mut excluded, budget)
+    let rest = NumaMask(u.0 & !t.0);
+    covering(
+        lists.len(),
+        rest,
+        &|i, out| extends(lists[i], t, out, None, all),
+        &|i, j| same_list(lists[i], lists[j]),
+    )
 }
 
 /// The non-empty masks `m ∩ u` of a list's members.
@@ -600,8 +374,8 @@ fn projected(l: &LargeList, u: NumaMask, nodes: &[u32], all: NumaMask) -> Vec<Nu
         LargeList::Family(f) => {
             let mut out = Vec::new();
             for k in 1..=nodes.len() as u32 {
-                for_each_mask_of_size(u, k, |x| {
-                    if f.has_projection(x, u) {
+                walk(u, k, &mut |_, _| true, &mut |x| {
+                    if f.extends(x, NumaMask(u.0 & !x.0), None) {
                         out.push(x);
                     }
                     true
@@ -609,54 +383,5 @@ fn projected(l: &LargeList, u: NumaMask, nodes: &[u32], all: NumaMask) -> Vec<Nu
             }
             out
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pruned_walk_is_the_filtered_walk() {
-        let u = NumaMask(0b1101_1011);
-        // keep: sets avoiding node 3 and holding at most one of {0, 1}: closed under subsets
-        let keep = |m: NumaMask| !m.is_set(3) && (m.0 & 0b11).count_ones() <= 1;
-        for k in 0..=7 {
-            let mut plain = vec![];
-            for_each_mask_of_size(u, k, |m| {
-                if keep(m) {
-                    plain.push(m.0);
-                }
-                true
-            });
-            let mut pruned = vec![];
-            for_each_mask_of_size_pruned(u, k, &keep, &mut |m| {
-                pruned.push(m.0);
-                true
-            });
-            assert_eq!(plain, pruned, "k = {k}");
-        }
-    }
-
-    #[test]
-    fn masks_of_size_in_numeric_order() {
-        let mut got = vec![];
-        for_each_mask_of_size(NumaMask(0b1011), 2, |m| {
-            got.push(m.0);
-            true
-        });
-        assert_eq!(got, vec![0b0011, 0b1001, 0b1010]);
-        let mut n = 0;
-        for_each_mask_of_size(NumaMask(u64::MAX), 2, |_| {
-            n += 1;
-            true
-        });
-        assert_eq!(n, 64 * 63 / 2);
-        let mut n = 0;
-        for_each_mask_of_size(NumaMask(u64::MAX), 64, |_| {
-            n += 1;
-            true
-        });
-        assert_eq!(n, 1);
     }
 }

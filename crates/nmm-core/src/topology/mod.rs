@@ -14,6 +14,8 @@ mod policy_restricted;
 mod policy_single_numa_node;
 mod scope_container;
 mod scope_pod;
+mod search;
+pub mod sums;
 
 use crate::kubelet_config::KubeletConfig;
 use crate::machine::Machine;

@@ -48,7 +48,7 @@ impl NumaInfo {
         })
     }
 
-    fn distance(&self, i: u32, j: u32) -> u64 {
+    pub fn distance(&self, i: u32, j: u32) -> u64 {
         self.distances
             .get(i as usize)
             .and_then(|r| r.get(j as usize))

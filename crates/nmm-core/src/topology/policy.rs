@@ -64,13 +64,13 @@ impl Policy {
         }
     }
 
-    /// [`Policy::merge`] for described hint lists (large machines).
+    /// [`Policy::merge`] for described hint lists (large machines): the same outcome.
     pub fn merge_large<'a>(
         &self,
         providers: impl IntoIterator<Item = &'a LargeHints>,
-    ) -> Result<MergeOutcome, String> {
+    ) -> MergeOutcome {
         if self.kind == PolicyKind::None {
-            return Ok(super::policy_none::merge());
+            return super::policy_none::merge();
         }
         let single = self.kind == PolicyKind::SingleNumaNode;
         let any = |p: bool| {
@@ -120,7 +120,7 @@ impl Policy {
             numa: &self.numa,
             closest: self.options.prefer_closest_numa && !single,
         };
-        let mut hint = merge_large_with(&lists, &merger, self.dense_universe)?;
+        let mut hint = merge_large_with(&lists, &merger, self.dense_universe);
         if single && hint.affinity == Some(self.numa.all) {
             hint.affinity = None;
         }
@@ -128,11 +128,11 @@ impl Policy {
             PolicyKind::BestEffort => true,
             _ => hint.preferred,
         };
-        Ok(MergeOutcome {
+        MergeOutcome {
             hint,
             admit,
             lists: Vec::new(),
-        })
+        }
     }
 
     /// best-effort's merge, shared by restricted.

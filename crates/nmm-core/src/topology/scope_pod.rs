@@ -16,13 +16,7 @@ pub fn admit(
             .collect();
         let merged = tm.policy.merge_large(fams.iter().map(|(_, h)| h));
         adm.pod_families = fams;
-        match merged {
-            Ok(o) => o,
-            Err(e) => {
-                adm.reject("UnexpectedAdmissionError".into(), format!("nmm: {e}"));
-                return adm;
-            }
-        }
+        merged
     } else {
         let hints: Vec<_> = providers
             .iter_mut()

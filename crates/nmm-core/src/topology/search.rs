@@ -1,0 +1,259 @@
+//! The searches behind [`super::family::merge_large`]: masks of one size walked in numeric
+//! order under exact pruning, the mean-distance bound of `prefer-closest-numa-nodes`, and
+//! the covering question "is this mask the AND of one member per list".
+
+use super::numa_info::NumaInfo;
+use crate::bitmask::NumaMask;
+use std::collections::HashSet;
+
+/// Walks the masks of exactly `k` nodes of `u` in ascending numeric order, deciding nodes
+/// from the highest down (left out before taken in: a mask is smaller when its highest
+/// differing node is absent). `ok(inn, out)` is asked of every partial decision and must
+/// return false only when no accepted mask `m` has `inn ⊆ m` and `m ∩ out = ∅`; `f` gets
+/// every complete mask `ok` accepts and returns false to stop. Returns false if stopped.
+pub fn walk(
+    u: NumaMask,
+    k: u32,
+    ok: &mut dyn FnMut(NumaMask, NumaMask) -> bool,
+    f: &mut dyn FnMut(NumaMask) -> bool,
+) -> bool {
+    let mut ids: Vec<u32> = u.ids().collect();
+    ids.reverse();
+    if k == 0 || k as usize > ids.len() {
+        return true;
+    }
+    fn rec(
+        ids: &[u32],
+        k: u32,
+        inn: NumaMask,
+        out: NumaMask,
+        ok: &mut dyn FnMut(NumaMask, NumaMask) -> bool,
+        f: &mut dyn FnMut(NumaMask) -> bool,
+    ) -> bool {
+        if inn.count() == k {
+            let out = ids.iter().fold(out, |o, &n| o.or(NumaMask::single(n)));
+            return !ok(inn, out) || f(inn);
+        }
+        let Some((&n, rest)) = ids.split_first() else {
+            return true;
+        };
+        let x = NumaMask::single(n);
+        if inn.count() as usize + rest.len() >= k as usize
+            && ok(inn, out.or(x))
+            && !rec(rest, k, inn, out.or(x), ok, f)
+        {
+            return false;
+        }
+        if ok(inn.or(x), out) && !rec(rest, k, inn.or(x), out, ok, f) {
+            return false;
+        }
+        true
+    }
+    rec(&ids, k, NumaMask::EMPTY, NumaMask::EMPTY, ok, f)
+}
+
+/// Sum of the distances over all ordered pairs of `m` (the pair (i, i) included): the
+/// numerator of [`NumaInfo::average_distance`].
+pub fn distance_sum(numa: &NumaInfo, m: NumaMask) -> u64 {
+    m.ids()
+        .map(|i| m.ids().map(|j| numa.distance(i, j)).sum::<u64>())
+        .sum()
+}
+
+/// A lower bound of [`distance_sum`] over the masks of `k` nodes that contain `inn` and
+/// avoid `out`, within `u`: the pairs inside `inn`, plus for each node still to add the
+/// cheapest (self distance + twice its distances to `inn`), plus the cheapest pair
+/// distance for every pair of added nodes.
+pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: NumaMask) -> u64 {
+    let have = distance_sum(numa, inn);
+    let add = k.saturating_sub(inn.count()) as usize;
+    if add == 0 {
+        return have;
+    }
+    let cands: Vec<u32> = NumaMask(u.0 & !inn.0 & !out.0).ids().collect();
+    let mut own: Vec<u64> = cands
+        .iter()
+        .map(|&a| numa.distance(a, a) + 2 * inn.ids().map(|j| numa.distance(a, j)).sum::<u64>())
+        .collect();
+    own.sort_unstable();
+    let mut pair_min = u64::MAX;
+    for &a in &cands {
+        for &b in &cands {
+            if a != b {
+                pair_min = pair_min.min(numa.distance(a, b));
+            }
+        }
+    }
+    if pair_min == u64::MAX {
+        pair_min = 0;
+    }
+    let pairs = (add * add.saturating_sub(1)) as u64;
+    have + own.iter().take(add).sum::<u64>() + pairs * pair_min
+}
+
+/// Most failed states the covering search remembers before starting afresh (the memo
+/// only saves work: clearing it never changes an answer).
+const MEMO_LIMIT: usize = 1 << 16;
+
+/// Can one member per list be picked so that every node of `rest` is left out by at
+/// least one pick? `extends(i, out)` says whether list `i` has a member containing the
+/// candidate mask and avoiding `out` (exactly; the lists' exclusion sets are closed under
+/// taking subsets); `same(i, j)` says lists `i` and `j` are the same list (then picks
+/// with equal exclusions are interchangeable and only one is tried). Depth-first over the
+/// nodes, the most constrained first, with forward checking and a memo of failed states.
+pub fn covering(
+    lists: usize,
+    rest: NumaMask,
+    extends: &dyn Fn(usize, NumaMask) -> bool,
+    same: &dyn Fn(usize, usize) -> bool,
+) -> bool {
+    if rest.is_empty() {
+        return true;
+    }
+    if (0..lists).any(|i| extends(i, rest)) {
+        return true;
+    }
+    let nodes: Vec<u32> = rest.ids().collect();
+    let mut cands: Vec<(u32, Vec<usize>)> = nodes
+        .iter()
+        .map(|&n| {
+            let c: Vec<usize> = (0..lists)
+                .filter(|&i| extends(i, NumaMask::single(n)))
+                .collect();
+            (n, c)
+        })
+        .collect();
+    if cands.iter().any(|(_, c)| c.is_empty()) {
+        return false;
+    }
+    cands.sort_by_key(|(n, c)| (c.len(), *n));
+    let mut excl = vec![NumaMask::EMPTY; lists];
+    // Nodes only one list can leave out are forced.
+    let mut free = Vec::new();
+    for (n, c) in cands {
+        if c.len() == 1 {
+            excl[c[0]] = excl[c[0]].or(NumaMask::single(n));
+        } else {
+            free.push((n, c));
+        }
+    }
+    if (0..lists).any(|i| !excl[i].is_empty() && !extends(i, excl[i])) {
+        return false;
+    }
+    let mut memo: HashSet<(usize, Vec<u64>)> = HashSet::new();
+    #[allow(clippy::too_many_arguments)]
+    fn rec(
+        at: usize,
+        free: &[(u32, Vec<usize>)],
+        excl: &mut Vec<NumaMask>,
+        extends: &dyn Fn(usize, NumaMask) -> bool,
+        same: &dyn Fn(usize, usize) -> bool,
+        memo: &mut HashSet<(usize, Vec<u64>)>,
+    ) -> bool {
+        if at == free.len() {
+            return true;
+        }
+        let key = (at, excl.iter().map(|m| m.0).collect::<Vec<u64>>());
+        if memo.contains(&key) {
+            return false;
+        }
+        let (n, c) = &free[at];
+        let x = NumaMask::single(*n);
+        for (pos, &i) in c.iter().enumerate() {
+            if c[..pos].iter().any(|&j| same(i, j) && excl[i] == excl[j]) {
+                continue;
+            }
+            let next = excl[i].or(x);
+            if !extends(i, next) {
+                continue;
+            }
+            let saved = excl[i];
+            excl[i] = next;
+            // forward check: every later node must still have a list able to drop it
+            let alive = free[at + 1..].iter().all(|(m, cs)| {
+                cs.iter()
+                    .any(|&j| extends(j, excl[j].or(NumaMask::single(*m))))
+            });
+            if alive && rec(at + 1, free, excl, extends, same, memo) {
+                return true;
+            }
+            excl[i] = saved;
+        }
+        if memo.len() >= MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(key);
+        false
+    }
+    rec(0, &free, &mut excl, extends, same, &mut memo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_is_numeric_order_and_pruned() {
+        let u = NumaMask(0b1101_1011);
+        // keep: sets avoiding node 3 and holding at most one of {0, 1}
+        let keep = |m: NumaMask| !m.is_set(3) && (m.0 & 0b11).count_ones() <= 1;
+        for k in 1..=7 {
+            let mut plain = vec![];
+            for m in 0..256u64 {
+                let m = NumaMask(m);
+                if m.count() == k && m.is_subset_of(u) && keep(m) {
+                    plain.push(m.0);
+                }
+            }
+            let mut walked = vec![];
+            walk(u, k, &mut |inn, _| keep(inn), &mut |m| {
+                walked.push(m.0);
+                true
+            });
+            assert_eq!(plain, walked, "k = {k}");
+        }
+        let mut n = 0;
+        walk(NumaMask(u64::MAX), 64, &mut |_, _| true, &mut |_| {
+            n += 1;
+            true
+        });
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn distance_bound_is_a_lower_bound() {
+        let d: Vec<Vec<u64>> = (0..6)
+            .map(|i: u64| {
+                (0..6)
+                    .map(|j: u64| if i == j { 10 } else { 11 + (i * j) % 9 })
+                    .collect()
+            })
+            .collect();
+        let numa = NumaInfo::from_matrix(d);
+        let u = NumaMask(0b11_1111);
+        for inn in 0..64u64 {
+            for k in 0..=6 {
+                let b = distance_bound(&numa, u, k, NumaMask(inn), NumaMask::EMPTY);
+                for m in 0..64u64 {
+                    if m & inn == inn && m.count_ones() == k {
+                        assert!(b <= distance_sum(&numa, NumaMask(m)), "{inn:b} {m:b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn covering_needs_every_node_dropped() {
+        // list 0 can drop at most one of {a, b}; list 1 can drop c only
+        let ext = |i: usize, o: NumaMask| match i {
+            0 => (o.0 & 0b011).count_ones() <= 1 && o.0 & 0b100 == 0,
+            _ => o.0 & 0b011 == 0,
+        };
+        assert!(covering(2, NumaMask(0b101), &ext, &|_, _| false));
+        assert!(!covering(2, NumaMask(0b111), &ext, &|_, _| false));
+        // a second copy of list 0 drops the other one
+        let ext3 = |i: usize, o: NumaMask| ext(i.min(1) * (i % 2), o) || (i == 2 && ext(0, o));
+        assert!(covering(3, NumaMask(0b111), &ext3, &|_, _| false));
+    }
+}
