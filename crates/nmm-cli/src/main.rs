@@ -37,6 +37,10 @@ enum Command {
         /// last step as an SVG picture.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// Show each step's engine time in microseconds (`engineMicros` in JSON and YAML,
+        /// a line in tables) and a p50/p99/max summary on stderr.
+        #[arg(long)]
+        timings: bool,
     },
     /// Show this node's (or a sysfs snapshot's) NUMA topology.
     ///
@@ -94,6 +98,7 @@ fn run(cli: Cli) -> Result<i32> {
             output,
             state_dir,
             svg,
+            timings,
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
@@ -107,6 +112,7 @@ fn run(cli: Cli) -> Result<i32> {
                 f,
                 state_dir.as_deref(),
                 svg.as_deref(),
+                timings,
                 &mut out,
                 &mut err,
             )
