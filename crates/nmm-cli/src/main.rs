@@ -44,6 +44,10 @@ enum Command {
         /// `memory-drift-tolerance: auto` when the scenario restarts from checkpoints.
         #[arg(long, value_name = "FILE")]
         proc_iomem: Option<PathBuf>,
+        /// Show each step's engine time in microseconds (`engineMicros` in JSON and YAML,
+        /// a line in tables) and a p50/p99/max summary on stderr.
+        #[arg(long)]
+        timings: bool,
     },
     /// Show this node's (or a sysfs snapshot's) NUMA topology.
     ///
@@ -112,6 +116,7 @@ fn run(cli: Cli) -> Result<i32> {
             svg,
             fail_on_reject,
             proc_iomem,
+            timings,
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
@@ -127,6 +132,7 @@ fn run(cli: Cli) -> Result<i32> {
                 svg.as_deref(),
                 fail_on_reject,
                 proc_iomem.as_deref(),
+                timings,
                 &mut out,
                 &mut err,
             )
