@@ -5,11 +5,15 @@
 # not used unless NMM_E2E_KVM=1) with 4 NUMA nodes (node 3 without CPUs), distances and
 # 2 MiB hugepages reserved on every node. Inside the guest:
 #   1. `nmm node -o json` must describe exactly the topology qemu was given;
-#   2. the nmm-agent `enforce` example (Agent + CgroupEnforcer) admits three pods on that
-#      machine and writes cpuset.cpus / cpuset.mems of a cgroup v2 for the last one;
+#   2. the nmm-agent `enforce` example (Agent + CgroupEnforcer) admits four pods on that
+#      machine and writes cpuset.cpus / cpuset.mems of the cgroups of the last two;
 #   3. a static helper (alloc.c) started in that cgroup touches 64 MiB of anonymous memory
 #      and 32 MiB of hugepages: /proc/PID/numa_maps must show them on the assigned node;
-#   4. `nmm agent` restarts from the checkpoints the example wrote and must accept them.
+#   4. `nmm agent` restarts from the checkpoints the example wrote and must accept them,
+#      and must find the cpuset hierarchy from /proc/self/mountinfo.
+# The guest boots twice: with cgroup v2 (the unified hierarchy at /sys/fs/cgroup) and with
+# cgroup v1 (a tmpfs at /sys/fs/cgroup, the cpuset hierarchy at /sys/fs/cgroup/cpuset, as
+# on v1 and hybrid hosts). NMM_E2E_CGROUPS="v2 v1" (the default) selects the boots.
 #
 # Run as root: installs qemu-system-x86, linux-image-amd64, busybox-static (and jq, gcc,
 # libc6-dev when missing) with apt-get. Exits 0 with "SKIP" when they cannot be installed.
@@ -135,7 +139,16 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 echo 1 > /proc/sys/kernel/printk
 ip link set lo up 2>/dev/null
-mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup
+MODE=\$(cat /e2e/mode)
+mkdir -p /sys/fs/cgroup
+if [ "\$MODE" = v1 ]; then
+  mount -t tmpfs cgroup_root /sys/fs/cgroup
+  mkdir -p /sys/fs/cgroup/cpuset && mount -t cgroup -o cpuset cpuset /sys/fs/cgroup/cpuset
+  CG=/sys/fs/cgroup/cpuset
+else
+  mount -t cgroup2 cgroup2 /sys/fs/cgroup
+  CG=/sys/fs/cgroup
+fi
 mark() { echo "=== NMM-E2E \$1 ==="; }
 finish() { mark DONE; sync; poweroff -f; sleep 5; reboot -f; }
 
@@ -154,26 +167,40 @@ mark NODE-JSON-END
 nmm node -o table
 
 mark ENFORCE-BEGIN
-echo +cpuset > /sys/fs/cgroup/cgroup.subtree_control
-for pod in app mem3; do
-  mkdir -p /sys/fs/cgroup/kubepods/poduid-\$pod/app
-  echo +cpuset > /sys/fs/cgroup/kubepods/cgroup.subtree_control
-  echo +cpuset > /sys/fs/cgroup/kubepods/poduid-\$pod/cgroup.subtree_control
-done
+echo "cgroup-mode \$MODE root \$CG"
+grep cgroup /proc/self/mountinfo
+if [ "\$MODE" = v1 ]; then
+  # v1: a new cpuset cgroup starts empty; each level takes its parent's CPUs and nodes.
+  for pod in app mem3; do
+    for d in kubepods kubepods/poduid-\$pod kubepods/poduid-\$pod/app; do
+      p=\$CG/\$(dirname \$d); [ "\$(dirname \$d)" = . ] && p=\$CG
+      mkdir -p \$CG/\$d
+      cat \$p/cpuset.cpus > \$CG/\$d/cpuset.cpus
+      cat \$p/cpuset.mems > \$CG/\$d/cpuset.mems
+    done
+  done
+else
+  echo +cpuset > \$CG/cgroup.subtree_control
+  for pod in app mem3; do
+    mkdir -p \$CG/kubepods/poduid-\$pod/app
+    echo +cpuset > \$CG/kubepods/cgroup.subtree_control
+    echo +cpuset > \$CG/kubepods/poduid-\$pod/cgroup.subtree_control
+  done
+fi
 enforce --machine /tmp/machine.json --kubelet-config /e2e/kubelet.json \\
-  --state-dir /var/lib/nmm --cgroup-root /sys/fs/cgroup \\
+  --state-dir /var/lib/nmm --cgroup-root \$CG \\
   --pod /e2e/filler-a.json --pod /e2e/filler-b.json --pod /e2e/app.json --pod /e2e/mem3.json \\
   --start uid-app:app:kubepods/poduid-app/app --start uid-mem3:app:kubepods/poduid-mem3/app
 echo "enforce-exit \$?"
 for pod in app mem3; do
-  echo "cgroup \$pod cpuset.cpus \$(cat /sys/fs/cgroup/kubepods/poduid-\$pod/app/cpuset.cpus)"
-  echo "cgroup \$pod cpuset.mems \$(cat /sys/fs/cgroup/kubepods/poduid-\$pod/app/cpuset.mems)"
+  echo "cgroup \$pod cpuset.cpus \$(cat \$CG/kubepods/poduid-\$pod/app/cpuset.cpus)"
+  echo "cgroup \$pod cpuset.mems \$(cat \$CG/kubepods/poduid-\$pod/app/cpuset.mems)"
 done
 mark ENFORCE-END
 
 for pod in app mem3; do
   mark ALLOC-\$pod-BEGIN
-  sh -c "echo \\\$\\\$ > /sys/fs/cgroup/kubepods/poduid-\$pod/app/cgroup.procs && exec alloc $ANON_MIB $HUGE_MIB" > /tmp/alloc.out 2>&1 &
+  sh -c "echo \\\$\\\$ > \$CG/kubepods/poduid-\$pod/app/cgroup.procs && exec alloc $ANON_MIB $HUGE_MIB" > /tmp/alloc.out 2>&1 &
   i=0
   while ! grep -q ready /tmp/alloc.out && [ \$i -lt 600 ]; do sleep 1; i=\$((i+1)); done
   cat /tmp/alloc.out
@@ -188,7 +215,8 @@ for pod in app mem3; do
 done
 
 mark AGENT-BEGIN
-nmm agent --config /e2e/kubelet.json --state-dir /var/lib/nmm --metrics-addr off > /tmp/agent.out 2>&1 &
+nmm agent --config /e2e/kubelet.json --state-dir /var/lib/nmm --metrics-addr off \\
+  --no-nri --cgroup-root /sys/fs/cgroup > /tmp/agent.out 2>&1 &
 APID=\$!
 i=0
 while ! grep -q serving /tmp/agent.out && kill -0 \$APID 2>/dev/null && [ \$i -lt 120 ]; do sleep 1; i=\$((i+1)); done
@@ -203,6 +231,17 @@ finish
 EOF
 chmod +x "$ROOT/init"
 
+boot_and_check() { # MODE: v2 or v1
+MODE="$1"
+case "$MODE" in
+    v2) CG_ROOT=/sys/fs/cgroup; CG_LINE_RE='0::' ;;
+    v1) CG_ROOT=/sys/fs/cgroup/cpuset; CG_LINE_RE='[0-9]+:cpuset:' ;;
+    *) die "NMM_E2E_CGROUPS: unknown cgroup mode $MODE (v2 or v1)" ;;
+esac
+echo "$MODE" >"$ROOT/e2e/mode"
+rm -rf "$ROOT/var/lib/nmm"/* 2>/dev/null || true
+echo
+log "=== cgroup $MODE ==="
 (cd "$ROOT" && find . | cpio -o -H newc --quiet | gzip -1) >"$WORK/initramfs.cpio.gz"
 log "initramfs $(du -h "$WORK/initramfs.cpio.gz" | cut -f1), kernel $KERNEL"
 
@@ -233,15 +272,13 @@ timeout --foreground -k 10 "$TIMEOUT" "${QEMU[@]}" </dev/null 2>&1 \
 QRC=${PIPESTATUS[0]}
 set -e
 BOOT_S=$(($(date +%s) - T1))
-cp "$WORK/console.log" /tmp/nmm-e2e-console.log
-log "qemu exited ($QRC) after ${BOOT_S}s; console log: /tmp/nmm-e2e-console.log"
-[ "$QRC" = 124 ] && die "qemu timed out after ${TIMEOUT}s (see /tmp/nmm-e2e-console.log)"
+cp "$WORK/console.log" "/tmp/nmm-e2e-console-$MODE.log"
+log "qemu exited ($QRC) after ${BOOT_S}s; console log: /tmp/nmm-e2e-console-$MODE.log"
+[ "$QRC" = 124 ] && die "qemu timed out after ${TIMEOUT}s (see /tmp/nmm-e2e-console-$MODE.log)"
 
 # ---------------------------------------------------------------- checks
 CON="$WORK/console.log"
 section() { sed -n "/^=== NMM-E2E $1 ===\$/,/^=== NMM-E2E $2 ===\$/p" "$CON" | sed '1d;$d'; }
-FAILS=0
-PASSES=0
 check() { # description, then a command; on failure the command's output is shown
     local what="$1" out; shift
     if out=$("$@" 2>&1); then
@@ -259,7 +296,8 @@ grep -q '=== NMM-E2E BOOTED ===$' "$CON" || { tail -n 40 "$CON"; die "the guest 
 section NODE-JSON-BEGIN NODE-JSON-END | grep -v '^nmm-node-exit' >"$WORK/machine.json" || true
 echo "nmm node (guest):"
 section NODE-JSON-END ENFORCE-BEGIN | sed 's/^/  /'
-echo "checks:"
+echo "checks (cgroup $MODE):"
+check "the guest mounted cgroup $MODE (cpuset at $CG_ROOT)" grep -qx "cgroup-mode $MODE root $CG_ROOT" "$CON"
 check "nmm node -o json exits 0" grep -q '^nmm-node-exit 0$' "$CON"
 check "nmm node output is JSON" jq -e . "$WORK/machine.json"
 J() { jq -r "$@" "$WORK/machine.json" 2>/dev/null; }
@@ -307,7 +345,7 @@ check_pod() { # pod, expected node, expected cpus (regex)
     anon=$(sed -n 's/.* anon=\([0-9a-f]*\) .*/\1/p' <<<"$alloc")
     huge=$(sed -n 's/.* huge=\([0-9a-f]*\) .*/\1/p' <<<"$alloc")
     check "$pod: helper ran in kubepods/poduid-$pod/app" \
-        grep -qx "cgroup-of-pid 0::/kubepods/poduid-$pod/app" "$WORK/alloc-$pod"
+        grep -qxE "cgroup-of-pid $CG_LINE_RE/kubepods/poduid-$pod/app" "$WORK/alloc-$pod"
     check "$pod: Mems_allowed_list = $mems" grep -qE "^Mems_allowed_list:[[:space:]]+$mems\$" "$WORK/alloc-$pod"
     check "$pod: Cpus_allowed_list = $cpus" grep -qE "^Cpus_allowed_list:[[:space:]]+$cpus\$" "$WORK/alloc-$pod"
     check "$pod: anonymous ${ANON_MIB} MiB: all $ANON_PAGES pages on node $node" \
@@ -325,15 +363,29 @@ check_pod mem3 3 '0,5|0,4'
 echo "nmm agent restart from the enforce example's checkpoints (guest):"
 section AGENT-BEGIN AGENT-END | sed 's/^/  /'
 check "nmm agent restores the 4 pods and stops cleanly" \
-    bash -c "grep -q '^restored 4 pods from /var/lib/nmm$' '$CON' && grep -q '^agent-exit 0$' '$CON'"
+    bash -c "grep -qE ' INFO [^ ]+: restored 4 pods from /var/lib/nmm$' '$CON' && grep -q '^agent-exit 0$' '$CON'"
+check "nmm agent logs with RFC 3339 timestamps" \
+    grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z +INFO ' "$CON"
+check "nmm agent found the cgroup $MODE cpuset hierarchy in /proc/self/mountinfo" \
+    grep -qE "cpusets are written under $CG_ROOT \(cgroup $MODE\)$" "$CON"
+
+}
+
+FAILS=0
+PASSES=0
+BOOTS=""
+for mode in ${NMM_E2E_CGROUPS:-v2 v1}; do
+    boot_and_check "$mode"
+    BOOTS="$BOOTS $mode:${BOOT_S}s"
+done
 
 TOTAL=$(($(date +%s) - T0))
 echo
 if [ "$FAILS" = 0 ]; then
-    echo "PASS: qemu NUMA end-to-end test: $PASSES checks (guest ${BOOT_S}s, total ${TOTAL}s)"
+    echo "PASS: qemu NUMA end-to-end test: $PASSES checks (guests${BOOTS}, total ${TOTAL}s)"
     echo "e2e: $PASSES passed, 0 failed"
 else
-    echo "FAIL: qemu NUMA end-to-end test: $FAILS of $((PASSES + FAILS)) checks failed (guest ${BOOT_S}s, total ${TOTAL}s; console: /tmp/nmm-e2e-console.log)"
+    echo "FAIL: qemu NUMA end-to-end test: $FAILS of $((PASSES + FAILS)) checks failed (guests${BOOTS}, total ${TOTAL}s; consoles: /tmp/nmm-e2e-console-*.log)"
     echo "e2e: $PASSES passed, $FAILS failed"
     exit 1
 fi

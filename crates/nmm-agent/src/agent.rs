@@ -574,10 +574,17 @@ impl Tx<'_> {
                 return Err(AgentError::Internal(why));
             }
         };
+        let elapsed = t0.elapsed();
         let m = &self.agent.metrics;
-        m.admission_duration.observe(t0.elapsed().as_secs_f64());
+        let policies = crate::metrics::Policies {
+            cpu_static: matches!(self.g.node.cpu.policy, CpuPolicy::Static(_)),
+            memory_static: self.g.node.memory.static_policy().is_some(),
+            topology_none: self.g.node.topology.policy.kind
+                == nmm_core::topology::policy::PolicyKind::None,
+        };
+        m.observe_admission(&info, &r, elapsed, policies);
+        crate::logging::admission(&pod_key(pod), &r, elapsed);
         if r.admitted {
-            m.admissions.inc();
             let trimmed = trim_pod(pod);
             if self.g.recorded.contains(&info.uid) {
                 if let Some(slot) = self.g.pods.iter_mut().find(|(u, _)| *u == info.uid) {
@@ -592,8 +599,6 @@ impl Tx<'_> {
                 pod: Box::new(trimmed),
                 allocation: allocation_text(&r),
             });
-        } else {
-            m.reject(r.reason.as_deref().unwrap_or("Unknown"));
         }
         Ok(r)
     }
@@ -659,6 +664,11 @@ impl Agent {
             let mut g = agent.lock();
             report.wrote_state = agent.compact_locked(&mut g)?;
             agent.update_gauges(&g);
+        }
+        if let Some(r) = &report.reconciled {
+            let m = &agent.metrics;
+            m.reconciled("startup", "admitted", r.admitted.len());
+            m.reconciled("startup", "rejected", r.rejected.len());
         }
         Ok((agent, report))
     }
@@ -783,7 +793,9 @@ impl Agent {
         self.refresh_shared_cgroups(&mut g);
         if g.journal.records() >= COMPACT_RECORDS || g.journal.bytes() >= COMPACT_BYTES {
             if let Err(e) = self.compact_locked(&mut g) {
-                eprintln!("nmm-agent: warning: compacting the change journal: {e}; the changes stay in the journal");
+                tracing::warn!(
+                    "compacting the change journal: {e}; the changes stay in the journal"
+                );
             }
         }
         Ok(r)
@@ -808,8 +820,7 @@ impl Agent {
                 g.store = l.store;
                 g.journal = l.journal;
             }
-            Err(e) => eprintln!(
-                "nmm-agent: error: the books could not be reloaded from {} after a failed change ({e}); they keep the change in memory",
+            Err(e) => tracing::error!("the books could not be reloaded from {} after a failed change ({e}); they keep the change in memory",
                 self.state_dir.display()
             ),
         }
@@ -826,8 +837,8 @@ impl Agent {
                 // The store's own journal holds the new base: the next commit or start
                 // finishes writing the files, so the change journal may go.
                 self.metrics.checkpoint_write_errors.inc();
-                eprintln!(
-                    "nmm-agent: warning: {}; the change is in the journal and will be written again",
+                tracing::warn!(
+                    "{}; the change is in the journal and will be written again",
                     e.source
                 );
                 true
@@ -975,7 +986,7 @@ impl Agent {
             }
             if let Err(e) = enforcer.apply(path, &set) {
                 self.metrics.cgroup_write_errors.inc();
-                eprintln!("nmm-agent: warning: shared pool update of {uid}/{container}: {e}");
+                tracing::warn!("shared pool update of {uid}/{container}: {e}");
             }
         }
     }
@@ -1049,7 +1060,7 @@ impl Drop for Agent {
         let mut g = self.lock();
         if g.journal.records() > 0 {
             if let Err(e) = self.compact_locked(&mut g) {
-                eprintln!("nmm-agent: warning: compacting at stop: {e}; the next start replays the journal");
+                tracing::warn!("compacting at stop: {e}; the next start replays the journal");
             }
         }
     }

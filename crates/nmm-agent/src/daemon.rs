@@ -1,7 +1,10 @@
-//! Serving: the PodResources gRPC API on a unix socket (mode 0600) and the metrics on
-//! HTTP, until told to stop (SIGTERM or SIGINT in [`run_until_signal`]).
+//! Serving: the PodResources gRPC API on a unix socket (mode 0600) and the metrics,
+//! `/healthz` and `/readyz` on HTTP ([`crate::http`]), until told to stop (SIGTERM or
+//! SIGINT in [`run_until_signal`]). [`bind`] opens both listeners before anything
+//! else; [`Bound::start`] serves them once the books are restored.
 
 use crate::agent::Agent;
+use crate::http::{HttpOptions, HttpState};
 use crate::podresources::PodResourcesService;
 use anyhow::{anyhow, bail, Context, Result};
 use std::future::Future;
@@ -10,8 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -24,11 +26,6 @@ pub struct Endpoints {
 
 /// The default metrics address.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9781";
-/// The largest HTTP request head the metrics endpoint reads.
-pub const MAX_HTTP_REQUEST: usize = 8192;
-const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Metrics connections served at once.
-pub const MAX_HTTP_CONNECTIONS: usize = 64;
 
 /// Servers started by [`serve`].
 #[derive(Debug)]
@@ -122,148 +119,113 @@ pub fn bind_private_socket(path: &Path) -> Result<UnixListener> {
     result
 }
 
-/// Starts the servers named in `ep`. Must run inside a tokio runtime.
-pub async fn serve(agent: Arc<Agent>, ep: &Endpoints) -> Result<Running> {
-    let (stop, rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut metrics_addr = None;
-    if let Some(addr) = ep.metrics_addr {
-        let l = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics: cannot listen on {addr}"))?;
-        metrics_addr = Some(l.local_addr()?);
-        tasks.push(tokio::spawn(serve_metrics(l, agent.clone(), rx.clone())));
-    }
-    if let Some(path) = &ep.podresources_socket {
-        let l = bind_private_socket(path)?;
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
-        let svc = PodResourcesService::new(agent.clone()).into_server();
-        let rx = rx.clone();
-        let path = path.clone();
-        tasks.push(tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .concurrency_limit_per_connection(32)
-                .timeout(Duration::from_secs(30))
-                .http2_keepalive_interval(Some(Duration::from_secs(60)))
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, stopped(rx))
-                .await
-                .with_context(|| format!("{}: PodResources server failed", path.display()))
-        }));
-    }
-    Ok(Running {
-        metrics_addr,
-        podresources_socket: ep.podresources_socket.clone(),
-        stop,
-        tasks,
-    })
+/// The listeners of [`bind`]: the metrics server answers already (`/healthz` 200,
+/// `/readyz` and `/metrics` 503), PodResources waits in the accept queue until
+/// [`Bound::start`] hands over the restored books. Dropped without `start`, it stops
+/// the metrics server and removes the socket.
+#[derive(Debug)]
+pub struct Bound {
+    pub metrics_addr: Option<SocketAddr>,
+    pub podresources_socket: Option<PathBuf>,
+    pub http: Arc<HttpState>,
+    podresources: Option<UnixListener>,
+    stop: Option<watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<Result<()>>>,
 }
 
-async fn serve_metrics(l: TcpListener, agent: Arc<Agent>, rx: watch::Receiver<bool>) -> Result<()> {
-    let stop = stopped(rx);
-    tokio::pin!(stop);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
-    loop {
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            accepted = l.accept() => {
-                match accepted {
-                    Ok((s, _)) => {
-                        // Over the limit the connection is closed at once.
-                        let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
-                        let agent = agent.clone();
-                        tokio::spawn(async move {
-                            let _ = tokio::time::timeout(HTTP_READ_TIMEOUT * 2, handle_http(s, &agent)).await;
-                            drop(permit);
-                        });
-                    }
-                    // Out of file descriptors and the like: wait a little, go on.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+            if let Some(p) = &self.podresources_socket {
+                let _ = std::fs::remove_file(p);
             }
         }
     }
 }
 
-/// Reads a request head (at most [`MAX_HTTP_REQUEST`] bytes); `None` when the client sent
-/// too much, too slowly, or closed early.
-async fn read_head(s: &mut TcpStream) -> Option<Result<String, ()>> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Some(String::from_utf8(buf[..end].to_vec()).map_err(|_| ()));
+/// Opens the metrics listener (first: a taken port fails here, before anything else
+/// happens) and the PodResources socket, and starts the metrics server. `nri`: the
+/// agent will register with the runtime, so `/readyz` waits for that too. Must run
+/// inside a tokio runtime.
+pub async fn bind(ep: &Endpoints, nri: bool) -> Result<Bound> {
+    bind_with(ep, nri, HttpOptions::default()).await
+}
+
+/// [`bind`] with the HTTP server's limits.
+pub async fn bind_with(ep: &Endpoints, nri: bool, http: HttpOptions) -> Result<Bound> {
+    let (stop, rx) = watch::channel(false);
+    let state = HttpState::new(nri);
+    let mut tasks = Vec::new();
+    let mut metrics_addr = None;
+    if let Some(addr) = ep.metrics_addr {
+        let l = TcpListener::bind(addr).await.with_context(|| {
+            format!("metrics: cannot listen on {addr}; is another agent running? choose another --metrics-addr, or off")
+        })?;
+        metrics_addr = Some(l.local_addr()?);
+        tasks.push(tokio::spawn(crate::http::serve(
+            l,
+            state.clone(),
+            http,
+            stopped(rx.clone()),
+        )));
+    }
+    let podresources = match &ep.podresources_socket {
+        Some(path) => match bind_private_socket(path) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    Ok(Bound {
+        metrics_addr,
+        podresources_socket: ep.podresources_socket.clone(),
+        http: state,
+        podresources,
+        stop: Some(stop),
+        tasks,
+    })
+}
+
+impl Bound {
+    /// The books are restored: metrics and readiness answer from `agent`, and the
+    /// PodResources service starts.
+    pub fn start(mut self, agent: Arc<Agent>) -> Running {
+        self.http.set_agent(agent.clone());
+        let stop = self.stop.take().expect("start consumes the Bound");
+        let rx = stop.subscribe();
+        let mut tasks = std::mem::take(&mut self.tasks);
+        if let (Some(l), Some(path)) = (self.podresources.take(), &self.podresources_socket) {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
+            let svc = PodResourcesService::new(agent).into_server();
+            let path = path.clone();
+            tasks.push(tokio::spawn(async move {
+                tonic::transport::Server::builder()
+                    .concurrency_limit_per_connection(32)
+                    .timeout(Duration::from_secs(30))
+                    .http2_keepalive_interval(Some(Duration::from_secs(60)))
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(incoming, stopped(rx))
+                    .await
+                    .with_context(|| format!("{}: PodResources server failed", path.display()))
+            }));
         }
-        if buf.len() > MAX_HTTP_REQUEST {
-            return Some(Err(()));
+        Running {
+            metrics_addr: self.metrics_addr,
+            podresources_socket: self.podresources_socket.clone(),
+            stop,
+            tasks,
         }
-        let n = match tokio::time::timeout(HTTP_READ_TIMEOUT, s.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return None,
-        };
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
-async fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = s.write_all(head.as_bytes()).await;
-    let _ = s.write_all(body.as_bytes()).await;
-    let _ = s.shutdown().await;
-}
-
-async fn handle_http(mut s: TcpStream, agent: &Agent) {
-    let head = match read_head(&mut s).await {
-        None => return,
-        Some(Err(())) => {
-            respond(&mut s, "400 Bad Request", "text/plain", "bad request\n").await;
-            return;
-        }
-        Some(Ok(h)) => h,
-    };
-    let line = head.lines().next().unwrap_or("");
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next(), parts.next(), parts.next());
-    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
-        respond(&mut s, "400 Bad Request", "text/plain", "bad request\n").await;
-        return;
-    };
-    if !version.starts_with("HTTP/1.") {
-        respond(&mut s, "400 Bad Request", "text/plain", "bad request\n").await;
-        return;
-    }
-    if method != "GET" && method != "HEAD" {
-        respond(&mut s, "405 Method Not Allowed", "text/plain", "only GET\n").await;
-        return;
-    }
-    let path = target.split('?').next().unwrap_or("");
-    match path {
-        "/metrics" => {
-            let body = agent.metrics.encode();
-            respond(
-                &mut s,
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                if method == "HEAD" { "" } else { &body },
-            )
-            .await
-        }
-        "/" | "/healthz" => {
-            respond(&mut s, "200 OK", "text/plain", "ok: metrics at /metrics\n").await
-        }
-        _ => {
-            respond(
-                &mut s,
-                "404 Not Found",
-                "text/plain",
-                "not found; metrics at /metrics\n",
-            )
-            .await
-        }
-    }
+/// Starts the servers named in `ep` for books already restored (no NRI readiness).
+/// Must run inside a tokio runtime.
+pub async fn serve(agent: Arc<Agent>, ep: &Endpoints) -> Result<Running> {
+    Ok(bind(ep, false).await?.start(agent))
 }
 
 /// Runs the servers until `shutdown` completes. `on_ready` is called once they listen.
@@ -292,16 +254,21 @@ pub fn run_until_signal(
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("cannot watch SIGINT")?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        };
+        let shutdown = signals()?;
         run(agent, ep, on_ready, shutdown).await
+    })
+}
+
+/// Completes at the first SIGTERM or SIGINT. Must be called inside a tokio runtime.
+pub fn signals() -> Result<impl Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot watch SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     })
 }

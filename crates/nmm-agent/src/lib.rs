@@ -6,20 +6,27 @@
 //!   change appended to a crash-safe journal ([`journal`]) and compacted into checkpoints
 //!   in kubelet format ([`store`]); restart validation as the kubelet does it, and
 //!   `reconcile` to rebuild the books from the live pods.
-//! * [`cgroup::CgroupEnforcer`]: writes `cpuset.cpus` / `cpuset.mems` on cgroup v2.
+//! * [`cgroup::CgroupEnforcer`]: writes `cpuset.cpus` / `cpuset.mems` on cgroup v2 or
+//!   in the cgroup v1 cpuset hierarchy (chosen from `/proc/self/mountinfo`).
 //! * [`podresources`]: the kubelet's PodResources v1 gRPC service.
 //! * [`nri`]: the agent as an NRI plugin (pod and container lifecycle from the runtime).
 //! * [`cri`], [`reconcile`]: the runtime's CRI lists, so that the books release pods the
 //!   runtime no longer runs (containerd does not report removals of pods older than its
 //!   last restart), and unsolicited cpuset updates when the shared pool widens.
-//! * [`metrics`]: Prometheus metrics; [`daemon`] serves both until SIGTERM/SIGINT.
+//! * [`metrics`]: Prometheus metrics (kubelet names where the meaning is the same);
+//!   [`http`] serves them with `/healthz` and `/readyz`; [`daemon`] binds and serves
+//!   both listeners until SIGTERM/SIGINT.
+//! * [`logging`]: `tracing` set-up (text or JSON lines, RFC 3339 timestamps) and the
+//!   per-admission event.
 //! * [`testkit`]: a fixed small node and a deterministic event stream for tests.
 
 pub mod agent;
 pub mod cgroup;
 pub mod cri;
 pub mod daemon;
+pub mod http;
 pub mod journal;
+pub mod logging;
 pub mod metrics;
 pub mod nri;
 pub mod podresources;

@@ -263,9 +263,9 @@ fn holds(pod: &Pod, name: &str) -> bool {
 }
 
 impl NriAgent {
-    /// A handler logging to stderr (`nmm-agent: nri: ...`, see [`stderr_logger`]).
+    /// A handler logging through `tracing` (see [`tracing_logger`]).
     pub fn new(agent: Arc<Agent>) -> NriAgent {
-        NriAgent::with_logger(agent, stderr_logger("nmm-agent: nri: "))
+        NriAgent::with_logger(agent, tracing_logger)
     }
 
     pub fn with_logger(agent: Arc<Agent>, log: impl Fn(&str) + Send + Sync + 'static) -> Self {
@@ -440,6 +440,7 @@ impl NriAgent {
                     cpus: cpus.clone(),
                     mems: mems.clone(),
                     seen: now,
+                    absent: 0,
                 },
             );
             let updates = st.drift(node, knows, Some(&c.id));
@@ -537,6 +538,7 @@ impl NriAgent {
                         mems: text(&res.cpuset_mems),
                         container: (*c).clone(),
                         seen: now,
+                        absent: 0,
                     },
                 );
             }
@@ -573,6 +575,11 @@ impl NriHandler for NriAgent {
         for (p, why) in &report.rejected {
             self.log(&format!("warning: running pod {p} does not fit: {why}"));
         }
+        let m = &self.agent.metrics;
+        m.reconciled("nri-sync", "admitted", report.admitted.len());
+        m.reconciled("nri-sync", "rejected", report.rejected.len());
+        m.reconciled("nri-sync", "removed", report.removed.len());
+        m.set_nri_connected(true);
         *self.last_sync.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
         // After every (re)connection: ask the runtime over CRI what it really runs.
         self.wake();
@@ -664,6 +671,15 @@ impl NriHandler for NriAgent {
     }
 }
 
+/// The plugin's log lines as `tracing` events (target `nmm_agent::nri`): a line starting
+/// with `warning: ` is a warning, others are information.
+pub fn tracing_logger(m: &str) {
+    match m.strip_prefix("warning: ") {
+        Some(w) => tracing::warn!(target: "nmm_agent::nri", "{w}"),
+        None => tracing::info!(target: "nmm_agent::nri", "{m}"),
+    }
+}
+
 /// Writes `prefix` + message lines to a duplicate of the stderr file descriptor,
 /// bypassing `std::io::stderr()`'s lock: `nmm` holds that lock for the whole command,
 /// so `eprintln!` from the plugin's threads would block forever.
@@ -738,9 +754,11 @@ pub async fn serve_nri(handler: Arc<NriAgent>, opts: NriOptions, mut stop: watch
             } => r,
         };
         handler.set_plugin_handle(None);
+        handler.agent.metrics.set_nri_connected(false);
+        handler.agent.metrics.nri_reconnects.inc();
         let msg = match outcome {
             Ok(()) => "the runtime closed the NRI connection; reconnecting".to_string(),
-            Err(e) => format!("{e}; retrying"),
+            Err(e) => format!("warning: {e}; retrying"),
         };
         if started.elapsed() > Duration::from_secs(10) {
             backoff = opts.min_backoff;
@@ -768,7 +786,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// [`crate::daemon::run_until_signal`], plus the NRI plugin when `nri` is given (with
 /// its reconcile loop, see [`crate::reconcile`]): serves PodResources and metrics and the
-/// runtime's events until SIGTERM or SIGINT, then compacts the change journal.
+/// runtime's events until SIGTERM or SIGINT, then compacts the change journal. The
+/// listeners are bound before the runtime is contacted.
 pub fn run_until_signal(
     agent: Arc<Agent>,
     ep: &Endpoints,
@@ -778,34 +797,40 @@ pub fn run_until_signal(
 ) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("cannot watch SIGINT")?;
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let plugin = nri.map(|opts| {
-            let handler = Arc::new(NriAgent::new(agent.clone()));
-            let loop_task =
-                tokio::spawn(run_reconciler(handler.clone(), reconcile, stop_rx.clone()));
-            (tokio::spawn(serve_nri(handler, opts, stop_rx)), loop_task)
-        });
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        };
-        let r = daemon::run(agent.clone(), ep, on_ready, shutdown).await;
-        let _ = stop_tx.send(true);
-        if let Some((p, l)) = plugin {
-            let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), l).await;
-        }
-        if let Err(e) = agent.compact() {
-            eprintln!(
-                "nmm-agent: warning: compacting at stop: {e}; the next start replays the journal"
-            );
-        }
-        r
+        let bound = daemon::bind(ep, nri.is_some()).await?;
+        run_bound(agent, bound, nri, reconcile, on_ready, daemon::signals()?).await
     })
+}
+
+/// Serves listeners bound earlier ([`daemon::bind`]) with the restored books, then (only
+/// then) connects to the runtime as an NRI plugin with its reconcile loop, until
+/// `shutdown` completes; then compacts the change journal.
+pub async fn run_bound(
+    agent: Arc<Agent>,
+    bound: daemon::Bound,
+    nri: Option<NriOptions>,
+    reconcile: ReconcileOptions,
+    on_ready: impl FnOnce(&Running),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let running = bound.start(agent.clone());
+    on_ready(&running);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let plugin = nri.map(|opts| {
+        let handler = Arc::new(NriAgent::new(agent.clone()));
+        let loop_task = tokio::spawn(run_reconciler(handler.clone(), reconcile, stop_rx.clone()));
+        (tokio::spawn(serve_nri(handler, opts, stop_rx)), loop_task)
+    });
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    if let Some((p, l)) = plugin {
+        let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), l).await;
+    }
+    agent.metrics.set_nri_connected(false);
+    let r = running.stop().await;
+    if let Err(e) = agent.compact() {
+        tracing::warn!("compacting at stop: {e}; the next start replays the journal");
+    }
+    r
 }

@@ -40,6 +40,14 @@ enum Command {
         /// Exit 1 when any pod is rejected (for CI: a scenario that must admit everything).
         #[arg(long)]
         fail_on_reject: bool,
+        /// A copy of the node's /proc/iomem (read as root), for the kubelet config's
+        /// `memory-drift-tolerance: auto` when the scenario restarts from checkpoints.
+        #[arg(long, value_name = "FILE")]
+        proc_iomem: Option<PathBuf>,
+        /// Show each step's engine time in microseconds (`engineMicros` in JSON and YAML,
+        /// a line in tables) and a p50/p99/max summary on stderr.
+        #[arg(long)]
+        timings: bool,
     },
     /// Show this node's (or a sysfs snapshot's) NUMA topology.
     ///
@@ -107,6 +115,8 @@ fn run(cli: Cli) -> Result<i32> {
             state_dir,
             svg,
             fail_on_reject,
+            proc_iomem,
+            timings,
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
@@ -121,6 +131,8 @@ fn run(cli: Cli) -> Result<i32> {
                 state_dir.as_deref(),
                 svg.as_deref(),
                 fail_on_reject,
+                proc_iomem.as_deref(),
+                timings,
                 &mut out,
                 &mut err,
             )

@@ -36,6 +36,9 @@ pub struct Scenario {
     pub devices: Vec<nmm_core::devicemanager::Device>,
     /// `state.deviceManager`: the `kubelet_internal_checkpoint` to start from.
     pub device_state: Option<RawCheckpoint>,
+    /// The node's `/proc/iomem` text, for `memory-drift-tolerance: auto` (KEP-6232); set
+    /// by `nmm simulate --proc-iomem`, never read from the scenario.
+    pub proc_iomem: Option<String>,
 }
 
 /// Parses YAML (JSON is YAML) into a JSON value. JSON documents take the fast JSON
@@ -504,6 +507,7 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         memory_capacity,
         devices,
         device_state,
+        proc_iomem: None,
     })
 }
 

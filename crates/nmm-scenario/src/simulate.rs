@@ -21,6 +21,9 @@ pub struct Outcome {
     /// Warnings about the scenario (e.g. removing a pod that is not there), by step.
     pub warnings: Vec<String>,
     pub node: Option<Node>,
+    /// Engine time of each event (`Node::admit` / `Node::remove`), in microseconds,
+    /// index for index with `events`.
+    pub engine_micros: Vec<f64>,
 }
 
 /// Runs every step. `state_dir` is the directory the kubelet's messages name.
@@ -39,6 +42,7 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
         devices: s.devices.clone(),
         device_checkpoint: s.device_state.clone(),
         memory_capacity: s.memory_capacity,
+        proc_iomem: s.proc_iomem.clone(),
         ..Default::default()
     };
     let mut node = match Node::start(s.machine.clone(), s.kubelet.clone(), opts) {
@@ -49,12 +53,15 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
                 events: vec![],
                 warnings: s.warnings.clone(),
                 node: None,
+                engine_micros: vec![],
             })
         }
     };
     let pod_level = s.kubelet.feature_gate("PodLevelResources");
     let mut events = Vec::new();
     let mut warnings = s.warnings.clone();
+    let mut engine_micros = Vec::new();
+    let micros = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e6;
     for (i, step) in s.steps.iter().enumerate() {
         match step {
             Step::Admit(pod) => {
@@ -64,13 +71,17 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
                         s.path.display()
                     )
                 })?;
+                let t = std::time::Instant::now();
                 let r = node.admit(&info).map_err(|e| {
                     anyhow!("{}: steps[{i}].admit.metadata.uid: {e}", s.path.display())
                 })?;
+                engine_micros.push(micros(t));
                 events.push((i, Event::Admit(Box::new(r))));
             }
             Step::Remove { uid } => {
+                let t = std::time::Instant::now();
                 let r = node.remove(uid);
+                engine_micros.push(micros(t));
                 if !r.removed {
                     warnings.push(format!(
                         "{}: steps[{i}].remove.uid: no running pod has uid {uid:?}; nothing was released",
@@ -86,6 +97,7 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
         events,
         warnings,
         node: Some(node),
+        engine_micros,
     })
 }
 

@@ -2,15 +2,17 @@
 //! (nmm-agent): checkpoints restored and validated as the kubelet does at start, the
 //! PodResources v1 gRPC API on a unix socket, Prometheus metrics, optional direct cgroup
 //! v2 cpuset enforcement, and pod lifecycle from the container runtime as an NRI plugin
-//! (`--nri-socket`, reconnecting with backoff). Runs until SIGTERM or SIGINT. See
-//! docs/agent.md.
+//! (`--nri-socket`, reconnecting with backoff). Runs until SIGTERM or SIGINT. Logs
+//! through `tracing` on stderr (`--log-format`, `--log-level`). See docs/agent.md and
+//! docs/deploy.md.
 
 use crate::load::{load_config, load_machine};
 use crate::scenario::{parse_pod, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use nmm_agent::cri::DEFAULT_CRI_SOCKET;
-use nmm_agent::daemon::{Endpoints, DEFAULT_METRICS_ADDR};
+use nmm_agent::daemon::{self, Endpoints, DEFAULT_METRICS_ADDR};
+use nmm_agent::logging::{self, LogFormat};
 use nmm_agent::nri::{self, NriOptions};
 use nmm_agent::reconcile::ReconcileOptions;
 use nmm_agent::{Agent, AgentError, AgentOptions};
@@ -31,8 +33,10 @@ Examples:
   nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --reconcile --live-pods pods.json
   # containerd's NRI socket elsewhere:
   nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --nri-socket /run/nri/nri.sock
-  # Without NRI, write container cpusets directly on cgroup v2:
-  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --no-nri --cgroup-root /sys/fs/cgroup";
+  # Without NRI, write container cpusets directly (cgroup v2, or v1's cpuset hierarchy):
+  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --no-nri --cgroup-root /sys/fs/cgroup
+  # JSON logs at debug level for the NRI plugin:
+  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --log-format json --log-level info,nmm_agent::nri=debug";
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -63,9 +67,20 @@ pub struct Args {
     /// [default: the pods in the agent's record in --state-dir].
     #[arg(long, value_name = "FILE", requires = "reconcile")]
     pub live_pods: Option<PathBuf>,
-    /// Write cpuset.cpus / cpuset.mems of containers under this cgroup v2 mount.
+    /// Write cpuset.cpus / cpuset.mems of containers under this cgroup directory: the
+    /// cgroup v2 mount, or on cgroup v1 / hybrid hosts the cpuset hierarchy (the base
+    /// directory `/sys/fs/cgroup` is understood as its `cpuset` hierarchy). Which
+    /// version holds the cpuset controller is read from --mountinfo.
     #[arg(long, value_name = "DIR")]
     pub cgroup_root: Option<PathBuf>,
+    /// With --cgroup-root: the mount table telling cgroup v1 from v2.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/proc/self/mountinfo",
+        requires = "cgroup_root"
+    )]
+    pub mountinfo: PathBuf,
     /// The PodResources v1 gRPC socket (created with mode 0600)
     /// [default: STATE_DIR/pod-resources.sock].
     #[arg(long, value_name = "PATH")]
@@ -82,12 +97,27 @@ pub struct Args {
     /// Do not connect to NRI (pod events then come from library callers only).
     #[arg(long, conflicts_with = "nri_socket")]
     pub no_nri: bool,
-    /// The runtime's CRI socket, listed after every NRI (re)connection and every 5 s so
+    /// The runtime's CRI socket, listed after every NRI (re)connection and every 3 s so
     /// that pods the runtime no longer runs are released even when it does not report
     /// their removal (containerd after a restart); `off` to disable
     /// [default: /run/containerd/containerd.sock].
     #[arg(long, value_name = "PATH")]
     pub cri_socket: Option<PathBuf>,
+    /// Log line format on stderr: `text` (RFC 3339 timestamp, level, target, message and
+    /// fields) or `json` (one object per line).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormatArg,
+    /// Log level or filter (`error`, `warn`, `info`, `debug`, `trace`, or a RUST_LOG
+    /// filter such as `info,nmm_agent::nri=debug`) [default: $RUST_LOG, else info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
 }
 
 /// Reads the live pods: a Pod, a YAML/JSON list of pods, or a PodList (`items`). Sorted by
@@ -130,11 +160,28 @@ fn metrics_addr(text: &str) -> Result<Option<SocketAddr>> {
         .map_err(|e| anyhow!("--metrics-addr {text:?}: {e}; write e.g. 127.0.0.1:9781, or off"))
 }
 
-/// Returns the exit status: 0 after a clean stop, 1 when the kubelet would refuse to start.
-pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+/// Returns the exit status: 0 after a clean stop, 1 when the kubelet would refuse to
+/// start, 2 on other errors (logged). Everything the agent says goes to the log
+/// (stderr, see [`nmm_agent::logging`]); `out` is not written.
+pub fn execute(args: &Args, _out: &mut dyn Write, _err: &mut dyn Write) -> Result<i32> {
+    let format = match args.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    logging::init(format, args.log_level.as_deref())?;
+    match run(args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            Ok(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<i32> {
     let cfg = load_config(&args.config)?;
     for w in &cfg.warnings {
-        writeln!(err, "warning: {w}")?;
+        tracing::warn!("{w}");
     }
     let machine = match (&args.machine, &cfg.machine) {
         (Some(f), _) => load_machine(f)?,
@@ -171,19 +218,17 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
     // checkpoints hold: say so, and point at the tool that finds the fix.
     let analysis = nmm_core::diagnose::config::analyze(&machine, &cfg.config, &[]);
     if let Some((stage, msg)) = &analysis.kubelet_error {
-        writeln!(
-            err,
-            "error: the kubelet would refuse to start with {} on this machine ({stage}): {msg}",
+        tracing::error!(
+            "the kubelet would refuse to start with {} on this machine ({stage}): {msg}",
             args.config.display()
-        )?;
+        );
         if let Some(f) = analysis.findings.iter().find(|f| f.kubelet_stops_here) {
-            writeln!(err, "fix: {}", f.fix)?;
+            tracing::error!("fix: {}", f.fix);
         }
-        writeln!(
-            err,
+        tracing::error!(
             "hint: this is the kubelet configuration, not the checkpoints (--reconcile cannot fix it); run `nmm validate --config {}` for every problem and the exact fix",
             args.config.display()
-        )?;
+        );
         return Ok(1);
     }
     let reconcile = if args.reconcile {
@@ -194,62 +239,6 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
     } else {
         None
     };
-    let started = Agent::start(AgentOptions {
-        machine,
-        kubelet: cfg.config,
-        state_dir: args.state_dir.clone(),
-        reconcile,
-        cgroup_root: args.cgroup_root.clone(),
-    });
-    let (agent, report) = match started {
-        Ok(x) => x,
-        Err(AgentError::Startup(e)) if !args.reconcile => {
-            writeln!(err, "error: the kubelet would refuse to start: {e}")?;
-            writeln!(
-                err,
-                "hint: start with --reconcile to rebuild the books from the live pods (the agent's record, or --live-pods FILE) instead of draining the node"
-            )?;
-            return Ok(1);
-        }
-        Err(AgentError::Startup(e)) => {
-            writeln!(err, "error: the kubelet would refuse to start: {e}")?;
-            return Ok(1);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if report.journal_recovered {
-        writeln!(out, "finished a commit interrupted by a crash")?;
-    }
-    if report.replayed_changes > 0 {
-        writeln!(
-            out,
-            "replayed {} changes from the journal into the checkpoints",
-            report.replayed_changes
-        )?;
-    }
-    if let Some(r) = &report.reconciled {
-        writeln!(
-            out,
-            "the checkpoints failed restart validation: {}",
-            r.cause
-        )?;
-        writeln!(
-            out,
-            "rebuilt the books: {} pods admitted again, {} rejected",
-            r.admitted.len(),
-            r.rejected.len()
-        )?;
-        for (pod, why) in &r.rejected {
-            writeln!(err, "warning: pod {pod} no longer fits: {why}")?;
-        }
-    } else {
-        writeln!(
-            out,
-            "restored {} pods from {}",
-            report.restored_pods + report.unrecorded_pods.len(),
-            args.state_dir.display()
-        )?;
-    }
     let socket = args
         .podresources_socket
         .clone()
@@ -265,6 +254,84 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 .unwrap_or_else(|| PathBuf::from(nri::nmm_nri::DEFAULT_SOCKET_PATH)),
         )
     });
+    let cri = ReconcileOptions {
+        cri_socket: match &args.cri_socket {
+            Some(p) if p.as_os_str() == "off" => None,
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from(DEFAULT_CRI_SOCKET)),
+        },
+        ..Default::default()
+    };
+    let cgroup_root = match &args.cgroup_root {
+        None => None,
+        Some(dir) => {
+            let text = std::fs::read_to_string(&args.mountinfo).with_context(|| {
+                format!(
+                    "{}: cannot read the mount table (needed to tell cgroup v1 from v2 for --cgroup-root); pass --mountinfo FILE",
+                    args.mountinfo.display()
+                )
+            })?;
+            let e = nmm_agent::cgroup::resolve_root(Some(dir), &text, &args.mountinfo)?;
+            tracing::info!(
+                "cpusets are written under {} (cgroup {})",
+                e.root.display(),
+                e.version
+            );
+            Some(e.root)
+        }
+    };
+    // Bind, then restore, then register: a taken port or socket stops the agent here,
+    // before it touches the state directory or contacts the runtime.
+    let rt = nri::runtime()?;
+    let bound = rt.block_on(daemon::bind(&ep, nri_opts.is_some()))?;
+    let started = Agent::start(AgentOptions {
+        machine,
+        kubelet: cfg.config,
+        state_dir: args.state_dir.clone(),
+        reconcile,
+        cgroup_root,
+    });
+    let (agent, report) = match started {
+        Ok(x) => x,
+        Err(AgentError::Startup(e)) if !args.reconcile => {
+            tracing::error!("the kubelet would refuse to start: {e}");
+            tracing::error!(
+                "hint: start with --reconcile to rebuild the books from the live pods (the agent's record, or --live-pods FILE) instead of draining the node"
+            );
+            return Ok(1);
+        }
+        Err(AgentError::Startup(e)) => {
+            tracing::error!("the kubelet would refuse to start: {e}");
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if report.journal_recovered {
+        tracing::info!("finished a commit interrupted by a crash");
+    }
+    if report.replayed_changes > 0 {
+        tracing::info!(
+            "replayed {} changes from the journal into the checkpoints",
+            report.replayed_changes
+        );
+    }
+    if let Some(r) = &report.reconciled {
+        tracing::warn!("the checkpoints failed restart validation: {}", r.cause);
+        tracing::info!(
+            "rebuilt the books: {} pods admitted again, {} rejected",
+            r.admitted.len(),
+            r.rejected.len()
+        );
+        for (pod, why) in &r.rejected {
+            tracing::warn!("pod {pod} no longer fits: {why}");
+        }
+    } else {
+        tracing::info!(
+            "restored {} pods from {}",
+            report.restored_pods + report.unrecorded_pods.len(),
+            args.state_dir.display()
+        );
+    }
     let nri_text = nri_opts.as_ref().map(|o| {
         format!(
             ", NRI plugin {}-{} on {}",
@@ -273,40 +340,36 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             o.socket.display()
         )
     });
-    let reconcile = ReconcileOptions {
-        cri_socket: match &args.cri_socket {
-            Some(p) if p.as_os_str() == "off" => None,
-            Some(p) => Some(p.clone()),
-            None => Some(PathBuf::from(DEFAULT_CRI_SOCKET)),
-        },
-        ..Default::default()
-    };
-    if nri_opts.is_some() && reconcile.cri_socket.is_none() {
-        writeln!(
-            err,
-            "warning: --cri-socket off: pods that existed before a runtime restart and are removed later will not be detected (containerd does not report their removal to NRI plugins)"
-        )?;
+    if nri_opts.is_some() && cri.cri_socket.is_none() {
+        tracing::warn!(
+            "--cri-socket off: pods that existed before a runtime restart and are removed later will not be detected (containerd does not report their removal to NRI plugins)"
+        );
     }
     let agent = Arc::new(agent);
-    let mut ready_err = None;
-    nri::run_until_signal(agent, &ep, nri_opts, reconcile, |r| {
-        let mut line = String::from("serving");
-        if let Some(s) = &r.podresources_socket {
-            line += &format!(" PodResources v1 on unix://{}", s.display());
-        }
-        if let Some(a) = r.metrics_addr {
-            line += &format!(", metrics on http://{a}/metrics");
-        }
-        if let Some(t) = &nri_text {
-            line += t;
-        }
-        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
-            ready_err = Some(e);
-        }
+    rt.block_on(async {
+        let shutdown = daemon::signals()?;
+        nri::run_bound(
+            agent,
+            bound,
+            nri_opts,
+            cri,
+            |r| {
+                let mut line = String::from("serving");
+                if let Some(s) = &r.podresources_socket {
+                    line += &format!(" PodResources v1 on unix://{}", s.display());
+                }
+                if let Some(a) = r.metrics_addr {
+                    line += &format!(", metrics on http://{a}/metrics");
+                }
+                if let Some(t) = &nri_text {
+                    line += t;
+                }
+                tracing::info!("{line}");
+            },
+            shutdown,
+        )
+        .await
     })?;
-    if let Some(e) = ready_err {
-        return Err(e.into());
-    }
-    writeln!(out, "stopped")?;
+    tracing::info!("stopped");
     Ok(0)
 }
