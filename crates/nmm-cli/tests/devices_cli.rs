@@ -177,3 +177,13 @@ fn bad_device_input_names_the_field() {
         );
     }
 }
+
+#[test]
+fn explain_names_a_device_shortage() {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gb200-34-numa.yaml");
+    let out = nmm(&["explain", ex.to_str().unwrap(), "--step", "2"]);
+    let t = text(&out.stdout);
+    assert!(t.contains("REJECTED (TopologyAffinityError)"), "{t}");
+    assert!(t.contains("devices") && t.contains("nvidia.com/gpu"), "{t}");
+    assert!(t.contains("nvidia.com/gpu: device shortage"), "{t}");
+}
