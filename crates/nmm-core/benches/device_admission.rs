@@ -40,7 +40,7 @@ fn machine(nodes: u32) -> Machine {
 
 fn devices(nodes: u32) -> Vec<Device> {
     let attached = if nodes == 34 { 2 } else { nodes };
-    let per = if nodes == 34 { 2 } else { 2 };
+    let per = 2;
     let mut out = Vec::new();
     for r in ["nvidia.com/gpu", "example.com/nic"] {
         for n in 0..attached {
