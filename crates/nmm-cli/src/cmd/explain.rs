@@ -136,6 +136,8 @@ pub fn explain_scenario(s: &Scenario, step: Option<usize>) -> Result<Explained> 
         state_dir: STATE_DIR.to_string(),
         memory_checkpoint: s.memory_state.clone(),
         cpu_checkpoint: s.cpu_state.clone(),
+        devices: s.devices.clone(),
+        device_checkpoint: s.device_state.clone(),
         ..Default::default()
     };
     let h = History {

@@ -57,6 +57,12 @@ pub(super) fn topology_why(
             ListState::CannotSatisfy if label == "cpu" => {
                 why.push(cpu_short_sentence(facts, want_cpus));
             }
+            // Extended resources here are device-plugin resources (Device Manager).
+            ListState::CannotSatisfy if label.contains('/') => {
+                why.push(format!(
+                    "{label}: device shortage: fewer free healthy devices than requested (devices held by other pods or unhealthy do not count)"
+                ));
+            }
             ListState::CannotSatisfy => {
                 why.push(format!("{label}: no placement can satisfy the request"));
             }

@@ -1,0 +1,189 @@
+//! `nmm simulate` with `machine.devices` on the real binary: the per-container `devices`
+//! field, the `device_manager_state_canonical` line, the device checkpoint under
+//! `--state-dir`, restarting from it, and bad device input (exit 2, the field named).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nmm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nmm"))
+        .args(args)
+        .output()
+        .expect("run nmm")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+const MACHINE: &str = r#"machine:
+  numaNodes:
+    - {id: 0, cpus: "0-3", memory: 8Gi}
+    - {id: 1, cpus: "4-7", memory: 8Gi}
+  devices:
+    - {resource: example.com/nic, id: nic-0, numa: [0]}
+    - {resource: example.com/nic, id: nic-1, numa: [1]}
+    - {resource: example.com/nic, id: nic-2, numa: [1], healthy: false}
+    - {resource: nvidia.com/gpu, id: gpu-0, numa: [0, 1]}
+kubelet:
+  cpuManagerPolicy: static
+  kubeReserved: {cpu: "1"}
+  topologyManagerPolicy: single-numa-node
+"#;
+
+fn pod(uid: &str, nics: &str, gpus: &str) -> String {
+    format!(
+        "  - admit:\n      metadata: {{name: {uid}, uid: {uid}}}\n      spec:\n        containers:\n          - {{name: c, resources: {{limits: {{cpu: \"1\", memory: 1Gi, example.com/nic: \"{nics}\", nvidia.com/gpu: {gpus}}}}}}}\n"
+    )
+}
+
+#[test]
+fn devices_field_state_line_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{MACHINE}steps:\n{}{}{}",
+        pod("a", "1", "1"),
+        pod("b", "1", "0"),
+        pod("c", "1", "0")
+    );
+    let s = write(dir.path(), "s.yaml", &body);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let out = nmm(&[
+        "simulate",
+        s.to_str().unwrap(),
+        "-o",
+        "json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["admitted"], true);
+    assert_eq!(
+        lines[0]["containers"][0]["devices"]["example.com/nic"][0],
+        "nic-0"
+    );
+    assert_eq!(
+        lines[0]["containers"][0]["devices"]["nvidia.com/gpu"][0],
+        "gpu-0"
+    );
+    assert_eq!(
+        lines[1]["containers"][0]["devices"]["example.com/nic"][0],
+        "nic-1"
+    );
+    // No healthy NIC left: single-numa-node finds no hint for it.
+    assert_eq!(lines[2]["admitted"], false);
+    assert_eq!(lines[2]["reason"], "TopologyAffinityError");
+    let canonical = &lines[3]["device_manager_state_canonical"];
+    assert_eq!(
+        canonical["Data"]["RegisteredDevices"]["example.com/nic"],
+        serde_json::json!(["nic-0", "nic-1"])
+    );
+    let file = state.join("device-plugins/kubelet_internal_checkpoint");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(&written, canonical);
+
+    // Restart from that checkpoint: pods a and b still hold their devices; removing a
+    // frees nic-0 for a new pod.
+    let body = format!(
+        "{MACHINE}state:\n  deviceManager: state/device-plugins/kubelet_internal_checkpoint\nsteps:\n{}  - remove: {{uid: a}}\n{}",
+        pod("d", "1", "0"),
+        pod("e", "1", "1")
+    );
+    let s2 = write(dir.path(), "restart.yaml", &body);
+    let out = nmm(&["simulate", s2.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["admitted"], false, "{}", lines[0]);
+    assert_eq!(lines[1]["removed"], true);
+    assert_eq!(lines[2]["admitted"], true, "{}", lines[2]);
+    assert_eq!(
+        lines[2]["containers"][0]["devices"]["example.com/nic"][0],
+        "nic-0"
+    );
+
+    // A corrupted checkpoint is ignored with a warning, as the kubelet does.
+    let bad = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("nic-1", "nic-9");
+    std::fs::write(&file, bad).unwrap();
+    let out = nmm(&["simulate", s2.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("checkpoint is corrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .contains("\"admitted\":true"));
+}
+
+#[test]
+fn bad_device_input_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            MACHINE.replace("id: nic-1,", "id: nic-0,"),
+            "machine.devices[1].id",
+        ),
+        (
+            MACHINE.replace("numa: [1]}", "numa: [7]}"),
+            "machine.devices[1].numa[0]",
+        ),
+        (
+            MACHINE.replace("healthy: false", "healthy: maybe"),
+            "machine.devices[2].healthy",
+        ),
+        (
+            MACHINE.replace("resource: nvidia.com/gpu, ", ""),
+            "machine.devices[3].resource",
+        ),
+    ];
+    for (m, field) in cases {
+        let s = write(dir.path(), "bad.yaml", &format!("{m}steps: []\n"));
+        let out = nmm(&["simulate", s.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{field}: {}", text(&out.stdout));
+        let e = text(&out.stderr);
+        assert!(e.contains("bad.yaml") && e.contains(field), "{field}: {e}");
+    }
+    for (count, list) in [("1.5", "limits"), ("500m", "limits"), ("-1", "limits")] {
+        let body = format!("{MACHINE}steps:\n{}", pod("a", count, "0"));
+        let s = write(dir.path(), "bad.yaml", &body);
+        let out = nmm(&["simulate", s.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{count}");
+        let e = text(&out.stderr);
+        assert!(
+            e.contains(&format!(
+                "steps[0].admit.spec.containers[0].resources.{list}[\"example.com/nic\"]"
+            )),
+            "{count}: {e}"
+        );
+    }
+}
+
+#[test]
+fn explain_names_a_device_shortage() {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gb200-34-numa.yaml");
+    let out = nmm(&["explain", ex.to_str().unwrap(), "--step", "2"]);
+    let t = text(&out.stdout);
+    assert!(t.contains("REJECTED (TopologyAffinityError)"), "{t}");
+    assert!(t.contains("devices") && t.contains("nvidia.com/gpu"), "{t}");
+    assert!(t.contains("nvidia.com/gpu: device shortage"), "{t}");
+}

@@ -1,0 +1,125 @@
+//! One admission of a Guaranteed pod asking for cpu, memory, one GPU and one NIC (device
+//! plugin resources: the Device Manager is the first hint provider) on a half-full machine
+//! of 8 NUMA nodes (two GPUs and two NICs per node) and on a GB200-like tray of 34 nodes
+//! (2 Grace nodes with CPUs, GPUs and NICs attached to them, 32 CPU-less GPU memory
+//! nodes), under every Topology Manager policy. `docs/BENCHMARKS.md` reports the figures.
+//!
+//!   cargo bench -p nmm-core --bench device_admission
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use k8s_openapi::api::core::v1::Pod;
+use nmm_core::devicemanager::Device;
+use nmm_core::kubelet_config::{KubeletConfig, MemoryReservation};
+use nmm_core::machine::Machine;
+use nmm_core::node::{Node, StartOptions};
+use nmm_core::pod::PodInfo;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const GI: u64 = 1 << 30;
+
+fn pod(uid: &str, cpu: u32, mem_gi: u64, gpus: u32, nics: u32) -> PodInfo {
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": uid, "uid": uid},
+        "spec": {"containers": [{"name": "c", "resources": {"limits": {
+            "cpu": cpu.to_string(), "memory": format!("{mem_gi}Gi"),
+            "nvidia.com/gpu": gpus.to_string(), "example.com/nic": nics.to_string()}}}]}
+    }))
+    .unwrap();
+    PodInfo::from_pod(&p, false).unwrap()
+}
+
+fn machine(nodes: u32) -> Machine {
+    if nodes == 34 {
+        Machine::synthetic(2, 36, 32, 480 * GI, 64 * GI)
+    } else {
+        Machine::synthetic(nodes, 8, 0, 64 * GI, 16 * GI)
+    }
+}
+
+fn devices(nodes: u32) -> Vec<Device> {
+    let attached = if nodes == 34 { 2 } else { nodes };
+    let per = 2;
+    let mut out = Vec::new();
+    for r in ["nvidia.com/gpu", "example.com/nic"] {
+        for n in 0..attached {
+            for k in 0..per {
+                out.push(Device {
+                    resource: r.into(),
+                    id: format!("{}-{}", &r[r.len() - 3..], n * per + k),
+                    numa: Some(vec![n]),
+                    healthy: true,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn config(policy: &str, nodes: u32) -> KubeletConfig {
+    KubeletConfig {
+        memory_manager_policy: Some("Static".into()),
+        cpu_manager_policy: Some("static".into()),
+        topology_manager_policy: Some(policy.into()),
+        topology_manager_policy_options: (nodes > 8)
+            .then(|| [("max-allowable-numa-nodes".to_string(), nodes.to_string())].into()),
+        kube_reserved: Some(
+            [
+                ("cpu".to_string(), "2".to_string()),
+                ("memory".to_string(), "1Gi".to_string()),
+            ]
+            .into(),
+        ),
+        eviction_hard: Some(BTreeMap::new()),
+        reserved_memory: Some(vec![MemoryReservation {
+            numa_node: 0,
+            limits: vec![("memory".into(), "1Gi".into())],
+        }]),
+        ..Default::default()
+    }
+}
+
+/// A started node where half of the devices and some CPUs and memory are taken.
+fn half_full(nodes: u32, policy: &str) -> Node {
+    let opts = StartOptions {
+        devices: devices(nodes),
+        ..Default::default()
+    };
+    let mut n = Node::start(machine(nodes), config(policy, nodes), opts).unwrap();
+    let fill = if nodes == 34 { 2 } else { nodes };
+    for i in 0..fill {
+        let r = n.admit(&pod(&format!("fill-{i}"), 2, 8, 1, 1)).unwrap();
+        assert!(r.admitted, "filling pod {i} rejected: {:?}", r.message);
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("device_admission");
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300))
+        .sample_size(30);
+    for nodes in [8u32, 34] {
+        for policy in ["none", "best-effort", "restricted", "single-numa-node"] {
+            let base = half_full(nodes, policy);
+            let p = pod("bench-gpu", 4, 16, 1, 1);
+            let id = BenchmarkId::new(format!("{policy}/gpu+nic"), nodes);
+            g.bench_with_input(id, &p, |b, p| {
+                b.iter_batched_ref(
+                    || base.clone(),
+                    |n| {
+                        let r = n.admit(p).unwrap();
+                        assert!(r.admitted);
+                        r
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
