@@ -375,6 +375,32 @@ mod tests {
         assert!(e.contains(OPS_FILE), "{e}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// A crash can cut the file anywhere: the next open keeps exactly the whole
+        /// records before the cut, and appending continues after them.
+        #[test]
+        fn a_cut_anywhere_keeps_the_whole_records_before_it(n in 1usize..6, frac in 0.0f64..1.0) {
+            let d = tempfile::tempdir().unwrap();
+            let (mut j, _) = Journal::open(d.path(), 0).unwrap();
+            let mut ends = vec![0u64];
+            for i in 0..n {
+                j.append(vec![rm(&format!("pod-{i}")), rm("x")]).unwrap();
+                ends.push(j.bytes());
+            }
+            drop(j);
+            let p = d.path().join(OPS_FILE);
+            let cut = (ends[n] as f64 * frac) as u64;
+            OpenOptions::new().write(true).open(&p).unwrap().set_len(cut).unwrap();
+            let whole = ends.iter().filter(|&&e| e <= cut).count() - 1;
+            let (mut j, r) = Journal::open(d.path(), 0).unwrap();
+            proptest::prop_assert_eq!(r.records.len(), whole);
+            proptest::prop_assert_eq!(fs::metadata(&p).unwrap().len(), ends[whole]);
+            proptest::prop_assert_eq!(r.torn_tail.is_some(), cut != ends[whole]);
+            proptest::prop_assert_eq!(j.append(vec![rm("next")]).unwrap(), whole as u64 + 1);
+        }
+    }
+
     #[test]
     fn reset_empties_and_keeps_the_sequence() {
         let d = tempfile::tempdir().unwrap();

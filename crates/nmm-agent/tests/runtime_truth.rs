@@ -431,7 +431,7 @@ async fn random_run(seed: u64, steps: usize) -> (usize, usize) {
                     }
                 }
             }
-            0..=64 => {
+            50..=64 => {
                 let pods = rt.sandboxes();
                 if pods.is_empty() {
                     continue;
