@@ -15,6 +15,8 @@
 //! | `nmm_admission_duration_seconds` | | histogram of the managers' admission time |
 //! | `nmm_checkpoint_writes_total` / `nmm_checkpoint_write_errors_total` | | commits of the state directory |
 //! | `nmm_cgroup_write_errors_total` | | failed cpuset writes |
+//! | `nmm_memory_drift_tolerance_bytes` | | KEP-6232 `memory-drift-tolerance` bound in effect at start (0: exact comparison) |
+//! | `nmm_memory_drift_bytes` | `numa_node` | regular memory TotalMemSize now minus in the checkpoint at start (signed) |
 //!
 //! `resource` is the kubelet's resource name: `memory`, `hugepages-2Mi`, `hugepages-1Gi`.
 
@@ -30,6 +32,11 @@ use prometheus_client::registry::Registry;
 pub struct MemoryLabels {
     pub numa_node: String,
     pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NumaLabels {
+    pub numa_node: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +61,8 @@ pub struct Metrics {
     pub checkpoint_writes: Counter,
     pub checkpoint_write_errors: Counter,
     pub cgroup_write_errors: Counter,
+    pub memory_drift_tolerance: Gauge,
+    pub memory_drift: Family<NumaLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -92,6 +101,8 @@ impl Metrics {
             checkpoint_writes: Counter::default(),
             checkpoint_write_errors: Counter::default(),
             cgroup_write_errors: Counter::default(),
+            memory_drift_tolerance: Gauge::default(),
+            memory_drift: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -161,7 +172,31 @@ impl Metrics {
             "Failed cpuset.cpus / cpuset.mems writes",
             m.cgroup_write_errors.clone(),
         );
+        registry.register(
+            "nmm_memory_drift_tolerance_bytes",
+            "Memory Manager: memory-drift-tolerance bound in effect at start (KEP-6232; 0 is the exact comparison)",
+            m.memory_drift_tolerance.clone(),
+        );
+        registry.register(
+            "nmm_memory_drift_bytes",
+            "Memory Manager: regular memory of the NUMA node now minus in the checkpoint at start (KEP-6232)",
+            m.memory_drift.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Sets the KEP-6232 gauges from what the Memory Manager's restart observed.
+    pub fn set_drift(&self, d: &nmm_core::memorymanager::drift::DriftReport) {
+        self.memory_drift_tolerance
+            .set(gauge_value(d.tolerance.bound));
+        for (node, v) in &d.drift {
+            let v = i64::try_from(*v).unwrap_or(if *v < 0 { i64::MIN } else { i64::MAX });
+            self.memory_drift
+                .get_or_create(&NumaLabels {
+                    numa_node: node.to_string(),
+                })
+                .set(v);
+        }
     }
 
     /// Sets the per-NUMA-node memory gauges from the Memory Manager's machine state.
