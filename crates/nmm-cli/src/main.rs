@@ -41,6 +41,9 @@ enum Command {
         /// `memory-drift-tolerance: auto` when the scenario restarts from checkpoints.
         #[arg(long, value_name = "FILE")]
         proc_iomem: Option<PathBuf>,
+        /// Exit 1 when any pod is rejected (for CI: a scenario that must admit everything).
+        #[arg(long)]
+        fail_on_reject: bool,
     },
     /// Show this node's (or a sysfs snapshot's) NUMA topology.
     ///
@@ -80,11 +83,20 @@ fn main() {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => std::process::exit(code),
+        // A closed pipe (`nmm simulate ... | head`) is the reader's choice, not an error.
+        Err(e) if is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(2);
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -99,6 +111,7 @@ fn run(cli: Cli) -> Result<i32> {
             state_dir,
             svg,
             proc_iomem,
+            fail_on_reject,
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
@@ -113,6 +126,7 @@ fn run(cli: Cli) -> Result<i32> {
                 state_dir.as_deref(),
                 svg.as_deref(),
                 proc_iomem.as_deref(),
+                fail_on_reject,
                 &mut out,
                 &mut err,
             )

@@ -190,6 +190,11 @@ impl Node {
                 topology.policy.dense_universe = d;
             }
         }
+        if opts.enumerate && !opts.force_large {
+            // The kubelet's own path: every provider lists every mask, the merge takes
+            // the lists (the option was declared but not wired before).
+            topology.large = false;
+        }
         let mut cpu = CpuManager::new(&machine, &config, &reservation, &reserved_cpus)
             .map_err(err("cpuManager"))?;
         let mut memory =

@@ -47,14 +47,14 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
             return Ok(Outcome {
                 startup_error: Some(e),
                 events: vec![],
-                warnings: vec![],
+                warnings: s.warnings.clone(),
                 node: None,
             })
         }
     };
     let pod_level = s.kubelet.feature_gate("PodLevelResources");
     let mut events = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = s.warnings.clone();
     for (i, step) in s.steps.iter().enumerate() {
         match step {
             Step::Admit(pod) => {
@@ -168,4 +168,51 @@ pub fn device_state_json(s: &Scenario, node: &Node) -> Option<Value> {
 
 pub fn startup_json(e: &StartupError) -> Value {
     json!({"stage": e.stage, "startupError": e.message})
+}
+
+/// What a run came to: admitted and rejected pods (by reason), removals.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub admitted: usize,
+    pub rejected: usize,
+    pub by_reason: std::collections::BTreeMap<String, usize>,
+    pub removed: usize,
+}
+
+impl Summary {
+    /// `summary: 3 admitted, 2 rejected (TopologyAffinityError 1, UnexpectedAdmissionError 1), 1 removed`
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "summary: {} admitted, {} rejected",
+            self.admitted, self.rejected
+        );
+        if !self.by_reason.is_empty() {
+            let parts: Vec<String> = self
+                .by_reason
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            s.push_str(&format!(" ({})", parts.join(", ")));
+        }
+        s.push_str(&format!(", {} removed", self.removed));
+        s
+    }
+}
+
+pub fn summary(events: &[(usize, Event)]) -> Summary {
+    let mut s = Summary::default();
+    for (_, e) in events {
+        match e {
+            Event::Admit(r) if r.admitted => s.admitted += 1,
+            Event::Admit(r) => {
+                s.rejected += 1;
+                *s.by_reason
+                    .entry(r.reason.clone().unwrap_or_else(|| "-".into()))
+                    .or_default() += 1;
+            }
+            Event::Remove(r) if r.removed => s.removed += 1,
+            Event::Remove(_) => {}
+        }
+    }
+    s
 }

@@ -3,7 +3,7 @@
 use crate::fsio::write_atomic;
 use crate::render::event_text;
 use crate::scenario::load_scenario;
-use crate::simulate::{device_state_json, event_json, run, startup_json};
+use crate::simulate::{device_state_json, event_json, run, startup_json, summary};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
@@ -27,6 +27,7 @@ pub fn execute(
     state_dir: Option<&Path>,
     svg: Option<&Path>,
     proc_iomem: Option<&Path>,
+    fail_on_reject: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<i32> {
@@ -40,6 +41,22 @@ pub fn execute(
         .map(|d| d.display().to_string().trim_end_matches('/').to_string())
         .unwrap_or_else(|| "/var/lib/kubelet".to_string());
     let o = run(&s, &dir_text)?;
+    if let Some(d) = o.node.as_ref().and_then(|n| n.memory_drift.as_ref()) {
+        for line in nmm_core::diagnose::checkpoint::drift_lines(d) {
+            writeln!(err, "note: state.memoryManager: {line}")?;
+        }
+    }
+    const SHOWN: usize = 10;
+    for w in o.warnings.iter().take(SHOWN) {
+        writeln!(err, "warning: {w}")?;
+    }
+    if o.warnings.len() > SHOWN {
+        writeln!(
+            err,
+            "warning: ... and {} more like these",
+            o.warnings.len() - SHOWN
+        )?;
+    }
     if let Some(e) = &o.startup_error {
         match format {
             Format::Json => writeln!(out, "{}", startup_json(e))?,
@@ -67,6 +84,10 @@ pub fn execute(
             Format::Yaml => {}
         }
     }
+    let sum = summary(&o.events);
+    if format == Format::Table {
+        writeln!(out, "{}", sum.text())?;
+    }
     if let (Format::Json, Some(node)) = (format, &o.node) {
         if let Some(line) = device_state_json(&s, node) {
             writeln!(out, "{line}")?;
@@ -81,22 +102,6 @@ pub fn execute(
             err,
             "warning: {}: state.deviceManager: the device checkpoint was not used ({e}); the kubelet starts without it in that case",
             s.path.display()
-        )?;
-    }
-    if let Some(d) = o.node.as_ref().and_then(|n| n.memory_drift.as_ref()) {
-        for line in nmm_core::diagnose::checkpoint::drift_lines(d) {
-            writeln!(err, "note: state.memoryManager: {line}")?;
-        }
-    }
-    const SHOWN: usize = 10;
-    for w in o.warnings.iter().take(SHOWN) {
-        writeln!(err, "warning: {w}")?;
-    }
-    if o.warnings.len() > SHOWN {
-        writeln!(
-            err,
-            "warning: ... and {} more like these",
-            o.warnings.len() - SHOWN
         )?;
     }
     if let (Some(dir), Some(node)) = (state_dir, &o.node) {
@@ -123,5 +128,15 @@ pub fn execute(
         let picture = crate::svg::render_memory_state(&node.memory.machine_state(), &title);
         write_atomic(path, picture.as_bytes())?;
     }
-    Ok(0)
+    Ok(if fail_on_reject && sum.rejected > 0 {
+        writeln!(
+            err,
+            "error: {} of {} pods rejected (--fail-on-reject)",
+            sum.rejected,
+            sum.rejected + sum.admitted
+        )?;
+        1
+    } else {
+        0
+    })
 }
