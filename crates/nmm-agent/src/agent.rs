@@ -731,6 +731,9 @@ impl Agent {
 
     fn update_gauges(&self, g: &Inner) {
         self.metrics.set_memory(&g.node.memory.machine_state());
+        if let Some(d) = &g.node.memory_drift {
+            self.metrics.set_drift(d);
+        }
         self.metrics
             .pods
             .set((g.pods.len() + g.unrecorded.len()) as i64);

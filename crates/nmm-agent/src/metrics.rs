@@ -33,6 +33,8 @@
 //! | `nmm_nri_connected` | | 1 while registered with the runtime over NRI (and synchronized), else 0 |
 //! | `nmm_nri_reconnects_total` | | connections to the runtime lost or refused, each followed by a new attempt |
 //! | `nmm_reconcile_pods_total` | `source`, `outcome` | pods the books were reconciled with: `source` = `startup`, `nri-sync` (others may add theirs), `outcome` = `admitted`, `rejected`, `removed` |
+//! | `nmm_memory_drift_tolerance_bytes` | | KEP-6232 `memory-drift-tolerance` bound in effect at start (0: exact comparison) |
+//! | `nmm_memory_drift_bytes` | `numa_node` | regular memory TotalMemSize now minus in the checkpoint at start (signed) |
 //!
 //! `resource` is the kubelet's resource name: `memory`, `hugepages-2Mi`, `hugepages-1Gi`.
 //!
@@ -70,6 +72,11 @@ use std::time::Duration;
 pub struct MemoryLabels {
     pub numa_node: String,
     pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NumaLabels {
+    pub numa_node: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -168,6 +175,9 @@ pub struct Metrics {
     pub nri_connected: Gauge,
     pub nri_reconnects: Counter,
     pub reconcile_pods: Family<ReconcileLabels, Counter>,
+    // --- KEP-6232 memory drift ---
+    pub memory_drift_tolerance: Gauge,
+    pub memory_drift: Family<NumaLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -225,6 +235,8 @@ impl Metrics {
             nri_connected: Gauge::default(),
             nri_reconnects: Counter::default(),
             reconcile_pods: Family::default(),
+            memory_drift_tolerance: Gauge::default(),
+            memory_drift: Family::default(),
         };
         let reg = |name: &str, help: &str, metric: Registration| {
             metric(
@@ -364,6 +376,17 @@ impl Metrics {
             "Pods the books were reconciled with, by source (startup, nri-sync, ...) and outcome (admitted, rejected, removed)",
             boxed(m.reconcile_pods.clone()),
         );
+        // KEP-6232 memory drift
+        reg(
+            "nmm_memory_drift_tolerance_bytes",
+            "Memory Manager: memory-drift-tolerance bound in effect at start (KEP-6232; 0 is the exact comparison)",
+            boxed(m.memory_drift_tolerance.clone()),
+        );
+        reg(
+            "nmm_memory_drift_bytes",
+            "Memory Manager: regular memory of the NUMA node now minus in the checkpoint at start (KEP-6232)",
+            boxed(m.memory_drift.clone()),
+        );
         m
     }
 
@@ -374,6 +397,20 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .register(name, help, metric);
+    }
+
+    /// Sets the KEP-6232 gauges from what the Memory Manager's restart observed.
+    pub fn set_drift(&self, d: &nmm_core::memorymanager::drift::DriftReport) {
+        self.memory_drift_tolerance
+            .set(gauge_value(d.tolerance.bound));
+        for (node, v) in &d.drift {
+            let v = i64::try_from(*v).unwrap_or(if *v < 0 { i64::MIN } else { i64::MAX });
+            self.memory_drift
+                .get_or_create(&NumaLabels {
+                    numa_node: node.to_string(),
+                })
+                .set(v);
+        }
     }
 
     /// Sets the per-NUMA-node memory gauges from the Memory Manager's machine state.

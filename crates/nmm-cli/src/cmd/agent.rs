@@ -111,6 +111,59 @@ pub struct Args {
     /// filter such as `info,nmm_agent::nri=debug`) [default: $RUST_LOG, else info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// KEP-6232: `off`, `auto` or a quantity (`128Mi`); overrides the kubelet config's
+    /// `memoryManagerPolicyOptions: {memory-drift-tolerance}` (the feature gate
+    /// MemoryManagerDriftTolerance must still be on).
+    #[arg(long, value_name = "VALUE")]
+    pub memory_drift_tolerance: Option<String>,
+    /// Where `memory-drift-tolerance: auto` reads the kernel image span.
+    #[arg(long, value_name = "FILE", default_value = "/proc/iomem")]
+    pub proc_iomem: PathBuf,
+}
+
+/// Applies `--memory-drift-tolerance` to the config and resolves `auto` here, at the
+/// edge, from `--proc-iomem` (the engine does no I/O): the config handed to the agent then
+/// holds the bound in bytes. Returns the line to log about the bound in effect.
+fn apply_drift_tolerance(
+    args: &Args,
+    config: &mut nmm_core::kubelet_config::KubeletConfig,
+) -> Option<String> {
+    use nmm_core::memorymanager::drift::{self, DriftSetting, DRIFT_TOLERANCE_OPTION};
+    if let Some(v) = &args.memory_drift_tolerance {
+        config
+            .memory_manager_policy_options
+            .get_or_insert_with(Default::default)
+            .insert(DRIFT_TOLERANCE_OPTION.to_string(), v.clone());
+    }
+    // Bad values are left for the start-up checks to report in the kubelet's words.
+    let setting = drift::parse_policy_options(config).ok()?;
+    let iomem = match setting {
+        DriftSetting::Auto => std::fs::read_to_string(&args.proc_iomem).ok(),
+        _ => None,
+    };
+    let t = drift::resolve(setting, iomem.as_deref());
+    if setting == DriftSetting::Auto {
+        config
+            .memory_manager_policy_options
+            .get_or_insert_with(Default::default)
+            .insert(
+                DRIFT_TOLERANCE_OPTION.to_string(),
+                if t.bound == 0 {
+                    "off".to_string()
+                } else {
+                    t.bound.to_string()
+                },
+            );
+    }
+    match setting {
+        DriftSetting::Off => None,
+        DriftSetting::Auto => Some(format!(
+            "memory manager: {} (read {})",
+            t.source,
+            args.proc_iomem.display()
+        )),
+        DriftSetting::Bytes(_) => Some(format!("memory manager: {}", t.source)),
+    }
 }
 
 /// `--log-format`.
@@ -282,11 +335,15 @@ fn run(args: &Args) -> Result<i32> {
     };
     // Bind, then restore, then register: a taken port or socket stops the agent here,
     // before it touches the state directory or contacts the runtime.
+    let mut kubelet = cfg.config;
+    if let Some(line) = apply_drift_tolerance(args, &mut kubelet) {
+        tracing::info!("{line}");
+    }
     let rt = nri::runtime()?;
     let bound = rt.block_on(daemon::bind(&ep, nri_opts.is_some()))?;
     let started = Agent::start(AgentOptions {
         machine,
-        kubelet: cfg.config,
+        kubelet,
         state_dir: args.state_dir.clone(),
         reconcile,
         cgroup_root,

@@ -79,6 +79,11 @@ pub fn execute(
         .map(|d| d.display().to_string().trim_end_matches('/').to_string())
         .unwrap_or_else(|| "/var/lib/kubelet".to_string());
     let o = run(&s, &dir_text)?;
+    if let Some(d) = o.node.as_ref().and_then(|n| n.memory_drift.as_ref()) {
+        for line in nmm_core::diagnose::checkpoint::drift_lines(d) {
+            writeln!(err, "note: state.memoryManager: {line}")?;
+        }
+    }
     const SHOWN: usize = 10;
     for w in o.warnings.iter().take(SHOWN) {
         writeln!(err, "warning: {w}")?;
@@ -154,11 +159,6 @@ pub fn execute(
             "warning: {}: state.deviceManager: the device checkpoint was not used ({e}); the kubelet starts without it in that case",
             s.path.display()
         )?;
-    }
-    if let Some(d) = o.node.as_ref().and_then(|n| n.memory_drift.as_ref()) {
-        for line in nmm_core::diagnose::checkpoint::drift_lines(d) {
-            writeln!(err, "note: state.memoryManager: {line}")?;
-        }
     }
     if let (Some(dir), Some(node)) = (state_dir, &o.node) {
         write_atomic(
