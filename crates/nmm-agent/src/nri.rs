@@ -440,6 +440,7 @@ impl NriAgent {
                     cpus: cpus.clone(),
                     mems: mems.clone(),
                     seen: now,
+                    absent: 0,
                 },
             );
             let updates = st.drift(node, knows, Some(&c.id));
@@ -537,6 +538,7 @@ impl NriAgent {
                         mems: text(&res.cpuset_mems),
                         container: (*c).clone(),
                         seen: now,
+                        absent: 0,
                     },
                 );
             }

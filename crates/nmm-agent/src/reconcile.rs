@@ -10,8 +10,8 @@
 //!   of pods older than its last restart), containers the runtime no longer lists are
 //!   forgotten;
 //! * [`run_reconciler`]: the loop that does it after every NRI (re)connection, when a
-//!   release widened the shared pool, and periodically (default every 5 s, so a removal
-//!   is released within 10 s), sends the unsolicited `UpdateContainers` (the kubelet's
+//!   release widened the shared pool, and periodically (default every 3 s; a pod is
+//!   released once two lists in a row miss it, so within about 6 s of its removal), sends the unsolicited `UpdateContainers` (the kubelet's
 //!   CPU Manager reconcile), and compacts the change journal when the agent is idle.
 
 use crate::cri::{CriClient, RuntimeView};
@@ -37,7 +37,12 @@ pub(crate) struct Tracked {
     pub(crate) mems: Option<String>,
     /// When NRI last showed it.
     pub(crate) seen: Instant,
+    /// CRI lists in a row that did not show it.
+    pub(crate) absent: u8,
 }
+
+/// A pod or container is gone once this many CRI lists in a row do not show it.
+pub const ABSENT_LISTS: u8 = 2;
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -48,6 +53,8 @@ pub(crate) struct State {
     /// Pod uid -> when NRI last showed the pod (a CRI list taken before that moment
     /// cannot prove it gone).
     pub(crate) seen: HashMap<String, Instant>,
+    /// Pod uid -> CRI lists in a row without its sandbox.
+    pub(crate) absent_pods: HashMap<String, u8>,
     /// The shared pool's text at the last drift computation.
     pub(crate) pool_at_drift: Option<String>,
     /// Something else than the shared pool may have moved containers (a pod admitted
@@ -174,12 +181,24 @@ impl NriAgent {
         let live = view.pod_uids();
         let mut report = RuntimeReconcile::default();
         let newer = |seen: Option<&Instant>| seen.is_some_and(|t| *t >= listed_at);
-        let gone: Vec<String> = self
+        // Missing from two lists in a row: a pod or container the runtime is still
+        // creating may be missing from one list although NRI already showed it.
+        let missing: Vec<String> = self
             .agent()
             .uids()
             .into_iter()
             .filter(|u| !live.contains(u) && !newer(st.seen.get(u)))
             .collect();
+        let before = std::mem::take(&mut st.absent_pods);
+        let mut gone = Vec::new();
+        for u in missing {
+            let n = before.get(&u).copied().unwrap_or(0) + 1;
+            if n >= ABSENT_LISTS {
+                gone.push(u);
+            } else {
+                st.absent_pods.insert(u, n);
+            }
+        }
         if !gone.is_empty() {
             let r = self.agent().transaction(|tx| {
                 for uid in &gone {
@@ -199,8 +218,14 @@ impl NriAgent {
         let sandboxes: HashSet<&str> = view.sandboxes.iter().map(|s| s.id.as_str()).collect();
         let containers: HashSet<&str> = view.containers.iter().map(|c| c.id.as_str()).collect();
         let before = st.containers.len();
-        st.containers
-            .retain(|id, t| containers.contains(id.as_str()) || t.seen >= listed_at);
+        st.containers.retain(|id, t| {
+            if containers.contains(id.as_str()) || t.seen >= listed_at {
+                t.absent = 0;
+                return true;
+            }
+            t.absent += 1;
+            t.absent < ABSENT_LISTS
+        });
         report.forgotten_containers = before - st.containers.len();
         let seen = st.seen.clone();
         st.sandboxes.retain(|id, p| {
@@ -229,6 +254,38 @@ impl NriAgent {
     pub fn updates_failed(&self, updates: &[ContainerUpdate]) {
         self.lock_state().unapplied(updates);
     }
+
+    /// Of updates just applied by the runtime, those whose container has been given
+    /// another cpuset since (in an answer that may have reached the runtime first): the
+    /// container's current cpuset, to send again.
+    pub fn superseded(&self, sent: &[ContainerUpdate]) -> Vec<ContainerUpdate> {
+        let st = self.lock_state();
+        let mut out = Vec::new();
+        for u in sent {
+            let Some(t) = st.containers.get(&u.container_id) else {
+                continue;
+            };
+            let cpus = u
+                .cpuset_cpus
+                .as_ref()
+                .filter(|c| t.cpus.as_ref() != Some(*c))
+                .and(t.cpus.clone());
+            let mems = u
+                .cpuset_mems
+                .as_ref()
+                .filter(|m| t.mems.as_ref() != Some(*m))
+                .and(t.mems.clone());
+            if cpus.is_some() || mems.is_some() {
+                out.push(ContainerUpdate {
+                    container_id: u.container_id.clone(),
+                    cpuset_cpus: cpus,
+                    cpuset_mems: mems,
+                    ignore_failure: false,
+                });
+            }
+        }
+        out
+    }
 }
 
 /// How the reconcile loop runs.
@@ -247,7 +304,7 @@ impl Default for ReconcileOptions {
     fn default() -> Self {
         ReconcileOptions {
             cri_socket: Some(PathBuf::from(crate::cri::DEFAULT_CRI_SOCKET)),
-            interval: Duration::from_secs(5),
+            interval: Duration::from_secs(3),
             compact_idle: Duration::from_secs(2),
         }
     }
@@ -322,26 +379,38 @@ pub async fn run_reconciler(
             }
         }
         let h = handler.clone();
-        let updates = tokio::task::spawn_blocking(move || h.pending_updates())
+        let mut updates = tokio::task::spawn_blocking(move || h.pending_updates())
             .await
             .unwrap_or_default();
-        if !updates.is_empty() {
+        // An answer to the runtime computed after these updates may reach the runtime
+        // before them: once they are applied, send again what was superseded meanwhile
+        // (a few rounds at most; each round only carries what changed during the last).
+        for _ in 0..4 {
+            if updates.is_empty() {
+                break;
+            }
             match handler.plugin_handle() {
                 Some(p) => match p.update_containers(&updates).await {
-                    Ok(failed) if failed.is_empty() => {}
                     Ok(failed) => {
-                        handler.log(&format!(
-                            "the runtime failed {} cpuset updates",
-                            failed.len()
-                        ));
-                        handler.updates_failed(&failed);
+                        if !failed.is_empty() {
+                            handler.log(&format!(
+                                "the runtime failed {} cpuset updates",
+                                failed.len()
+                            ));
+                            handler.updates_failed(&failed);
+                        }
+                        updates = handler.superseded(&updates);
                     }
                     Err(e) => {
                         handler.log(&format!("UpdateContainers: {e}"));
                         handler.updates_failed(&updates);
+                        break;
                     }
                 },
-                None => handler.updates_failed(&updates),
+                None => {
+                    handler.updates_failed(&updates);
+                    break;
+                }
             }
         }
         let agent = handler.agent().clone();

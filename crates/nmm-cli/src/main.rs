@@ -37,6 +37,17 @@ enum Command {
         /// last step as an SVG picture.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// Exit 1 when any pod is rejected (for CI: a scenario that must admit everything).
+        #[arg(long)]
+        fail_on_reject: bool,
+        /// A copy of the node's /proc/iomem (read as root), for the kubelet config's
+        /// `memory-drift-tolerance: auto` when the scenario restarts from checkpoints.
+        #[arg(long, value_name = "FILE")]
+        proc_iomem: Option<PathBuf>,
+        /// Show each step's engine time in microseconds (`engineMicros` in JSON and YAML,
+        /// a line in tables) and a p50/p99/max summary on stderr.
+        #[arg(long)]
+        timings: bool,
     },
     /// Show this node's (or a sysfs snapshot's) NUMA topology.
     ///
@@ -76,11 +87,20 @@ fn main() {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => std::process::exit(code),
+        // A closed pipe (`nmm simulate ... | head`) is the reader's choice, not an error.
+        Err(e) if is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(2);
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -94,6 +114,9 @@ fn run(cli: Cli) -> Result<i32> {
             output,
             state_dir,
             svg,
+            fail_on_reject,
+            proc_iomem,
+            timings,
         } => {
             let f = match output {
                 Some(Output::Table) => cmd::simulate::Format::Table,
@@ -107,6 +130,9 @@ fn run(cli: Cli) -> Result<i32> {
                 f,
                 state_dir.as_deref(),
                 svg.as_deref(),
+                fail_on_reject,
+                proc_iomem.as_deref(),
+                timings,
                 &mut out,
                 &mut err,
             )

@@ -5,32 +5,11 @@
 use nmm_scenario::scenario::load_scenario;
 use nmm_scenario::simulate::{device_state_json, event_json, run_with, startup_json};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The corpora, relative to `../shared`; a new corpus is one more line.
-const CORPORA: &[&str] = &["conformance", "conformance-next/heterogeneous"];
-
-fn shared_dir() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    d.is_dir().then_some(d)
-}
-
-fn scenarios(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+#[path = "support/corpora.rs"]
+mod corpora;
+use corpora::{all_scenarios, scenarios, shared_dir};
 
 /// Runs one scenario; returns the differences found.
 fn check(path: &Path, enumerate: bool) -> Vec<String> {
@@ -96,13 +75,7 @@ fn kubelet_conformance_scenarios() {
         eprintln!("skipping: ../shared is not present next to this checkout");
         return;
     };
-    let mut all = Vec::new();
-    for c in CORPORA {
-        let dir = shared.join(c);
-        let found = scenarios(&dir);
-        assert!(!found.is_empty(), "no scenarios under {}", dir.display());
-        all.extend(found);
-    }
+    let all = all_scenarios(&shared);
     let mut failed = Vec::new();
     // Both the engine's described hint lists and the kubelet-like enumeration of every
     // NUMA mask must reproduce the kubelet's output.

@@ -55,6 +55,14 @@ pub struct KubeletConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub topology_manager_policy_options: Option<BTreeMap<String, String>>,
+    /// KEP-6232 (not in kubelet v1.32): `{memory-drift-tolerance: off|auto|<quantity>}`,
+    /// with the feature gate `MemoryManagerDriftTolerance`.
+    #[serde(
+        default,
+        deserialize_with = "string_map",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory_manager_policy_options: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_gates: Option<BTreeMap<String, bool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,7 @@ pub mod memorymanager;
 pub mod node;
 pub mod node_allocatable;
 pub mod pod;
+pub mod pod_validation;
 pub mod quantity;
 pub mod reserved_memory_flag;
 pub mod topology;

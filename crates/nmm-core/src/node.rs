@@ -56,6 +56,8 @@ pub struct StartOptions {
     /// List every NUMA mask as the kubelet does instead of describing hint lists (slow
     /// above ~12 nodes; tests compare both paths with it).
     pub enumerate: bool,
+    /// The text of `/proc/iomem`, for `memory-drift-tolerance: auto` (KEP-6232).
+    pub proc_iomem: Option<String>,
     /// The devices the device plugins report (`machine.devices` of a scenario); the
     /// plugins register after the managers have started.
     pub devices: Vec<Device>,
@@ -126,6 +128,9 @@ pub struct Node {
     /// unchanged.
     memory_passthrough: Option<(MachineState, Assignments)>,
     cpu_passthrough: Option<(String, RawCpuEntries)>,
+    /// What the Memory Manager's restart observed (KEP-6232 drift tolerance): the bound in
+    /// effect and the per-node drift; `rebased` when the checkpoint must be rewritten.
+    pub memory_drift: Option<crate::memorymanager::drift::DriftReport>,
 }
 
 fn err(stage: &'static str) -> impl Fn(String) -> StartupError {
@@ -184,6 +189,11 @@ impl Node {
             if let Some(d) = opts.large_dense_universe {
                 topology.policy.dense_universe = d;
             }
+        }
+        if opts.enumerate && !opts.force_large {
+            // The kubelet's own path: every provider lists every mask, the merge takes
+            // the lists (the option was declared but not wired before).
+            topology.large = false;
         }
         let mut cpu = CpuManager::new(&machine, &config, &reservation, &reserved_cpus)
             .map_err(err("cpuManager"))?;
@@ -281,8 +291,8 @@ impl Node {
                 Some((ck.machine_state, ck.entries))
             }
         };
-        memory
-            .start(&machine, mem_restored)
+        let memory_drift = memory
+            .start(&machine, mem_restored, opts.proc_iomem.as_deref())
             .map_err(err("memoryManager"))?;
 
         // Device Manager Start (checkpoint; a bad one is logged and ignored, as in the
@@ -311,6 +321,7 @@ impl Node {
             rejected: BTreeSet::new(),
             memory_passthrough,
             cpu_passthrough,
+            memory_drift,
         })
     }
 

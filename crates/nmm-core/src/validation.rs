@@ -34,6 +34,16 @@ pub fn kubelet_config_errors(c: &KubeletConfig) -> Vec<String> {
             ));
         }
     }
+    if c.memory_manager_policy_options
+        .as_ref()
+        .is_some_and(|o| !o.is_empty())
+        && !c.feature_gate(crate::memorymanager::drift::DRIFT_TOLERANCE_GATE)
+    {
+        errs.push(format!(
+            "invalid configuration: memoryManagerPolicyOptions requires feature gate {}",
+            crate::memorymanager::drift::DRIFT_TOLERANCE_GATE
+        ));
+    }
     let mut seen: BTreeSet<(i32, String)> = BTreeSet::new();
     for (i, e) in c.reserved_memory.iter().flatten().enumerate() {
         let n = e.numa_node;

@@ -1,7 +1,13 @@
 //! The large-machine path (described hint lists, searched instead of enumerated) makes
 //! exactly the decisions of the enumerating path — which itself equals the kubelet's
 //! cross-product merge (see `topology::merge` tests and the conformance scenarios).
-//! Random machines with CPU-less nodes, every policy and scope, prefer-closest on/off.
+//! Random machines with CPU-less nodes, every policy and scope, prefer-closest on/off;
+//! and heterogeneous machines of up to 12 nodes (1-4 memory types, wrapped allocatable
+//! memory, multi-container pods, removals). `NMM_EQUIV_CASES` sets the number of
+//! heterogeneous cases (default 300; run thousands locally).
+
+#[path = "support/hetero.rs"]
+mod hetero;
 
 use k8s_openapi::api::core::v1::Pod;
 use nmm_core::cpuset::CpuSet;
@@ -196,5 +202,60 @@ proptest! {
         }
         prop_assert_eq!(nodes[0].memory_checkpoint(), nodes[1].memory_checkpoint());
         prop_assert_eq!(nodes[0].cpu_checkpoint(), nodes[2].cpu_checkpoint());
+    }
+}
+
+fn hetero_cases() -> u32 {
+    std::env::var("NMM_EQUIV_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(hetero_cases()))]
+    #[test]
+    fn heterogeneous_large_path_decides_like_enumeration(
+        nodes in 2u32..=12,
+        memory_types in 1usize..=4,
+        wrap_percent in prop::sample::select(vec![0u64, 20, 50]),
+        policy in prop::sample::select(vec!["none", "best-effort", "restricted", "single-numa-node"]),
+        scope in prop::sample::select(vec!["container", "pod"]),
+        closest in any::<bool>(),
+        seed in any::<u64>(),
+        steps in 1usize..40,
+    ) {
+        let shape = hetero::Shape { nodes, memory_types, wrap_percent };
+        let mut rng = hetero::Rng(seed);
+        let m = hetero::machine(shape, &mut rng);
+        let cfg = hetero::config(policy, scope, closest, nodes);
+        let start = |enumerate: bool| {
+            Node::start(m.clone(), cfg.clone(), StartOptions { enumerate, ..Default::default() })
+        };
+        let (Ok(mut exact), Ok(mut large)) = (start(true), start(false)) else {
+            // both refuse to start alike (checked below) or the machine is invalid
+            prop_assert_eq!(start(true).err(), start(false).err());
+            return Ok(());
+        };
+        let mut live: Vec<String> = Vec::new();
+        for (i, op) in hetero::ops(steps, shape, &mut rng).into_iter().enumerate() {
+            match op {
+                hetero::Op::Admit(p) => {
+                    let a = exact.admit(&p).unwrap();
+                    let b = large.admit(&p).unwrap();
+                    prop_assert_eq!(view(&a), view(&b), "step {} on {:?}", i, shape);
+                    if a.admitted { live.push(a.uid.clone()); }
+                }
+                hetero::Op::Remove(k) => {
+                    if !live.is_empty() {
+                        let uid = live.remove(k % live.len());
+                        exact.remove(&uid);
+                        large.remove(&uid);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(exact.memory_checkpoint(), large.memory_checkpoint());
+        prop_assert_eq!(exact.cpu_checkpoint(), large.cpu_checkpoint());
     }
 }

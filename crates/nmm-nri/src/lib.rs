@@ -6,7 +6,8 @@
 //!   [`NriHandler`] written against plain Rust types ([`types`]).
 //! * [`pod_info_from_nri`] turns what NRI shows of a pod (limits, cgroup parent,
 //!   annotations) into the managers' [`nmm_core::pod::PodInfo`].
-//! * [`fake::FakeRuntime`] is the runtime side, for tests.
+//! * [`fake::FakeRuntime`] is the runtime side, for tests; [`fake_containerd::FakeContainerd`]
+//!   adds the pods and containers it runs and containerd's restart behaviour.
 //!
 //! The protocol stack, bottom up: [`mux`] (two logical connections on one socket),
 //! [`ttrpc`] (framing and unary calls), [`pb`] (NRI's protobuf messages). See
@@ -14,6 +15,7 @@
 
 pub mod convert;
 pub mod fake;
+pub mod fake_containerd;
 pub mod handler;
 pub mod mux;
 pub mod plugin;

@@ -8,7 +8,9 @@
 //!
 //! Reading files is the only I/O here; nothing prints.
 
+pub mod kubelet_fields;
 pub mod load;
 pub mod scenario;
 pub mod scenario_devices;
 pub mod simulate;
+pub mod suggest;

@@ -3,7 +3,7 @@
 //! yaml`'s output). Every error names the file and the field.
 
 use crate::scenario::{parse_machine, read_yaml_file};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::Machine;
 use serde_json::{json, Value};
@@ -59,13 +59,8 @@ pub fn parse_config(v: &Value, path: &Path) -> Result<ConfigFile> {
     if !cfg_v.is_object() {
         bail!("{p}: {prefix}: expected a mapping of KubeletConfiguration fields");
     }
-    let config = serde_path_to_error::deserialize::<_, KubeletConfig>(cfg_v).map_err(|e| {
-        anyhow!(
-            "{p}: {prefix}{}: {}; write it as the KubeletConfiguration reference does (e.g. reservedMemory: [{{numaNode: 0, limits: {{memory: 1Gi}}}}])",
-            e.path(),
-            e.inner()
-        )
-    })?;
+    let (config, unknown) = crate::kubelet_fields::decode_kubelet_config(&cfg_v, path, prefix)?;
+    warnings.extend(unknown);
     Ok(ConfigFile {
         config,
         machine,

@@ -27,10 +27,15 @@ pub struct Scenario {
     pub memory_state: Option<RawCheckpoint>,
     pub cpu_state: Option<RawCheckpoint>,
     pub steps: Vec<Step>,
+    /// Accepted, but probably not meant (unknown kubelet fields).
+    pub warnings: Vec<String>,
     /// `machine.devices` (see `scenario_devices`).
     pub devices: Vec<nmm_core::devicemanager::Device>,
     /// `state.deviceManager`: the `kubelet_internal_checkpoint` to start from.
     pub device_state: Option<RawCheckpoint>,
+    /// The node's `/proc/iomem` text, for `memory-drift-tolerance: auto` (KEP-6232); set
+    /// by `nmm simulate --proc-iomem`, never read from the scenario.
+    pub proc_iomem: Option<String>,
 }
 
 /// Parses YAML (JSON is YAML) into a JSON value. JSON documents take the fast JSON
@@ -280,13 +285,22 @@ pub fn parse_machine(v: &Value, path: &Path) -> Result<Machine> {
     Ok(machine)
 }
 
-/// The `kubelet:` block (KubeletConfiguration field names).
+/// The `kubelet:` block (KubeletConfiguration field names); unknown fields are dropped
+/// silently here, see [`parse_kubelet_warned`].
 pub fn parse_kubelet(v: Option<&Value>, path: &Path) -> Result<KubeletConfig> {
+    Ok(parse_kubelet_warned(v, path)?.0)
+}
+
+/// The `kubelet:` block, decoded as the kubelet decodes its config: unknown fields are
+/// warnings (naming the file and the field, with a did-you-mean).
+pub fn parse_kubelet_warned(
+    v: Option<&Value>,
+    path: &Path,
+) -> Result<(KubeletConfig, Vec<String>)> {
     let Some(v) = v else {
-        return Ok(KubeletConfig::default());
+        return Ok((KubeletConfig::default(), Vec::new()));
     };
-    serde_path_to_error::deserialize::<_, KubeletConfig>(v.clone())
-        .map_err(|e| anyhow!("{}: kubelet.{}: {}", path.display(), e.path(), e.inner()))
+    crate::kubelet_fields::decode_kubelet_config(v, path, "kubelet.")
 }
 
 /// Quantities in `limits`/`requests` may be written as YAML numbers (`cpu: 2`); the Pod
@@ -313,6 +327,9 @@ fn stringify_quantities(v: &mut Value) {
     }
 }
 
+/// A v1 Pod, read as the API server reads it with strict field validation (kubectl's
+/// default): an unknown field is an error naming the field's path, and the pod must pass
+/// the API server's validation of names and resources ([`nmm_core::pod_validation`]).
 pub fn parse_pod(v: &Value, path: &Path, at: &str) -> Result<Pod> {
     let mut v = v.clone();
     stringify_quantities(&mut v);
@@ -322,15 +339,81 @@ pub fn parse_pod(v: &Value, path: &Path, at: &str) -> Result<Pod> {
         m.entry("kind")
             .or_insert_with(|| Value::String("Pod".into()));
     }
-    let pod: Pod = serde_path_to_error::deserialize(v)
-        .map_err(|e| anyhow!("{}: {at}.{}: {}", path.display(), e.path(), e.inner()))?;
+    let mut unknown: Vec<String> = Vec::new();
+    let mut note = |p: serde_ignored::Path| unknown.push(field_path(&p));
+    let pod: Pod =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&v, &mut note))
+            .map_err(|e| anyhow!("{}: {at}.{}: {}", path.display(), e.path(), e.inner()))?;
+    if let Some(field) = unknown.first() {
+        bail!(
+            "{}: {at}.{}: unknown field (the API server refuses it: strict decoding error: unknown field \"{}\"){}",
+            path.display(),
+            field,
+            field,
+            unknown_field_hint(field)
+        );
+    }
     if pod.spec.is_none() {
         bail!(
             "{}: {at}.spec: missing; a pod needs spec.containers",
             path.display()
         );
     }
+    let errs = nmm_core::pod_validation::validate_pod(&pod);
+    if !errs.is_empty() {
+        let name = pod.metadata.name.as_deref().unwrap_or("");
+        bail!(
+            "{}: {at}: the API server would refuse this pod: The Pod \"{name}\" is invalid: {}",
+            path.display(),
+            errs.join(", ")
+        );
+    }
     Ok(pod)
+}
+
+/// `spec.containers[0].resource`, the API server's way of writing a field's path.
+pub fn field_path(p: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        P::Map { parent, key } => {
+            let head = field_path(parent);
+            if head.is_empty() {
+                key.clone()
+            } else {
+                format!("{head}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            field_path(parent)
+        }
+    }
+}
+
+/// A did-you-mean for the last segment of an unknown field's path.
+fn unknown_field_hint(field: &str) -> String {
+    const KNOWN: &[&str] = &[
+        "resources",
+        "requests",
+        "limits",
+        "containers",
+        "initContainers",
+        "metadata",
+        "spec",
+        "name",
+        "uid",
+        "namespace",
+        "image",
+        "restartPolicy",
+        "annotations",
+        "labels",
+    ];
+    let last = field.rsplit('.').next().unwrap_or(field);
+    match crate::suggest::closest(last, KNOWN) {
+        Some(k) => format!("; did you mean `{k}`?"),
+        None => String::new(),
+    }
 }
 
 fn checkpoint(v: &Value, base: &Path, path: &Path, at: &str) -> Result<RawCheckpoint> {
@@ -363,9 +446,9 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         anyhow!("{p}: machine: missing; see the scenario format (machine, kubelet, steps)")
     })?;
     let machine = parse_machine(machine_v, path)?;
+    let (kubelet, warnings) = parse_kubelet_warned(field(v, "kubelet"), path)?;
     let devices = crate::scenario_devices::parse_devices(machine_v, &machine, path)?;
     let device_resources: BTreeSet<String> = devices.iter().map(|d| d.resource.clone()).collect();
-    let kubelet = parse_kubelet(field(v, "kubelet"), path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let (mut memory_state, mut cpu_state, mut device_state) = (None, None, None);
     if let Some(s) = field(v, "state") {
@@ -416,8 +499,10 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         memory_state,
         cpu_state,
         steps,
+        warnings,
         devices,
         device_state,
+        proc_iomem: None,
     })
 }
 

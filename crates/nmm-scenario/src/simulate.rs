@@ -21,6 +21,9 @@ pub struct Outcome {
     /// Warnings about the scenario (e.g. removing a pod that is not there), by step.
     pub warnings: Vec<String>,
     pub node: Option<Node>,
+    /// Engine time of each event (`Node::admit` / `Node::remove`), in microseconds,
+    /// index for index with `events`.
+    pub engine_micros: Vec<f64>,
 }
 
 /// Runs every step. `state_dir` is the directory the kubelet's messages name.
@@ -38,6 +41,7 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
         enumerate,
         devices: s.devices.clone(),
         device_checkpoint: s.device_state.clone(),
+        proc_iomem: s.proc_iomem.clone(),
         ..Default::default()
     };
     let mut node = match Node::start(s.machine.clone(), s.kubelet.clone(), opts) {
@@ -46,14 +50,17 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
             return Ok(Outcome {
                 startup_error: Some(e),
                 events: vec![],
-                warnings: vec![],
+                warnings: s.warnings.clone(),
                 node: None,
+                engine_micros: vec![],
             })
         }
     };
     let pod_level = s.kubelet.feature_gate("PodLevelResources");
     let mut events = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = s.warnings.clone();
+    let mut engine_micros = Vec::new();
+    let micros = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e6;
     for (i, step) in s.steps.iter().enumerate() {
         match step {
             Step::Admit(pod) => {
@@ -63,13 +70,17 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
                         s.path.display()
                     )
                 })?;
+                let t = std::time::Instant::now();
                 let r = node.admit(&info).map_err(|e| {
                     anyhow!("{}: steps[{i}].admit.metadata.uid: {e}", s.path.display())
                 })?;
+                engine_micros.push(micros(t));
                 events.push((i, Event::Admit(Box::new(r))));
             }
             Step::Remove { uid } => {
+                let t = std::time::Instant::now();
                 let r = node.remove(uid);
+                engine_micros.push(micros(t));
                 if !r.removed {
                     warnings.push(format!(
                         "{}: steps[{i}].remove.uid: no running pod has uid {uid:?}; nothing was released",
@@ -85,6 +96,7 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
         events,
         warnings,
         node: Some(node),
+        engine_micros,
     })
 }
 
@@ -167,4 +179,51 @@ pub fn device_state_json(s: &Scenario, node: &Node) -> Option<Value> {
 
 pub fn startup_json(e: &StartupError) -> Value {
     json!({"stage": e.stage, "startupError": e.message})
+}
+
+/// What a run came to: admitted and rejected pods (by reason), removals.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub admitted: usize,
+    pub rejected: usize,
+    pub by_reason: std::collections::BTreeMap<String, usize>,
+    pub removed: usize,
+}
+
+impl Summary {
+    /// `summary: 3 admitted, 2 rejected (TopologyAffinityError 1, UnexpectedAdmissionError 1), 1 removed`
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "summary: {} admitted, {} rejected",
+            self.admitted, self.rejected
+        );
+        if !self.by_reason.is_empty() {
+            let parts: Vec<String> = self
+                .by_reason
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            s.push_str(&format!(" ({})", parts.join(", ")));
+        }
+        s.push_str(&format!(", {} removed", self.removed));
+        s
+    }
+}
+
+pub fn summary(events: &[(usize, Event)]) -> Summary {
+    let mut s = Summary::default();
+    for (_, e) in events {
+        match e {
+            Event::Admit(r) if r.admitted => s.admitted += 1,
+            Event::Admit(r) => {
+                s.rejected += 1;
+                *s.by_reason
+                    .entry(r.reason.clone().unwrap_or_else(|| "-".into()))
+                    .or_default() += 1;
+            }
+            Event::Remove(r) if r.removed => s.removed += 1,
+            Event::Remove(_) => {}
+        }
+    }
+    s
 }

@@ -92,7 +92,7 @@ pub struct Args {
     /// Do not connect to NRI (pod events then come from library callers only).
     #[arg(long, conflicts_with = "nri_socket")]
     pub no_nri: bool,
-    /// The runtime's CRI socket, listed after every NRI (re)connection and every 5 s so
+    /// The runtime's CRI socket, listed after every NRI (re)connection and every 3 s so
     /// that pods the runtime no longer runs are released even when it does not report
     /// their removal (containerd after a restart); `off` to disable
     /// [default: /run/containerd/containerd.sock].

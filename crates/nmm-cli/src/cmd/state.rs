@@ -115,6 +115,10 @@ pub struct VerifyArgs {
     /// block, and its `machine:` when no machine is given).
     #[arg(long, value_name = "KUBELET_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A copy of the node's /proc/iomem (read as root), for the kubelet config's
+    /// `memory-drift-tolerance: auto` (KEP-6232); without it `auto` is the exact comparison.
+    #[arg(long, value_name = "FILE")]
+    pub proc_iomem: Option<PathBuf>,
     /// Output format: text (default), or JSON / YAML for scripts.
     #[arg(short, long, value_enum)]
     pub output: Option<Output>,
@@ -829,11 +833,19 @@ fn load_target(a: &VerifyArgs) -> Result<Option<Target>> {
             machine_src
         ),
     };
+    let proc_iomem = match &a.proc_iomem {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read the /proc/iomem copy", p.display()))?,
+        ),
+        None => None,
+    };
     Ok(Some(Target {
         machine,
         config,
         machine_src,
         config_src,
+        proc_iomem,
     }))
 }
 
@@ -975,12 +987,23 @@ fn verify(a: &VerifyArgs, out: &mut dyn Write, _err: &mut dyn Write) -> Result<i
                 t.machine_src, t.config_src
             );
             match &r.error {
-                None => {
+                None if r.lines.is_empty() => {
                     let _ = writeln!(
                         s,
                         "    kubelet v1.32 starts its {} with this file",
                         l.kind.manager()
                     );
+                }
+                None => {
+                    // Accepted thanks to KEP-6232's memory-drift-tolerance only.
+                    let _ = writeln!(
+                        s,
+                        "    the kubelet starts its {} with this file under memoryManagerPolicyOptions memory-drift-tolerance (KEP-6232; kubelet v1.32 itself would refuse it):",
+                        l.kind.manager()
+                    );
+                    for line in &r.lines {
+                        let _ = writeln!(s, "    {line}");
+                    }
                 }
                 Some(e) => {
                     let _ = writeln!(s, "    kubelet v1.32 refuses to start ({}):", e.stage);

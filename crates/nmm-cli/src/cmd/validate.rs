@@ -259,7 +259,7 @@ fn machine_text(m: &Machine, source: &str) -> String {
     )
 }
 
-pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+pub fn execute(args: &Args, out: &mut dyn Write, _err: &mut dyn Write) -> Result<i32> {
     let cf = load_config(&args.config)?;
     let (machine, source) = match (&args.machine, &args.sysfs_root, cf.machine.clone()) {
         (Some(path), _, _) => (load_machine(path)?, path.display().to_string()),
@@ -274,10 +274,10 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             (m, format!("sysfs under {}", root.display()))
         }
     };
-    for w in &cf.warnings {
-        writeln!(err, "warning: {w}")?;
-    }
-    let a = analyze(&machine, &cf.config, &args.reserved_memory);
+    // The config file's own warnings (unknown fields, apiVersion) come first, in the
+    // report (and `-o json`'s `warnings`), not only on stderr.
+    let mut a = analyze(&machine, &cf.config, &args.reserved_memory);
+    a.warnings.splice(0..0, cf.warnings.iter().cloned());
     let mtext = machine_text(&machine, &source);
     match args.output {
         Output::Json => {

@@ -1,15 +1,404 @@
-//! The device provider's hint lists for the large-machine merge.
+//! The device provider's hint list as a [`HintFamily`] (`generateDeviceTopologyHints`
+//! without listing every mask), so that 34- and 64-node machines stay fast.
+//!
+//! A mask is in the list when it meets every reusable device that has a topology and
+//! touches enough available devices (reusable ones count once each). Both conditions
+//! only get easier when nodes are added, so members are closed under adding nodes. They
+//! are not a per-node sum: a device on several nodes counts once if any of its nodes is in
+//! the mask. The searches below ([`DeviceFamily::min_extra`]) are exact: single-node
+//! devices (the common case: NICs, GPUs) take the best nodes greedily, which is optimal
+//! since such devices never overlap; devices on several nodes use a depth-first search
+//! bounded by the best remaining gains.
 
 use super::DeviceManager;
+use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
-use crate::topology::hint::{to_large, LargeHints};
+use crate::topology::family::{HintFamily, LargeList};
+use crate::topology::hint::LargeHints;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+/// Masks of the devices a mask may touch, and how many of them it must touch.
+#[derive(Debug, Clone)]
+struct Coverage {
+    /// One entry per device (its NUMA mask; empty masks never count).
+    devices: Vec<NumaMask>,
+    need: i64,
+}
+
+impl Coverage {
+    fn covered(&self, m: NumaMask) -> i64 {
+        self.devices.iter().filter(|d| !d.and(m).is_empty()).count() as i64
+    }
+
+    /// The fewest nodes of `allowed` (outside `base`) to add to `base` so that every
+    /// `hit` mask is met and `need` devices are touched; `None` if impossible.
+    fn min_extra(&self, base: NumaMask, allowed: NumaMask, hit: &[NumaMask]) -> Option<u32> {
+        let allowed = NumaMask(allowed.0 & !base.0);
+        let open_hits: Vec<NumaMask> = hit
+            .iter()
+            .copied()
+            .filter(|h| h.and(base).is_empty())
+            .collect();
+        if open_hits.iter().any(|h| h.and(allowed).is_empty()) {
+            return None;
+        }
+        let open: Vec<NumaMask> = self
+            .devices
+            .iter()
+            .copied()
+            .filter(|d| d.and(base).is_empty() && !d.and(allowed).is_empty())
+            .collect();
+        let need = (self.need - self.covered(base)).max(0);
+        if need > open.len() as i64 {
+            return None;
+        }
+        let single = open
+            .iter()
+            .chain(&open_hits)
+            .all(|d| d.and(allowed).count() == 1);
+        if single {
+            // Disjoint single-node contributions: forced nodes first, then the best ones.
+            let forced = open_hits
+                .iter()
+                .fold(NumaMask::EMPTY, |m, h| m.or(h.and(allowed)));
+            let mut left = need - open.iter().filter(|d| !d.and(forced).is_empty()).count() as i64;
+            let mut extra = forced.count();
+            if left <= 0 {
+                return Some(extra);
+            }
+            let mut gains: BTreeMap<u32, i64> = BTreeMap::new();
+            for d in &open {
+                let n = d.and(allowed);
+                if n.and(forced).is_empty() {
+                    *gains.entry(n.ids().next().unwrap_or(0)).or_default() += 1;
+                }
+            }
+            let mut g: Vec<i64> = gains.into_values().collect();
+            g.sort_unstable_by(|a, b| b.cmp(a));
+            for x in g {
+                left -= x;
+                extra += 1;
+                if left <= 0 {
+                    return Some(extra);
+                }
+            }
+            return None;
+        }
+        let nodes: Vec<u32> = allowed
+            .ids()
+            .filter(|&n| open.iter().chain(&open_hits).any(|d| d.is_set(n)))
+            .collect();
+        (0..=nodes.len() as u32)
+            .find(|&j| search(&nodes, 0, j, NumaMask::EMPTY, &open, &open_hits, need))
+    }
+}
+
+/// Whether `j` more nodes of `nodes[from..]` added to `chosen` meet every hit mask and
+/// touch `need` of `open`.
+fn search(
+    nodes: &[u32],
+    from: usize,
+    j: u32,
+    chosen: NumaMask,
+    open: &[NumaMask],
+    hits: &[NumaMask],
+    need: i64,
+) -> bool {
+    let unmet_hits = hits.iter().filter(|h| h.and(chosen).is_empty()).count();
+    let got = open.iter().filter(|d| !d.and(chosen).is_empty()).count() as i64;
+    if unmet_hits == 0 && got >= need {
+        return true;
+    }
+    if j == 0 || from >= nodes.len() {
+        return false;
+    }
+    // Bound: the j best gains among the remaining nodes.
+    let mut gains: Vec<i64> = nodes[from..]
+        .iter()
+        .map(|&n| {
+            open.iter()
+                .filter(|d| d.and(chosen).is_empty() && d.is_set(n))
+                .count() as i64
+        })
+        .collect();
+    gains.sort_unstable_by(|a, b| b.cmp(a));
+    let best: i64 = gains.iter().take(j as usize).sum();
+    if got + best < need {
+        return false;
+    }
+    for i in from..nodes.len() {
+        let c = chosen.or(NumaMask::single(nodes[i]));
+        if search(nodes, i + 1, j - 1, c, open, hits, need) {
+            return true;
+        }
+    }
+    false
+}
+
+/// One device resource's hint list.
+#[derive(Debug, Clone)]
+pub struct DeviceFamily {
+    universe: NumaMask,
+    /// Available devices plus the reusable ones (each reusable device with topology is
+    /// also a mask every member must meet).
+    avail: Coverage,
+    reuse_hits: Vec<NumaMask>,
+    /// `minAffinitySize`: the smallest mask size all of the resource's devices could fill.
+    preferred_size: u32,
+}
+
+impl DeviceFamily {
+    /// `all`: every device of the resource; `available` / `reusable` as in
+    /// `generateDeviceTopologyHints` (`None` topology reusable devices are skipped).
+    pub fn new(
+        universe: NumaMask,
+        all: &[NumaMask],
+        available: &[NumaMask],
+        reusable_with_topology: &[NumaMask],
+        request: i64,
+    ) -> DeviceFamily {
+        let everything = Coverage {
+            devices: all.to_vec(),
+            need: request,
+        };
+        let n = universe.count();
+        let preferred_size = everything
+            .min_extra(NumaMask::EMPTY, universe, &[])
+            .map(|k| k.max(1))
+            .filter(|&k| k < n)
+            .unwrap_or(n);
+        DeviceFamily {
+            universe,
+            avail: Coverage {
+                devices: available.to_vec(),
+                need: request - reusable_with_topology.len() as i64,
+            },
+            reuse_hits: reusable_with_topology.to_vec(),
+            preferred_size,
+        }
+    }
+}
+
+impl HintFamily for DeviceFamily {
+    fn get(&self, m: NumaMask) -> Option<bool> {
+        if m.is_empty() || !m.is_subset_of(self.universe) {
+            return None;
+        }
+        if self.reuse_hits.iter().any(|h| h.and(m).is_empty())
+            || self.avail.covered(m) < self.avail.need
+        {
+            return None;
+        }
+        Some(m.count() == self.preferred_size)
+    }
+
+    fn universe(&self) -> NumaMask {
+        self.universe
+    }
+
+    fn preferred_sizes(&self) -> Vec<u32> {
+        vec![self.preferred_size]
+    }
+
+    fn min_size(&self) -> Option<u32> {
+        self.avail
+            .min_extra(NumaMask::EMPTY, self.universe, &self.reuse_hits)
+            .map(|k| k.max(1))
+    }
+
+    fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
+        let pool = NumaMask(self.universe.0 & !out.0);
+        if !inn.is_subset_of(pool) || pool.is_empty() {
+            return false;
+        }
+        let Some(extra) = self.avail.min_extra(inn, pool, &self.reuse_hits) else {
+            return false;
+        };
+        match size {
+            None => true,
+            Some(k) => {
+                let least = (inn.count() + extra).max(1);
+                k >= least && k <= pool.count()
+            }
+        }
+    }
+}
 
 impl DeviceManager {
-    /// The hints as [`crate::topology::family::LargeList`]s.
+    /// The hints as [`LargeList`]s: the same answers as [`DeviceManager::topology_hints`]
+    /// for resources without topology or without enough devices, a [`DeviceFamily`]
+    /// instead of the list of masks otherwise.
     pub fn topology_hint_families(&self, pod: &PodInfo, c: Option<&ContainerInfo>) -> LargeHints {
-        match c {
-            Some(c) => to_large(self.topology_hints(pod, c)),
-            None => to_large(self.pod_topology_hints(pod)),
+        let requests = match c {
+            Some(c) => self.container_device_request(c),
+            None => self.pod_device_request(pod),
+        };
+        let mut out = BTreeMap::new();
+        for (resource, requested) in requests {
+            out.insert(
+                resource.clone(),
+                self.resource_family(pod, c, &resource, requested),
+            );
         }
+        Some(out)
+    }
+
+    fn resource_family(
+        &self,
+        pod: &PodInfo,
+        c: Option<&ContainerInfo>,
+        resource: &str,
+        requested: i64,
+    ) -> Option<LargeList> {
+        if !self.has_topology_alignment(resource) {
+            return None;
+        }
+        let allocated = match c {
+            Some(c) => self
+                .pod_devices
+                .container_devices(&pod.uid, &c.name, resource)
+                .unwrap_or_default(),
+            None => self.pod_devices.pod_devices(&pod.uid, resource),
+        };
+        let (available, reusable) = if !allocated.is_empty() {
+            if allocated.len() as i64 != requested {
+                return Some(LargeList::Explicit(Vec::new()));
+            }
+            (allocated, BTreeSet::new())
+        } else {
+            let available = self.available_devices(resource);
+            let reusable = match c {
+                Some(_) => self.reusable(&pod.uid, resource),
+                None => BTreeSet::new(),
+            };
+            if (available.union(&reusable).count() as i64) < requested {
+                return Some(LargeList::Explicit(Vec::new()));
+            }
+            (available, reusable)
+        };
+        let universe = self
+            .numa_nodes
+            .iter()
+            .fold(NumaMask::EMPTY, |m, &n| m.or(NumaMask::single(n)));
+        let all: Vec<NumaMask> = self.devices_of(resource).map(|d| d.mask()).collect();
+        let avail: Vec<NumaMask> = available
+            .iter()
+            .map(|d| self.device_mask(resource, d))
+            .collect();
+        let reuse: Vec<NumaMask> = reusable
+            .iter()
+            .filter(|d| {
+                self.devices_of(resource)
+                    .any(|x| &x.id == *d && x.numa.is_some())
+            })
+            .map(|d| self.device_mask(resource, d))
+            .collect();
+        let family = DeviceFamily::new(universe, &all, &avail, &reuse, requested);
+        // No member at all (e.g. only topology-less devices left) is the kubelet's empty
+        // list, which the policies read as "cannot satisfy" / "any node, not preferred".
+        if family.min_size().is_none() {
+            return Some(LargeList::Explicit(Vec::new()));
+        }
+        Some(LargeList::Family(Rc::new(family)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitmask::iterate_masks;
+
+    fn m(ids: &[u32]) -> NumaMask {
+        ids.iter()
+            .fold(NumaMask::EMPTY, |a, &n| a.or(NumaMask::single(n)))
+    }
+
+    /// The family agrees with listing every mask, and its searches with brute force.
+    fn check(nodes: u32, all: &[NumaMask], avail: &[NumaMask], reuse: &[NumaMask], request: i64) {
+        let ids: Vec<u32> = (0..nodes).collect();
+        let u = m(&ids);
+        let f = DeviceFamily::new(u, all, avail, reuse, request);
+        // The kubelet's loop.
+        let mut min = nodes;
+        let mut listed = Vec::new();
+        iterate_masks(&ids, |mask| {
+            let inm = all.iter().filter(|d| !d.and(mask).is_empty()).count() as i64;
+            if inm >= request && mask.count() < min {
+                min = mask.count();
+            }
+            if reuse.iter().any(|r| r.and(mask).is_empty()) {
+                return;
+            }
+            let k = reuse.len() as i64
+                + avail.iter().filter(|d| !d.and(mask).is_empty()).count() as i64;
+            if k >= request {
+                listed.push(mask);
+            }
+        });
+        let mut members = Vec::new();
+        iterate_masks(&ids, |mask| {
+            if let Some(p) = f.get(mask) {
+                members.push(mask);
+                assert_eq!(p, mask.count() == min, "preferred {mask:?}");
+            }
+        });
+        assert_eq!(members, listed);
+        assert_eq!(f.min_size(), listed.iter().map(|x| x.count()).min());
+        // extends against brute force over small inn/out pairs.
+        for inn in 0..(1u64 << nodes) {
+            for out in 0..(1u64 << nodes) {
+                if inn & out != 0 {
+                    continue;
+                }
+                for size in [None, Some(1), Some(2), Some(nodes)] {
+                    let want = listed.iter().any(|x| {
+                        x.0 & inn == inn && x.0 & out == 0 && size.is_none_or(|k| x.count() == k)
+                    });
+                    assert_eq!(
+                        f.extends(NumaMask(inn), NumaMask(out), size),
+                        want,
+                        "inn {inn:b} out {out:b} {size:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn single_node_devices() {
+        let all = [
+            m(&[0]),
+            m(&[0]),
+            m(&[1]),
+            m(&[2]),
+            m(&[3]),
+            m(&[3]),
+            m(&[3]),
+        ];
+        check(4, &all, &all[1..], &[], 2);
+        check(4, &all, &all[2..], &[m(&[0])], 3);
+        check(4, &all, &all[..2], &[], 2);
+        check(4, &all, &[], &[], 1);
+        check(4, &all, &all, &[], 0);
+    }
+
+    #[test]
+    fn multi_node_and_topology_less_devices() {
+        let all = [
+            m(&[0, 1]),
+            m(&[1, 2]),
+            m(&[3]),
+            NumaMask::EMPTY,
+            m(&[0, 3]),
+            m(&[2]),
+        ];
+        for req in 0..=5 {
+            check(4, &all, &all, &[], req);
+            check(4, &all, &all[1..], &[m(&[0, 1])], req);
+            check(4, &all, &all[2..], &[m(&[1, 2]), m(&[3])], req);
+        }
+        // A reusable device with a topology but no nodes: nothing fits.
+        check(3, &[m(&[0])], &[m(&[0])], &[NumaMask::EMPTY], 1);
     }
 }

@@ -243,3 +243,6 @@ impl HintProvider for DeviceManager {
             .map_err(ProviderError::plain)
     }
 }
+
+#[cfg(test)]
+mod tests;

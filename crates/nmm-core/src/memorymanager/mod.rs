@@ -1,6 +1,7 @@
 //! Memory Manager (`pkg/kubelet/cm/memorymanager`): policy selection and start-up checks,
 //! the static policy, and the hint-provider face the Topology Manager sees.
 
+pub mod drift;
 pub mod hint_family;
 pub mod policy_static;
 pub mod reserved_memory;
@@ -27,6 +28,8 @@ pub enum MemoryPolicy {
 #[derive(Debug, Clone)]
 pub struct MemoryManager {
     pub policy: MemoryPolicy,
+    /// `memoryManagerPolicyOptions: {memory-drift-tolerance}` (KEP-6232).
+    pub drift_setting: drift::DriftSetting,
 }
 
 impl MemoryManager {
@@ -36,6 +39,7 @@ impl MemoryManager {
         config: &KubeletConfig,
         node_allocatable: &BTreeMap<String, Quantity>,
     ) -> Result<MemoryManager, String> {
+        let drift_setting = drift::parse_policy_options(config)?;
         let policy = match config.memory_manager_policy() {
             "None" => MemoryPolicy::None,
             "Static" => {
@@ -60,7 +64,10 @@ impl MemoryManager {
             }
             other => return Err(format!("unknown policy: \"{other}\"")),
         };
-        Ok(MemoryManager { policy })
+        Ok(MemoryManager {
+            policy,
+            drift_setting,
+        })
     }
 
     pub fn policy_name(&self) -> &'static str {
@@ -72,19 +79,24 @@ impl MemoryManager {
 
     /// `Start` after the checkpoint was read (`None`: no checkpoint file). The caller
     /// wraps checkpoint errors with the kubelet's drain-and-delete advice.
+    ///
+    /// `iomem` is the text of `/proc/iomem` for `memory-drift-tolerance: auto`. Returns
+    /// what the restart observed (KEP-6232) when a checkpoint was validated.
     pub fn start(
         &mut self,
         machine: &Machine,
         restored: Option<(MachineState, Assignments)>,
-    ) -> Result<(), String> {
+        iomem: Option<&str>,
+    ) -> Result<Option<drift::DriftReport>, String> {
         if let MemoryPolicy::Static(p) = &mut self.policy {
             if let Some((ms, a)) = restored {
                 p.machine_state = ms;
                 p.assignments = a;
             }
-            p.start(machine)?;
+            let tolerance = drift::resolve(self.drift_setting, iomem);
+            return p.start_with_tolerance(machine, &tolerance);
         }
-        Ok(())
+        Ok(None)
     }
 
     pub fn machine_state(&self) -> MachineState {

@@ -2,6 +2,9 @@
 //! with the Topology Manager's hint (default hint, extension), NUMA groups, init-container
 //! memory reuse, release, and restart validation.
 
+use super::drift::{
+    accept_drifted_state, observed_drift, resolve, DriftReport, DriftSetting, Tolerance,
+};
 use super::hint_family::MemoryHintFamily;
 use super::state::{Assignments, Block, MachineState, MemoryTable, NumaNodeState};
 use crate::bitmask::{iterate_masks, NumaMask};
@@ -162,9 +165,27 @@ fn take_free(t: &mut MemoryTable, left: &mut u64) {
 /// NUMA node or memory type the machine lacks with the kubelet's errors; otherwise they
 /// are skipped (for tools that want the differences rather than the first error).
 pub fn replay_assignments(
+    expected: MachineState,
+    entries: &Assignments,
+    strict: bool,
+) -> Result<MachineState, String> {
+    replay(expected, entries, strict, false)
+}
+
+/// [`replay_assignments`], strict, and refusing a block that no longer fits the free
+/// memory of its nodes (KEP-6232: a drifted machine must still hold every assignment).
+pub fn replay_assignments_checked(
+    expected: MachineState,
+    entries: &Assignments,
+) -> Result<MachineState, String> {
+    replay(expected, entries, true, true)
+}
+
+fn replay(
     mut expected: MachineState,
     entries: &Assignments,
     strict: bool,
+    must_fit: bool,
 ) -> Result<MachineState, String> {
     for (pod, ctrs) in entries {
         for (ctr, blocks) in ctrs {
@@ -186,6 +207,12 @@ pub fn replay_assignments(
                         continue;
                     };
                     take_free(t, &mut left);
+                }
+                if must_fit && left > 0 {
+                    return Err(format!(
+                        "[memorymanager] (pod: {pod}, container: {ctr}) the {} assignment of {} bytes on NUMA nodes {:?} no longer fits this machine: {left} bytes short after the memory drift; drain the node and delete the memory manager checkpoint",
+                        b.kind, b.size, b.numa_affinity
+                    ));
                 }
             }
         }
@@ -653,6 +680,18 @@ impl StaticPolicy {
     /// §6 `validateState` on start: a stored state must equal the default state with
     /// every stored assignment replayed onto it (group sums of free/reserved).
     pub fn start(&mut self, machine: &Machine) -> Result<(), String> {
+        self.start_with_tolerance(machine, &resolve(DriftSetting::Off, None))
+            .map(|_| ())
+    }
+
+    /// [`StaticPolicy::start`] with KEP-6232's drift tolerance (bound 0: exactly
+    /// `start`). Returns what the restart observed when a stored state was validated; a
+    /// drifted state accepted thanks to the bound is re-based onto this machine.
+    pub fn start_with_tolerance(
+        &mut self,
+        machine: &Machine,
+        tolerance: &Tolerance,
+    ) -> Result<Option<DriftReport>, String> {
         let expected_default = default_machine_state(machine, &self.system_reserved);
         if self.machine_state.is_empty() {
             if !self.assignments.is_empty() {
@@ -662,15 +701,34 @@ impl StaticPolicy {
                 );
             }
             self.machine_state = expected_default;
-            return Ok(());
+            return Ok(None);
         }
-        let expected = replay_assignments(expected_default, &self.assignments, true)?;
-        if !states_match(&self.machine_state, &expected) {
+        let drift = observed_drift(&self.machine_state, &expected_default);
+        let expected = replay_assignments(expected_default.clone(), &self.assignments, true)?;
+        if states_match(&self.machine_state, &expected) {
+            return Ok(Some(DriftReport {
+                tolerance: tolerance.clone(),
+                drift,
+                rebased: false,
+            }));
+        }
+        if tolerance.bound == 0 {
             return Err(
                 "[memorymanager] the expected machine state is different from the real one".into(),
             );
         }
-        Ok(())
+        let rebased = accept_drifted_state(
+            &self.machine_state,
+            expected_default,
+            &self.assignments,
+            tolerance.bound,
+        )?;
+        self.machine_state = rebased;
+        Ok(Some(DriftReport {
+            tolerance: tolerance.clone(),
+            drift,
+            rebased: true,
+        }))
     }
 }
 

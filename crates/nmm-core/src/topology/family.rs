@@ -385,3 +385,99 @@ fn projected(l: &LargeList, u: NumaMask, nodes: &[u32], all: NumaMask) -> Vec<Nu
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::merge::merge_brute_force;
+    use crate::topology::numa_info::NumaInfo;
+    use proptest::prelude::*;
+
+    /// A family given by its members, answering every question by looking at all of
+    /// them: any list at all, not only the providers' kinds.
+    #[derive(Debug)]
+    struct Listed(Vec<(NumaMask, bool)>);
+
+    impl HintFamily for Listed {
+        fn get(&self, m: NumaMask) -> Option<bool> {
+            let mut r = None;
+            for &(x, p) in &self.0 {
+                if x == m {
+                    r = Some(r.unwrap_or(false) || p);
+                }
+            }
+            r
+        }
+        fn universe(&self) -> NumaMask {
+            self.0.iter().fold(NumaMask::EMPTY, |u, (m, _)| u.or(*m))
+        }
+        fn preferred_sizes(&self) -> Vec<u32> {
+            self.0.iter().filter(|x| x.1).map(|x| x.0.count()).collect()
+        }
+        fn min_size(&self) -> Option<u32> {
+            self.0.iter().map(|x| x.0.count()).min()
+        }
+        fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
+            self.0.iter().any(|&(m, _)| {
+                inn.is_subset_of(m) && m.and(out).is_empty() && size.is_none_or(|k| k == m.count())
+            })
+        }
+    }
+
+    fn arb_lists(n: u32) -> impl Strategy<Value = Vec<(u8, Vec<(u64, bool)>)>> {
+        let member = (1u64..(1u64 << n), any::<bool>());
+        // kind: 0-5 a family, 6 the same family as the previous list, 7 explicit
+        prop::collection::vec((0u8..8, prop::collection::vec(member, 1..7)), 1..5)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The large merge equals the kubelet's cross product for arbitrary lists, as
+        /// families, repeated families and explicit lists, under both comparisons.
+        #[test]
+        fn large_merge_equals_cross_product(
+            (n, lists, dist) in (1u32..=6).prop_flat_map(|n| (
+                Just(n),
+                arb_lists(n),
+                prop::collection::vec(prop::collection::vec(11u64..40, n as usize), n as usize),
+            )),
+            closest in any::<bool>(),
+            wildcard in 0u8..3,
+        ) {
+            let mut dist = dist;
+            for (i, row) in dist.iter_mut().enumerate() {
+                row[i] = 10;
+            }
+            let numa = NumaInfo::from_matrix(dist);
+            let merger = Merger { numa: &numa, closest };
+            let mut large: Vec<LargeList> = Vec::new();
+            let mut plain: Vec<Vec<TopologyHint>> = Vec::new();
+            for (kind, members) in &lists {
+                let hints: Vec<TopologyHint> =
+                    members.iter().map(|&(m, p)| TopologyHint::new(NumaMask(m), p)).collect();
+                let l = match (kind, large.last()) {
+                    (6, Some(prev @ LargeList::Family(_))) => {
+                        plain.push(plain.last().cloned().expect("a previous list"));
+                        large.push(prev.clone());
+                        continue;
+                    }
+                    (7, _) => LargeList::Explicit(hints.clone()),
+                    _ => LargeList::Family(Rc::new(Listed(
+                        members.iter().map(|&(m, p)| (NumaMask(m), p)).collect(),
+                    ))),
+                };
+                plain.push(hints);
+                large.push(l);
+            }
+            if wildcard > 0 {
+                let any = vec![TopologyHint { affinity: None, preferred: wildcard == 1 }];
+                plain.push(any.clone());
+                large.push(LargeList::Explicit(any));
+            }
+            let expected = merge_brute_force(&plain, &merger);
+            prop_assert_eq!(merge_large_with(&large, &merger, 0), expected);
+            prop_assert_eq!(merge_large_with(&large, &merger, 64), expected);
+            let _ = n;
+        }
+    }
+}

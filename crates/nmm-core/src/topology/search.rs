@@ -62,8 +62,8 @@ pub fn distance_sum(numa: &NumaInfo, m: NumaMask) -> u64 {
 
 /// A lower bound of [`distance_sum`] over the masks of `k` nodes that contain `inn` and
 /// avoid `out`, within `u`: the pairs inside `inn`, plus for each node still to add the
-/// cheapest (self distance + twice its distances to `inn`), plus the cheapest pair
-/// distance for every pair of added nodes.
+/// cheapest (self distance + its distances to and from `inn`), plus the cheapest
+/// distance for every ordered pair of added nodes (distances need not be symmetric).
 pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: NumaMask) -> u64 {
     let have = distance_sum(numa, inn);
     let add = k.saturating_sub(inn.count()) as usize;
@@ -73,7 +73,13 @@ pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: 
     let cands: Vec<u32> = NumaMask(u.0 & !inn.0 & !out.0).ids().collect();
     let mut own: Vec<u64> = cands
         .iter()
-        .map(|&a| numa.distance(a, a) + 2 * inn.ids().map(|j| numa.distance(a, j)).sum::<u64>())
+        .map(|&a| {
+            let to_inn: u64 = inn
+                .ids()
+                .map(|j| numa.distance(a, j) + numa.distance(j, a))
+                .sum();
+            numa.distance(a, a) + to_inn
+        })
         .collect();
     own.sort_unstable();
     let mut pair_min = u64::MAX;
@@ -222,10 +228,11 @@ mod tests {
 
     #[test]
     fn distance_bound_is_a_lower_bound() {
+        // deliberately not symmetric: sysfs distance tables need not be
         let d: Vec<Vec<u64>> = (0..6)
             .map(|i: u64| {
                 (0..6)
-                    .map(|j: u64| if i == j { 10 } else { 11 + (i * j) % 9 })
+                    .map(|j: u64| if i == j { 10 } else { 11 + (i * 3 + j) % 9 })
                     .collect()
             })
             .collect();

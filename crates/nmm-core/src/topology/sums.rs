@@ -112,11 +112,20 @@ impl Sums<'_> {
         }
         // Bound: the reachable sums lie between the add_min smallest and the add_max
         // largest additions, per dimension.
+        let mut v: Vec<i128> = Vec::with_capacity(ids.len());
         for (d, &need) in self.need.iter().enumerate() {
-            let mut v: Vec<i128> = ids.iter().map(|&n| self.val(n, d)).collect();
-            v.sort_unstable();
-            let lo = cur[d] + v[..add_min].iter().sum::<i128>();
-            let hi = cur[d] + v[v.len() - add_max..].iter().sum::<i128>();
+            v.clear();
+            v.extend(ids.iter().map(|&n| self.val(n, d)));
+            let (lo, hi) = if add_min == 0 && add_max == v.len() {
+                // no count bound: nothing to sort
+                (cur[d], cur[d] + v.iter().sum::<i128>())
+            } else {
+                v.sort_unstable();
+                (
+                    cur[d] + v[..add_min].iter().sum::<i128>(),
+                    cur[d] + v[v.len() - add_max..].iter().sum::<i128>(),
+                )
+            };
             if !range_meets(lo, hi, need) {
                 return false;
             }

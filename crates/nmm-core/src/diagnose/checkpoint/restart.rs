@@ -7,6 +7,8 @@ pub struct Target {
     pub config: KubeletConfig,
     pub machine_src: String,
     pub config_src: String,
+    /// `/proc/iomem` text for `memory-drift-tolerance: auto` (KEP-6232).
+    pub proc_iomem: Option<String>,
 }
 
 /// The restart validation's result.
@@ -428,6 +430,7 @@ pub fn run_restart(l: &Loaded, target: &Target) -> Result<Restart, String> {
         Kind::Memory => StartOptions {
             state_dir,
             memory_checkpoint: Some(raw),
+            proc_iomem: target.proc_iomem.clone(),
             ..Default::default()
         },
         Kind::Cpu => StartOptions {
@@ -443,7 +446,13 @@ pub fn run_restart(l: &Loaded, target: &Target) -> Result<Restart, String> {
         differences: Vec::new(),
         advice: Vec::new(),
     };
-    if let Err(e) = Node::start(target.machine.clone(), target.config.clone(), opts) {
+    let started = Node::start(target.machine.clone(), target.config.clone(), opts);
+    if let Ok(node) = &started {
+        if let Some(d) = &node.memory_drift {
+            r.lines.extend(drift_lines(d));
+        }
+    }
+    if let Err(e) = started {
         r.ok = false;
         match l.kind {
             Kind::Memory => explain_memory_failure(&e, l, target, &reserved, &mut r),
@@ -452,4 +461,29 @@ pub fn run_restart(l: &Loaded, target: &Target) -> Result<Restart, String> {
         r.error = Some(e);
     }
     Ok(r)
+}
+
+/// What a restart with KEP-6232's tolerance observed, in words (nothing when there was no
+/// drift at all).
+pub fn drift_lines(d: &crate::memorymanager::drift::DriftReport) -> Vec<String> {
+    if d.drift.values().all(|&v| v == 0) {
+        return Vec::new();
+    }
+    let per_node = d
+        .drift
+        .iter()
+        .map(|(n, v)| format!("node {n} {}{} bytes", if *v < 0 { "" } else { "+" }, v))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = vec![format!(
+        "regular memory drifted since the checkpoint was written: {per_node} ({})",
+        d.tolerance.source
+    )];
+    if d.rebased {
+        out.push(
+            "accepted within the memory-drift-tolerance bound (KEP-6232): the kubelet re-bases the books on this machine and rewrites the checkpoint"
+                .to_string(),
+        );
+    }
+    out
 }

@@ -1,0 +1,110 @@
+//! Per-admission engine time on heterogeneous machines filling up (the machines of
+//! `tests/large_machine_no_refusal.rs`): p50 / p99 / max per machine size, over every
+//! policy, both scopes, prefer-closest on and off and several seeds. Run in release:
+//!
+//!   cargo run --release -p nmm-core --example admission_percentiles [SEEDS]
+//!
+//! A reading above 100 us is retaken (up to four more times, on copies of the node before
+//! the admission) and the fastest kept, so that a loaded machine's preemptions do not pass
+//! for engine time. `docs/BENCHMARKS.md` reports its output. (Criterion's `admission` benchmark has the
+//! same machines as `heterogeneous/...`; this harness shows the tail, which a mean hides.)
+
+#[path = "../tests/support/hetero.rs"]
+mod hetero;
+
+use hetero::{config, machine, ops, Op, Rng, Shape};
+use nmm_core::node::{Node, StartOptions};
+use std::time::{Duration, Instant};
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    let seeds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    println!("| nodes | admissions | p50 | p99 | max | slowest run |");
+    println!("|---:|---:|---:|---:|---:|---|");
+    for nodes in [8u32, 16, 34, 64] {
+        let mut times: Vec<Duration> = Vec::new();
+        let mut worst = (Duration::ZERO, String::new());
+        for policy in ["none", "best-effort", "restricted", "single-numa-node"] {
+            for scope in ["container", "pod"] {
+                for closest in [false, true] {
+                    for seed in 0..seeds {
+                        let shape = Shape {
+                            nodes,
+                            memory_types: 1 + (seed % 4) as usize,
+                            wrap_percent: 10,
+                        };
+                        let mut rng = Rng(seed.wrapping_mul(7919) ^ nodes as u64);
+                        let m = machine(shape, &mut rng);
+                        let cfg = config(policy, scope, closest, nodes);
+                        let mut node = Node::start(m, cfg, StartOptions::default())
+                            .expect("generated machines start");
+                        let mut live = Vec::new();
+                        for (i, op) in ops(150, shape, &mut rng).into_iter().enumerate() {
+                            match op {
+                                Op::Admit(p) => {
+                                    let before = node.clone();
+                                    let t = Instant::now();
+                                    let r = node.admit(&p).expect("admission");
+                                    let mut d = t.elapsed();
+                                    // On a shared machine a slow reading is mostly the
+                                    // process losing its CPU: rerun the same admission on
+                                    // copies of the node and keep the fastest.
+                                    for _ in 0..4 {
+                                        if d.as_micros() < 100 {
+                                            break;
+                                        }
+                                        let mut again = before.clone();
+                                        let t = Instant::now();
+                                        let _ = again.admit(&p);
+                                        d = d.min(t.elapsed());
+                                    }
+                                    if d > worst.0 {
+                                        worst = (
+                                            d,
+                                            format!("{policy}/{scope}/closest={closest}/seed {seed}/step {i}"),
+                                        );
+                                    }
+                                    times.push(d);
+                                    if std::env::var_os("NMM_SLOW").is_some()
+                                        && d.as_micros() > 2000
+                                    {
+                                        let cs: Vec<String> = r
+                                            .containers
+                                            .iter()
+                                            .map(|c| format!("{}:{:?}", c.name, c.affinity))
+                                            .collect();
+                                        eprintln!("{nodes} {policy}/{scope}/closest={closest}/seed {seed}/step {i}: {} us admitted={} {}", d.as_micros(), r.admitted, cs.join(" "));
+                                    }
+                                    if r.admitted {
+                                        live.push(r.uid);
+                                    }
+                                }
+                                Op::Remove(k) if !live.is_empty() => {
+                                    let uid = live.remove(k % live.len());
+                                    node.remove(&uid);
+                                }
+                                Op::Remove(_) => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        times.sort();
+        println!(
+            "| {nodes} | {} | {:.1} us | {:.1} us | {:.1} us | {} |",
+            times.len(),
+            pct(&times, 0.5).as_secs_f64() * 1e6,
+            pct(&times, 0.99).as_secs_f64() * 1e6,
+            times.last().copied().unwrap_or_default().as_secs_f64() * 1e6,
+            worst.1
+        );
+    }
+}
