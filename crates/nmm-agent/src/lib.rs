@@ -2,23 +2,30 @@
 //! node agent.
 //!
 //! * [`agent::Agent`]: the books behind a mutex, an event API (`admit_pod`, `remove_pod`,
-//!   `container_started`) for the NRI plugin or any other caller, checkpoints in kubelet
-//!   format committed crash-safely after every change ([`store`]), restart validation as
-//!   the kubelet does it, and `reconcile` to rebuild the books from the live pods.
+//!   `container_started`, `transaction`) for the NRI plugin or any other caller; every
+//!   change appended to a crash-safe journal ([`journal`]) and compacted into checkpoints
+//!   in kubelet format ([`store`]); restart validation as the kubelet does it, and
+//!   `reconcile` to rebuild the books from the live pods.
 //! * [`cgroup::CgroupEnforcer`]: writes `cpuset.cpus` / `cpuset.mems` on cgroup v2.
 //! * [`podresources`]: the kubelet's PodResources v1 gRPC service.
 //! * [`nri`]: the agent as an NRI plugin (pod and container lifecycle from the runtime).
+//! * [`cri`], [`reconcile`]: the runtime's CRI lists, so that the books release pods the
+//!   runtime no longer runs (containerd does not report removals of pods older than its
+//!   last restart), and unsolicited cpuset updates when the shared pool widens.
 //! * [`metrics`]: Prometheus metrics; [`daemon`] serves both until SIGTERM/SIGINT.
 //! * [`testkit`]: a fixed small node and a deterministic event stream for tests.
 
 pub mod agent;
 pub mod cgroup;
+pub mod cri;
 pub mod daemon;
+pub mod journal;
 pub mod metrics;
 pub mod nri;
 pub mod podresources;
+pub mod reconcile;
 pub mod store;
 pub mod testkit;
 
-pub use agent::{Agent, AgentError, AgentOptions, Books, StartReport};
+pub use agent::{Agent, AgentError, AgentOptions, Books, StartReport, Tx};
 pub use cgroup::{CgroupEnforcer, ContainerCpuset};

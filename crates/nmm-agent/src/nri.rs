@@ -20,8 +20,10 @@
 //! created in spec order, that gives the kubelet's allocations; under the `pod` scope
 //! the first admission only saw part of the pod.
 
-use crate::agent::{container_cpuset, Agent, AgentError};
+use crate::agent::{Agent, AgentError, Tx};
 use crate::daemon::{self, Endpoints, Running};
+use crate::reconcile::{cpuset_texts, shared_text, State, Tracked};
+use crate::reconcile::{run_reconciler, ReconcileOptions};
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::{
     Container as K8sContainer, Pod, PodSpec, PodStatus, ResourceRequirements,
@@ -36,13 +38,14 @@ use nmm_nri::podinfo::{
 };
 use nmm_nri::{
     pod_info_from_nri, Container, ContainerAdjustment, ContainerState, ContainerUpdate,
-    LinuxResources, NriHandler, NriPlugin, PodSandbox, Rejection, RuntimeInfo, REQUESTS_ANNOTATION,
+    LinuxResources, NriHandler, NriPlugin, PluginHandle, PodSandbox, Rejection, RuntimeInfo,
+    REQUESTS_ANNOTATION,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// The NRI plugin library, re-exported (its fake runtime serves tests of `nmm agent`).
 pub use nmm_nri;
@@ -57,32 +60,16 @@ pub const UNEXPECTED_ADMISSION_ERROR: &str = "UnexpectedAdmissionError";
 /// The reason given when NRI's view of a pod cannot be turned into a pod.
 pub const INVALID_POD: &str = "InvalidPod";
 
-/// A container the runtime told us about, and the cpuset it was last given.
-#[derive(Debug, Clone)]
-struct Tracked {
-    sandbox: String,
-    uid: String,
-    name: String,
-    container: Container,
-    stopped: bool,
-    cpus: Option<String>,
-    mems: Option<String>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    /// Sandbox id -> pod.
-    sandboxes: BTreeMap<String, PodSandbox>,
-    /// Container id -> container.
-    containers: BTreeMap<String, Tracked>,
-}
-
 /// What one synchronization did (also logged).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// `namespace/name` of pods admitted because the books did not know them.
     pub admitted: Vec<String>,
-    /// `namespace/name` and why, for running pods that could not be admitted.
+    /// `namespace/name/container` of containers the runtime created while the agent
+    /// was away, in pods the books knew: added to their pods.
+    pub adopted: Vec<String>,
+    /// `namespace/name` and why, for running pods (or adopted containers) that could
+    /// not be admitted.
     pub rejected: Vec<(String, String)>,
     /// Pod uids removed from the books because the runtime no longer runs them.
     pub removed: Vec<String>,
@@ -96,6 +83,9 @@ pub struct NriAgent {
     state: Mutex<State>,
     last_sync: Mutex<Option<SyncReport>>,
     log: Box<dyn Fn(&str) + Send + Sync>,
+    /// The connected plugin, for unsolicited updates.
+    handle: Mutex<Option<PluginHandle>>,
+    wake: Notify,
 }
 
 impl std::fmt::Debug for NriAgent {
@@ -264,6 +254,14 @@ fn agent_rejection(e: &AgentError) -> Rejection {
     }
 }
 
+/// Whether the recorded pod holds a container of that name.
+fn holds(pod: &Pod, name: &str) -> bool {
+    pod.spec.as_ref().is_some_and(|s| {
+        s.containers.iter().any(|x| x.name == name)
+            || s.init_containers.iter().flatten().any(|x| x.name == name)
+    })
+}
+
 impl NriAgent {
     /// A handler logging to stderr (`nmm-agent: nri: ...`, see [`stderr_logger`]).
     pub fn new(agent: Arc<Agent>) -> NriAgent {
@@ -276,11 +274,17 @@ impl NriAgent {
             state: Mutex::new(State::default()),
             last_sync: Mutex::new(None),
             log: Box::new(log),
+            handle: Mutex::new(None),
+            wake: Notify::new(),
         }
     }
 
     pub fn agent(&self) -> &Arc<Agent> {
         &self.agent
+    }
+
+    pub(crate) fn log(&self, m: &str) {
+        (self.log)(m)
     }
 
     /// What the last `synchronize` did.
@@ -291,96 +295,66 @@ impl NriAgent {
             .clone()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The pod is in the books (admitted, or known from the checkpoints).
-    fn in_books(&self, uid: &str) -> bool {
-        self.agent.books().pods.iter().any(|u| u == uid)
+    /// The plugin connection for unsolicited updates (set while connected).
+    pub fn set_plugin_handle(&self, h: Option<PluginHandle>) {
+        *self.handle.lock().unwrap_or_else(|e| e.into_inner()) = h;
+    }
+
+    pub fn plugin_handle(&self) -> Option<PluginHandle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Wakes the reconcile loop ([`crate::reconcile::run_reconciler`]).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
     }
 
     /// Admits `pod`; a rejected pod is then forgotten by the managers (as the kubelet
     /// forgets a pod it rejected), so that it can be admitted again later.
-    fn admit(&self, pod: &Pod) -> Result<(), Rejection> {
+    fn admit(tx: &mut Tx<'_>, pod: &Pod) -> Result<(), Rejection> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let verdict = match self.agent.admit_pod(pod) {
+        let verdict = match tx.admit(pod) {
             Ok(r) if r.admitted => return Ok(()),
             Ok(r) => rejection(&r),
             Err(e) => return Err(agent_rejection(&e)),
         };
-        if let Err(e) = self.agent.remove_pod(&uid) {
-            (self.log)(&format!("forgetting rejected pod {uid}: {e}"));
-        }
+        tx.remove(&uid);
         Err(verdict)
     }
 
-    /// The recorded pod of `uid`, if the agent's record holds it.
-    fn recorded(&self, uid: &str) -> Option<Pod> {
-        self.agent
-            .inspect(|_, pods| pods.iter().find(|(u, _)| u == uid).map(|(_, p)| p.clone()))
-    }
-
-    /// The cpuset texts the kubelet would give the container now.
-    fn cpuset(&self, uid: &str, name: &str) -> (Option<String>, Option<String>) {
-        let set = self
-            .agent
-            .inspect(|node, _| container_cpuset(node, uid, name));
-        (
-            set.cpus_text().filter(|s| !s.is_empty()),
-            set.mems_text().filter(|s| !s.is_empty()),
-        )
-    }
-
-    /// Updates for tracked, running containers (other than `skip`) of pods in the books
-    /// whose cpuset is no longer what they were given (the shared pool grew or shrank).
-    fn drift(&self, st: &mut State, skip: Option<&str>) -> Vec<ContainerUpdate> {
-        let live: BTreeSet<String> = self.agent.books().pods.into_iter().collect();
-        let mut out = Vec::new();
-        let ids: Vec<String> = st.containers.keys().cloned().collect();
-        for id in ids {
-            if Some(id.as_str()) == skip {
-                continue;
-            }
-            let t = &st.containers[&id];
-            if t.stopped || !live.contains(&t.uid) {
-                continue;
-            }
-            let (cpus, mems) = self.cpuset(&t.uid, &t.name);
-            let cpus_changed = cpus.is_some() && cpus != t.cpus;
-            let mems_changed = mems.is_some() && mems != t.mems;
-            if !cpus_changed && !mems_changed {
-                continue;
-            }
-            out.push(ContainerUpdate {
-                container_id: id.clone(),
-                cpuset_cpus: cpus.clone().filter(|_| cpus_changed),
-                cpuset_mems: mems.clone().filter(|_| mems_changed),
-                ignore_failure: false,
-            });
-            let t = st.containers.get_mut(&id).expect("listed above");
-            if cpus_changed {
-                t.cpus = cpus;
-            }
-            if mems_changed {
-                t.mems = mems;
-            }
-        }
-        out
-    }
-
     /// Admits a pod the books do not know, with `containers` plus the placeholders its
-    /// annotations name. `Ok(Err(rejection))` when the kubelet would reject it.
-    fn admit_new(&self, pod: &PodSandbox, containers: &[Container]) -> Result<(), Rejection> {
+    /// annotations name.
+    fn admit_new(
+        tx: &mut Tx<'_>,
+        pod: &PodSandbox,
+        containers: &[Container],
+    ) -> Result<(), Rejection> {
         let mut all = containers.to_vec();
         all.extend(placeholders(pod, containers));
         let info = pod_info_from_nri(pod, &all).map_err(|e| Rejection::new(INVALID_POD, e))?;
-        self.admit(&pod_from_info(&info))
+        Self::admit(tx, &pod_from_info(&info))
     }
 
     /// Adds a container the admitted pod `old` does not hold: admit the pod again with
     /// it; on rejection, admit `old` back.
-    fn extend(&self, pod: &PodSandbox, old: &Pod, c: &Container) -> Result<(), Rejection> {
+    fn extend(
+        &self,
+        tx: &mut Tx<'_>,
+        pod: &PodSandbox,
+        old: &Pod,
+        c: &Container,
+    ) -> Result<(), Rejection> {
         let one = pod_info_from_nri(pod, std::slice::from_ref(c))
             .map_err(|e| Rejection::new(INVALID_POD, e))?;
         let info = one.containers.first().ok_or_else(|| {
@@ -396,15 +370,13 @@ impl NriAgent {
             spec.containers.push(k8s_container(info));
         }
         let uid = old.metadata.uid.clone().unwrap_or_default();
-        self.agent
-            .remove_pod(&uid)
-            .map_err(|e| agent_rejection(&e))?;
-        let Err(verdict) = self.admit(&new) else {
+        tx.remove(&uid);
+        let Err(verdict) = Self::admit(tx, &new) else {
             return Ok(());
         };
-        match self.admit(old) {
+        match Self::admit(tx, old) {
             Ok(()) => {}
-            other => (self.log)(&format!(
+            other => self.log(&format!(
                 "pod {}: could not admit it back after container {:?} was refused: {other:?}",
                 pod_key(pod),
                 c.name
@@ -422,42 +394,57 @@ impl NriAgent {
         let uid = sandbox_uid(pod).ok_or_else(|| {
             Rejection::new(INVALID_POD, format!("pod {}: no pod UID", pod_key(pod)))
         })?;
+        let now = Instant::now();
         st.sandboxes.insert(pod.id.clone(), pod.clone());
-        if !self.in_books(&uid) {
-            // The pod's first container: admit the pod with what is known of it.
-            let mut known: Vec<Container> = st
-                .containers
-                .values()
-                .filter(|t| t.sandbox == pod.id && t.name != c.name)
-                .map(|t| t.container.clone())
-                .collect();
-            known.insert(0, c.clone());
-            self.admit_new(pod, &known)?;
-        } else if let Some(old) = self.recorded(&uid) {
-            let spec = old.spec.as_ref();
-            let held = spec.is_some_and(|s| {
-                s.containers.iter().any(|x| x.name == c.name)
-                    || s.init_containers.iter().flatten().any(|x| x.name == c.name)
-            });
-            if !held {
-                self.extend(pod, &old, c)?;
+        st.seen.insert(uid.clone(), now);
+        let siblings = &st.containers;
+        let outcome = self.agent.transaction(|tx| -> Result<bool, Rejection> {
+            if !tx.knows(&uid) {
+                // The pod's first container: admit the pod with what is known of it.
+                let mut known: Vec<Container> = siblings
+                    .values()
+                    .filter(|t| t.sandbox == pod.id && t.name != c.name)
+                    .map(|t| t.container.clone())
+                    .collect();
+                known.insert(0, c.clone());
+                Self::admit_new(tx, pod, &known)?;
+                Ok(false)
+            } else if let Some(old) = tx.recorded(&uid).cloned() {
+                if holds(&old, &c.name) {
+                    return Ok(false);
+                }
+                self.extend(tx, pod, &old, c)?;
+                Ok(true)
+            } else {
+                // A pod known only from checkpoints a kubelet wrote; answer its cpuset.
+                Ok(false)
             }
-        }
-        // else: a pod known only from checkpoints a kubelet wrote; answer its cpuset.
-        let (cpus, mems) = self.cpuset(&uid, &c.name);
-        st.containers.insert(
-            c.id.clone(),
-            Tracked {
-                sandbox: pod.id.clone(),
-                uid,
-                name: c.name.clone(),
-                container: c.clone(),
-                stopped: false,
-                cpus: cpus.clone(),
-                mems: mems.clone(),
-            },
-        );
-        let updates = self.drift(st, Some(&c.id));
+        });
+        let readmitted = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(rej)) => return Err(rej),
+            Err(e) => return Err(agent_rejection(&e)),
+        };
+        st.needs_drift |= readmitted;
+        let (cpus, mems, updates) = self.agent.inspect_known(|node, knows| {
+            let shared = shared_text(node);
+            let (cpus, mems) = cpuset_texts(node, shared.as_deref(), &uid, &c.name);
+            st.containers.insert(
+                c.id.clone(),
+                Tracked {
+                    sandbox: pod.id.clone(),
+                    uid: uid.clone(),
+                    name: c.name.clone(),
+                    container: c.clone(),
+                    stopped: false,
+                    cpus: cpus.clone(),
+                    mems: mems.clone(),
+                    seen: now,
+                },
+            );
+            let updates = st.drift(node, knows, Some(&c.id));
+            (cpus, mems, updates)
+        });
         Ok(ContainerAdjustment {
             cpuset_cpus: cpus,
             cpuset_mems: mems,
@@ -471,39 +458,72 @@ impl NriAgent {
         pods: &[PodSandbox],
         containers: &[Container],
     ) -> (Vec<ContainerUpdate>, SyncReport) {
-        let mut st = self.lock();
+        let mut st = self.lock_state();
         *st = State::default();
+        let now = Instant::now();
         let mut report = SyncReport::default();
+        let mut by_sandbox: HashMap<&str, Vec<&Container>> = HashMap::new();
+        for c in containers {
+            by_sandbox.entry(&c.pod_sandbox_id).or_default().push(c);
+        }
         for p in pods {
             st.sandboxes.insert(p.id.clone(), p.clone());
         }
-        let running: BTreeSet<String> = pods.iter().filter_map(sandbox_uid).collect();
-        // Pods the books hold that the runtime no longer runs are gone.
-        for uid in self.agent.books().pods {
-            if !running.contains(&uid) {
-                match self.agent.remove_pod(&uid) {
-                    Ok(_) => report.removed.push(uid),
-                    Err(e) => (self.log)(&format!("removing gone pod {uid}: {e}")),
+        let running: HashSet<String> = pods.iter().filter_map(sandbox_uid).collect();
+        // One transaction, one journal record: a synchronization of thousands of pods
+        // costs one fdatasync.
+        let r = self.agent.transaction(|tx| {
+            // Pods the books hold that the runtime no longer runs are gone.
+            for uid in tx.uids() {
+                if !running.contains(&uid) {
+                    tx.remove(&uid);
+                    report.removed.push(uid);
                 }
             }
+            // Pods the books do not know, admitted in the runtime's order; containers
+            // created while the agent was away, added to the pods the books know.
+            for p in pods {
+                let Some(uid) = sandbox_uid(p) else {
+                    continue;
+                };
+                let cs: Vec<Container> = by_sandbox
+                    .get(p.id.as_str())
+                    .map(|v| v.iter().map(|c| (*c).clone()).collect())
+                    .unwrap_or_default();
+                if !tx.knows(&uid) {
+                    match Self::admit_new(tx, p, &cs) {
+                        Ok(()) => report.admitted.push(pod_key(p)),
+                        Err(r) => report.rejected.push((pod_key(p), r.to_string())),
+                    }
+                    continue;
+                }
+                for c in &cs {
+                    let Some(cur) = tx.recorded(&uid).cloned() else {
+                        break;
+                    };
+                    if holds(&cur, &c.name) {
+                        continue;
+                    }
+                    let key = format!("{}/{}", pod_key(p), c.name);
+                    match self.extend(tx, p, &cur, c) {
+                        Ok(()) => report.adopted.push(key),
+                        Err(r) => report.rejected.push((key, r.to_string())),
+                    }
+                }
+            }
+        });
+        if let Err(e) = r {
+            self.log(&format!(
+                "synchronization could not be committed ({e}); the books stay as they were"
+            ));
+            report = SyncReport::default();
         }
-        // Pods the books do not know, admitted in the runtime's order.
         for p in pods {
             let Some(uid) = sandbox_uid(p) else {
                 continue;
             };
-            let cs: Vec<Container> = containers
-                .iter()
-                .filter(|c| c.pod_sandbox_id == p.id)
-                .cloned()
-                .collect();
-            if !self.in_books(&uid) {
-                match self.admit_new(p, &cs) {
-                    Ok(()) => report.admitted.push(pod_key(p)),
-                    Err(r) => report.rejected.push((pod_key(p), r.to_string())),
-                }
-            }
-            for c in cs {
+            st.seen.insert(uid.clone(), now);
+            for c in by_sandbox.get(p.id.as_str()).into_iter().flatten() {
                 let res = c.resources.clone().unwrap_or_default();
                 let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
                 st.containers.insert(
@@ -515,12 +535,16 @@ impl NriAgent {
                         stopped: c.state == ContainerState::Stopped,
                         cpus: text(&res.cpuset_cpus),
                         mems: text(&res.cpuset_mems),
-                        container: c,
+                        container: (*c).clone(),
+                        seen: now,
                     },
                 );
             }
         }
-        let updates = self.drift(&mut st, None);
+        st.needs_drift = true;
+        let updates = self
+            .agent
+            .inspect_known(|node, knows| st.drift(node, knows, None));
         report.updates = updates.len();
         (updates, report)
     }
@@ -528,7 +552,7 @@ impl NriAgent {
 
 impl NriHandler for NriAgent {
     fn configure(&self, rt: &RuntimeInfo) {
-        (self.log)(&format!(
+        self.log(&format!(
             "registered with {} {}",
             rt.runtime_name, rt.runtime_version
         ));
@@ -536,35 +560,46 @@ impl NriHandler for NriAgent {
 
     fn synchronize(&self, pods: &[PodSandbox], containers: &[Container]) -> Vec<ContainerUpdate> {
         let (updates, report) = self.sync(pods, containers);
-        (self.log)(&format!(
-            "synchronized {} pods, {} containers: {} admitted, {} rejected, {} gone pods removed, {} cpuset updates",
+        self.log(&format!(
+            "synchronized {} pods, {} containers: {} admitted, {} containers adopted, {} rejected, {} gone pods removed, {} cpuset updates",
             pods.len(),
             containers.len(),
             report.admitted.len(),
+            report.adopted.len(),
             report.rejected.len(),
             report.removed.len(),
             report.updates
         ));
         for (p, why) in &report.rejected {
-            (self.log)(&format!("warning: running pod {p} does not fit: {why}"));
+            self.log(&format!("warning: running pod {p} does not fit: {why}"));
         }
         *self.last_sync.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+        // After every (re)connection: ask the runtime over CRI what it really runs.
+        self.wake();
         updates
     }
 
     fn run_pod_sandbox(&self, pod: &PodSandbox) {
-        self.lock().sandboxes.insert(pod.id.clone(), pod.clone());
+        let mut st = self.lock_state();
+        st.sandboxes.insert(pod.id.clone(), pod.clone());
+        if let Some(uid) = sandbox_uid(pod) {
+            st.seen.insert(uid, Instant::now());
+        }
     }
 
     fn remove_pod_sandbox(&self, pod: &PodSandbox) {
-        let mut st = self.lock();
+        let mut st = self.lock_state();
         st.sandboxes.remove(&pod.id);
         st.containers.retain(|_, t| t.sandbox != pod.id);
         if let Some(uid) = sandbox_uid(pod) {
-            if self.in_books(&uid) {
+            st.seen.remove(&uid);
+            if self.agent.knows(&uid) {
                 if let Err(e) = self.agent.remove_pod(&uid) {
-                    (self.log)(&format!("removing pod {}: {e}", pod_key(pod)));
+                    self.log(&format!("removing pod {}: {e}", pod_key(pod)));
                 }
+                // The shared pool may have widened: the reconcile loop tells the
+                // shared containers (no answer of this event carries updates).
+                self.wake();
             }
         }
     }
@@ -574,10 +609,10 @@ impl NriHandler for NriAgent {
         pod: &PodSandbox,
         container: &Container,
     ) -> Result<ContainerAdjustment, Rejection> {
-        let mut st = self.lock();
+        let mut st = self.lock_state();
         let r = self.create(&mut st, pod, container);
         if let Err(rej) = &r {
-            (self.log)(&format!(
+            self.log(&format!(
                 "refused container {}/{}: {rej}",
                 pod_key(pod),
                 container.name
@@ -592,36 +627,40 @@ impl NriHandler for NriAgent {
         container: &Container,
         _resources: Option<&LinuxResources>,
     ) -> Vec<ContainerUpdate> {
-        let mut st = self.lock();
-        let mut out = Vec::new();
-        if let Some(t) = st.containers.get(&container.id).cloned() {
-            let (cpus, mems) = self.cpuset(&t.uid, &t.name);
-            if cpus.is_some() || mems.is_some() {
-                out.push(ContainerUpdate {
-                    container_id: container.id.clone(),
-                    cpuset_cpus: cpus.clone(),
-                    cpuset_mems: mems.clone(),
-                    ignore_failure: false,
-                });
-                let t = st.containers.get_mut(&container.id).expect("tracked");
-                t.cpus = cpus;
-                t.mems = mems;
+        let mut st = self.lock_state();
+        let st = &mut *st;
+        self.agent.inspect_known(|node, knows| {
+            let mut out = Vec::new();
+            if let Some(t) = st.containers.get_mut(&container.id) {
+                let shared = shared_text(node);
+                let (cpus, mems) = cpuset_texts(node, shared.as_deref(), &t.uid, &t.name);
+                if cpus.is_some() || mems.is_some() {
+                    out.push(ContainerUpdate {
+                        container_id: container.id.clone(),
+                        cpuset_cpus: cpus.clone(),
+                        cpuset_mems: mems.clone(),
+                        ignore_failure: false,
+                    });
+                    t.cpus = cpus;
+                    t.mems = mems;
+                }
             }
-        }
-        out.extend(self.drift(&mut st, Some(&container.id)));
-        out
+            out.extend(st.drift(node, knows, Some(&container.id)));
+            out
+        })
     }
 
     fn stop_container(&self, _pod: &PodSandbox, container: &Container) -> Vec<ContainerUpdate> {
-        let mut st = self.lock();
+        let mut st = self.lock_state();
         if let Some(t) = st.containers.get_mut(&container.id) {
             t.stopped = true;
         }
-        self.drift(&mut st, Some(&container.id))
+        self.agent
+            .inspect_known(|node, knows| st.drift(node, knows, Some(&container.id)))
     }
 
     fn remove_container(&self, _pod: &PodSandbox, container: &Container) {
-        self.lock().containers.remove(&container.id);
+        self.lock_state().containers.remove(&container.id);
     }
 }
 
@@ -694,9 +733,11 @@ pub async fn serve_nri(handler: Arc<NriAgent>, opts: NriOptions, mut stop: watch
             _ = stopped(&mut stop) => return,
             r = async {
                 let plugin = NriPlugin::connect(&opts.socket, &opts.name, &opts.index, h).await?;
+                handler.set_plugin_handle(Some(plugin.handle()));
                 plugin.run().await
             } => r,
         };
+        handler.set_plugin_handle(None);
         let msg = match outcome {
             Ok(()) => "the runtime closed the NRI connection; reconnecting".to_string(),
             Err(e) => format!("{e}; retrying"),
@@ -705,7 +746,7 @@ pub async fn serve_nri(handler: Arc<NriAgent>, opts: NriOptions, mut stop: watch
             backoff = opts.min_backoff;
         }
         if msg != last_error {
-            (handler.log)(&msg);
+            handler.log(&msg);
             last_error = msg;
         }
         tokio::select! {
@@ -725,12 +766,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// [`crate::daemon::run_until_signal`], plus the NRI plugin when `nri` is given: serves
-/// PodResources and metrics and the runtime's events until SIGTERM or SIGINT.
+/// [`crate::daemon::run_until_signal`], plus the NRI plugin when `nri` is given (with
+/// its reconcile loop, see [`crate::reconcile`]): serves PodResources and metrics and the
+/// runtime's events until SIGTERM or SIGINT, then compacts the change journal.
 pub fn run_until_signal(
     agent: Arc<Agent>,
     ep: &Endpoints,
     nri: Option<NriOptions>,
+    reconcile: ReconcileOptions,
     on_ready: impl FnOnce(&Running),
 ) -> Result<()> {
     let rt = runtime()?;
@@ -742,7 +785,9 @@ pub fn run_until_signal(
         let (stop_tx, stop_rx) = watch::channel(false);
         let plugin = nri.map(|opts| {
             let handler = Arc::new(NriAgent::new(agent.clone()));
-            tokio::spawn(serve_nri(handler, opts, stop_rx))
+            let loop_task =
+                tokio::spawn(run_reconciler(handler.clone(), reconcile, stop_rx.clone()));
+            (tokio::spawn(serve_nri(handler, opts, stop_rx)), loop_task)
         });
         let shutdown = async move {
             tokio::select! {
@@ -750,10 +795,16 @@ pub fn run_until_signal(
                 _ = int.recv() => {}
             }
         };
-        let r = daemon::run(agent, ep, on_ready, shutdown).await;
+        let r = daemon::run(agent.clone(), ep, on_ready, shutdown).await;
         let _ = stop_tx.send(true);
-        if let Some(p) = plugin {
+        if let Some((p, l)) = plugin {
             let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), l).await;
+        }
+        if let Err(e) = agent.compact() {
+            eprintln!(
+                "nmm-agent: warning: compacting at stop: {e}; the next start replays the journal"
+            );
         }
         r
     })

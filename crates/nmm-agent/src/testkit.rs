@@ -209,3 +209,89 @@ impl Iterator for EventStream {
         Some(Event::Admit(Box::new(pod(&uid, &name, &borrowed, &init_b))))
     }
 }
+
+/// NRI-shaped pods and containers, as containerd shows them (systemd cgroup driver), for
+/// the NRI tests and benchmarks.
+pub mod nri {
+    use nmm_nri::{Container, ContainerState, LinuxResources, PodSandbox};
+
+    /// A pod sandbox; `qos` is `guaranteed`, `burstable` or `besteffort`.
+    pub fn sandbox(name: &str, uid: &str, qos: &str) -> PodSandbox {
+        let sys_uid = uid.replace('-', "_");
+        let cgroup_parent = match qos {
+            "guaranteed" => format!("kubepods-pod{sys_uid}.slice"),
+            q => format!("kubepods-{q}-pod{sys_uid}.slice"),
+        };
+        PodSandbox {
+            id: format!("sandbox-{name}"),
+            name: name.into(),
+            uid: uid.into(),
+            namespace: "default".into(),
+            cgroup_parent,
+            ..Default::default()
+        }
+    }
+
+    /// A container: quota for the CPU limit (millicores), shares for the request, the
+    /// memory limit in bytes.
+    pub fn container(
+        pod: &PodSandbox,
+        name: &str,
+        limit_m: Option<i64>,
+        req_m: Option<u64>,
+        mem: Option<i64>,
+    ) -> Container {
+        Container {
+            id: format!("ctr-{}-{name}", pod.name),
+            pod_sandbox_id: pod.id.clone(),
+            name: name.into(),
+            state: ContainerState::Created,
+            resources: Some(LinuxResources {
+                cpu_shares: Some(req_m.map_or(2, |m| (m * 1024 / 1000).max(2))),
+                cpu_quota: Some(limit_m.map_or(-1, |m| m * 100)),
+                cpu_period: Some(100_000),
+                memory_limit: mem,
+                ..Default::default()
+            }),
+            cgroups_path: format!(
+                "{}:cri-containerd:ctr-{}-{name}",
+                pod.cgroup_parent, pod.name
+            ),
+            ..Default::default()
+        }
+    }
+
+    /// A uid for pod number `i`.
+    pub fn uid(i: u64) -> String {
+        format!("00000000-0000-4000-8000-{i:012}")
+    }
+
+    /// `n` pods of `per_pod` containers each: every `guaranteed_every`-th pod
+    /// Guaranteed (1 exclusive CPU and 256Mi per container), the others Burstable.
+    pub fn population(
+        n: u64,
+        per_pod: usize,
+        guaranteed_every: u64,
+    ) -> (Vec<PodSandbox>, Vec<Container>) {
+        let mut pods = Vec::new();
+        let mut ctrs = Vec::new();
+        for i in 0..n {
+            let g = guaranteed_every > 0 && i % guaranteed_every == 0;
+            let p = sandbox(
+                &format!("pod{i}"),
+                &uid(i),
+                if g { "guaranteed" } else { "burstable" },
+            );
+            for k in 0..per_pod {
+                let name = format!("c{k}");
+                ctrs.push(if g {
+                    container(&p, &name, Some(1000), Some(1000), Some(256 << 20))
+                } else {
+                    container(&p, &name, None, Some(100), None)
+                });
+            }
+            pods.push(p);
+        }
+        (pods, ctrs)
+    }
+}

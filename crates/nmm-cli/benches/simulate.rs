@@ -5,8 +5,8 @@
 //!   cargo bench -p nmm --bench simulate
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use nmm::scenario::load_scenario;
-use nmm::simulate::{event_json, run};
+use nmm_scenario::scenario::load_scenario;
+use nmm_scenario::simulate::{event_json, run};
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;

@@ -5,6 +5,8 @@
 pub mod cmd;
 pub mod fsio;
 pub mod render;
-pub mod scenario;
-pub mod simulate;
 pub mod svg;
+
+/// The loaders and the simulator live in `nmm-scenario`; re-exported under their old
+/// paths.
+pub use nmm_scenario::{load, scenario, scenario_devices, simulate};

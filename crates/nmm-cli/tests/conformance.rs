@@ -2,14 +2,14 @@
 //! kubelet v1.32 code) must give the same lines and the same checkpoints. On failure the
 //! test names the scenario, the step and the difference.
 
-use nmm::scenario::load_scenario;
-use nmm::simulate::{event_json, run_with, startup_json};
+use nmm_scenario::scenario::load_scenario;
+use nmm_scenario::simulate::{device_state_json, event_json, run_with, startup_json};
 use serde_json::Value;
 use std::path::Path;
 
 #[path = "support/corpora.rs"]
 mod corpora;
-use corpora::{all_scenarios, shared_dir};
+use corpora::{all_scenarios, scenarios, shared_dir};
 
 /// Runs one scenario; returns the differences found.
 fn check(path: &Path, enumerate: bool) -> Vec<String> {
@@ -50,6 +50,7 @@ fn check(path: &Path, enumerate: bool) -> Vec<String> {
         got.push(serde_json::json!({"memory_manager_state_canonical": m}));
         let c: Value = serde_json::from_str(&node.cpu_checkpoint()).unwrap();
         got.push(serde_json::json!({"cpu_manager_state": c}));
+        got.extend(device_state_json(&s, node));
     }
     for i in 0..expected.len().max(got.len()) {
         let (e, g) = (expected.get(i), got.get(i));
@@ -96,4 +97,32 @@ fn kubelet_conformance_scenarios() {
         );
     }
     eprintln!("{} conformance scenarios passed", all.len());
+}
+
+/// `../shared/conformance-next/devices`: kubelet v1.32.10 answers with its real
+/// devicemanager (both paths, as above).
+#[test]
+fn device_conformance_scenarios() {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance-next/devices");
+    if !d.is_dir() {
+        eprintln!("skipping: {} is not present", d.display());
+        return;
+    }
+    let all = scenarios(&d);
+    assert!(!all.is_empty(), "no scenarios under {}", d.display());
+    let failed: Vec<String> = [false, true]
+        .iter()
+        .flat_map(|&enumerate| all.iter().flat_map(move |p| check(p, enumerate)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} differences (first ones):\n{}",
+        failed.len(),
+        failed
+            .iter()
+            .take(15)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
 }

@@ -625,11 +625,11 @@ fn verify_against_sysfs_and_a_kubelet_config() {
     let machine_yaml =
         "numaNodes:\n- {id: 0, cpus: 0-3, memory: 16Gi}\n- {id: 1, cpus: 4-7, memory: 16Gi}\n";
     let mv: Value = serde_saphyr::from_str(machine_yaml).unwrap();
-    let machine = nmm::scenario::parse_machine(&mv, Path::new("machine")).unwrap();
+    let machine = nmm_scenario::scenario::parse_machine(&mv, Path::new("machine")).unwrap();
     let root = dir.path().join("root");
     FakeSysfs::from_machine(&machine).write_to(&root).unwrap();
     let cfg = write(dir.path(), "config.yaml", KUBELET_CONFIG);
-    let config = nmm::scenario::parse_kubelet(
+    let config = nmm_scenario::scenario::parse_kubelet(
         Some(&serde_saphyr::from_str::<Value>(KUBELET_CONFIG).unwrap()),
         Path::new("config.yaml"),
     )
@@ -891,7 +891,7 @@ fn restart_scenarios_verify_like_the_kubelet() {
         let name = scenario.file_stem().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(scenario).unwrap();
         let variant = variant(&text);
-        let v = nmm::scenario::read_yaml_file(scenario).unwrap();
+        let v = nmm_scenario::scenario::read_yaml_file(scenario).unwrap();
         let first: Value = serde_json::from_str(
             std::fs::read_to_string(scenario.with_extension("expected.jsonl"))
                 .unwrap()

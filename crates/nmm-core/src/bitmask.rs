@@ -9,8 +9,16 @@ pub struct NumaMask(pub u64);
 impl NumaMask {
     pub const EMPTY: NumaMask = NumaMask(0);
 
+    /// The mask of one node. Ids above 63 cannot be represented and give the empty mask
+    /// (never a wrapped bit); machines are checked at the boundary
+    /// (`Machine::check_limits`), so the managers never pass one.
     pub fn single(id: u32) -> NumaMask {
-        NumaMask(1u64 << id)
+        NumaMask(1u64.checked_shl(id).unwrap_or(0))
+    }
+
+    /// The mask of one node, or the kubelet's bitmask error for ids above 63.
+    pub fn try_single(id: u32) -> Result<NumaMask, String> {
+        NumaMask::from_ids([id as i64])
     }
 
     /// Like `bitmask.NewBitMask`: every bit must be in 0..=63.
@@ -92,7 +100,7 @@ pub fn iterate_masks(ids: &[u32], mut f: impl FnMut(NumaMask)) {
             return;
         }
         for i in start..=ids.len() - left {
-            rec(ids, i + 1, left - 1, acc | (1u64 << ids[i]), f);
+            rec(ids, i + 1, left - 1, acc | NumaMask::single(ids[i]).0, f);
         }
     }
     for size in 1..=ids.len() {
@@ -127,6 +135,20 @@ mod tests {
                 vec![1, 2],
                 vec![0, 1, 2]
             ]
+        );
+    }
+
+    #[test]
+    fn single_never_wraps() {
+        assert_eq!(NumaMask::single(63).to_vec(), vec![63]);
+        assert_eq!(NumaMask::single(64), NumaMask::EMPTY);
+        assert_eq!(NumaMask::single(65), NumaMask::EMPTY);
+        assert_eq!(NumaMask::single(u32::MAX), NumaMask::EMPTY);
+        assert!(!NumaMask(u64::MAX).is_set(64));
+        assert_eq!(NumaMask::try_single(5), Ok(NumaMask(1 << 5)));
+        assert_eq!(
+            NumaMask::try_single(64).unwrap_err(),
+            "bit number must be in range 0-63"
         );
     }
 

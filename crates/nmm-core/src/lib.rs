@@ -8,6 +8,8 @@ pub mod bitmask;
 pub mod checkpoint;
 pub mod cpumanager;
 pub mod cpuset;
+pub mod devicemanager;
+pub mod diagnose;
 pub mod explain;
 pub mod kubelet_config;
 pub mod machine;

@@ -37,7 +37,61 @@ pub struct Machine {
     pub cpus: Vec<Cpu>,
 }
 
+/// The largest NUMA node id the engine can represent: the kubelet's NUMA bitmask holds bits
+/// 0-63 (`bitmask.NewBitMask`: "bit number must be in range 0-63").
+pub const MAX_NUMA_NODE_ID: u32 = 63;
+
+/// The largest logical CPU id accepted (the cpulist parser's bound: a CPU set is a bitset,
+/// so an id costs id/8 bytes; 2^20 CPUs is far beyond any machine).
+pub const MAX_CPU_ID: u32 = (1 << 20) - 1;
+
+/// Why a machine cannot be handed to the managers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MachineLimitError {
+    #[error("NUMA node id {0} is above {MAX_NUMA_NODE_ID}, the largest the kubelet's NUMA bitmask (and nmm) can represent")]
+    NodeId(u32),
+    #[error("CPU id {0} is above {MAX_CPU_ID}, the largest logical CPU id nmm accepts")]
+    CpuId(u32),
+    #[error("CPU {cpu} belongs to NUMA node {numa}, which is not one of the machine's nodes")]
+    CpuNode { cpu: u32, numa: u32 },
+    #[error("the NUMA nodes' memory adds up to more than 2^64 bytes")]
+    MemoryOverflow,
+}
+
 impl Machine {
+    /// Checks that every id is one the engine can represent, before anything sized by an
+    /// id is allocated (the managers index tables by node id and mask nodes in 64 bits).
+    pub fn check_limits(&self) -> Result<(), MachineLimitError> {
+        if let Some(n) = self.nodes.iter().find(|n| n.id > MAX_NUMA_NODE_ID) {
+            return Err(MachineLimitError::NodeId(n.id));
+        }
+        let mut total = 0u64;
+        for n in &self.nodes {
+            if let Some(c) = n.cpus.iter().find(|&c| c > MAX_CPU_ID) {
+                return Err(MachineLimitError::CpuId(c));
+            }
+            let hp = n
+                .hugepages
+                .values()
+                .try_fold(0u64, |a, &b| a.checked_add(b));
+            total = hp
+                .and_then(|_| total.checked_add(n.memory))
+                .ok_or(MachineLimitError::MemoryOverflow)?;
+        }
+        for c in &self.cpus {
+            if c.id > MAX_CPU_ID {
+                return Err(MachineLimitError::CpuId(c.id));
+            }
+            if self.node(c.numa).is_none() {
+                return Err(MachineLimitError::CpuNode {
+                    cpu: c.id,
+                    numa: c.numa,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub fn node(&self, id: u32) -> Option<&NumaNode> {
         self.nodes.iter().find(|n| n.id == id)
     }
@@ -72,9 +126,16 @@ impl Machine {
 
     /// Kernel default distances (10 local, 20 remote) for a machine whose firmware gives
     /// no SLIT table.
+    /// Ids above [`MAX_NUMA_NODE_ID`] are left out of the rows (check [`Machine::check_limits`]
+    /// first; this never sizes a row by an unchecked id).
     pub fn default_distances(&mut self) {
         let ids = self.node_ids();
-        let max = ids.iter().copied().max().map_or(0, |m| m as usize + 1);
+        let max = ids
+            .iter()
+            .copied()
+            .filter(|&m| m <= MAX_NUMA_NODE_ID)
+            .max()
+            .map_or(0, |m| m as usize + 1);
         for n in &mut self.nodes {
             n.distances = (0..max)
                 .map(|j| if j as u32 == n.id { 10 } else { 20 })
@@ -137,5 +198,43 @@ impl Machine {
         m.cpus.sort_by_key(|c| c.id);
         m.default_distances();
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_refuse_unrepresentable_ids() {
+        let mut m = Machine::synthetic(2, 1, 0, 1 << 30, 0);
+        assert_eq!(m.check_limits(), Ok(()));
+        m.nodes[1].id = 64;
+        assert_eq!(m.check_limits(), Err(MachineLimitError::NodeId(64)));
+        m.nodes[1].id = 4_000_000_000;
+        let e = m.check_limits().unwrap_err();
+        assert!(e.to_string().contains("4000000000 is above 63"), "{e}");
+        // Never sized by the bad id.
+        m.default_distances();
+        assert_eq!(m.nodes[0].distances.len(), 1);
+
+        let mut m = Machine::synthetic(1, 1, 0, 1 << 30, 0);
+        m.cpus[0].numa = 7;
+        assert_eq!(
+            m.check_limits(),
+            Err(MachineLimitError::CpuNode { cpu: 0, numa: 7 })
+        );
+        let mut m = Machine::synthetic(1, 1, 0, 1 << 30, 0);
+        m.nodes[0].cpus.insert(MAX_CPU_ID + 1);
+        assert_eq!(
+            m.check_limits(),
+            Err(MachineLimitError::CpuId(MAX_CPU_ID + 1))
+        );
+        let mut m = Machine::synthetic(2, 1, 0, u64::MAX, 0);
+        assert_eq!(m.check_limits(), Err(MachineLimitError::MemoryOverflow));
+        m.nodes[1].memory = 0;
+        m.nodes[0].hugepages.insert(1 << 30, u64::MAX);
+        m.nodes[0].hugepages.insert(2 << 20, 1);
+        assert_eq!(m.check_limits(), Err(MachineLimitError::MemoryOverflow));
     }
 }

@@ -6,6 +6,7 @@ use crate::checkpoint;
 use crate::cpumanager::policy_static::CpuAssignments;
 use crate::cpumanager::{CpuManager, CpuPolicy};
 use crate::cpuset::CpuSet;
+use crate::devicemanager::{Device, DeviceManager};
 use crate::kubelet_config::KubeletConfig;
 use crate::machine::Machine;
 use crate::memorymanager::state::{Assignments, Block, MachineState};
@@ -55,6 +56,11 @@ pub struct StartOptions {
     /// List every NUMA mask as the kubelet does instead of describing hint lists (slow
     /// above ~12 nodes; tests compare both paths with it).
     pub enumerate: bool,
+    /// The devices the device plugins report (`machine.devices` of a scenario); the
+    /// plugins register after the managers have started.
+    pub devices: Vec<Device>,
+    /// `device-plugins/kubelet_internal_checkpoint` to start from.
+    pub device_checkpoint: Option<RawCheckpoint>,
 }
 
 /// One container after an admission attempt: what the managers hold for it.
@@ -67,6 +73,8 @@ pub struct ContainerResult {
     /// The Topology Manager's stored hint (absent under policy `none`, or when admission
     /// stopped before this container).
     pub affinity: Option<TopologyHint>,
+    /// Devices the Device Manager allocated to the container: resource -> sorted ids.
+    pub devices: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +115,7 @@ pub struct Node {
     pub topology: TopologyManager,
     pub cpu: CpuManager,
     pub memory: MemoryManager,
+    pub devices: DeviceManager,
     /// Live pods admitted here: uid -> name.
     admitted: BTreeMap<String, String>,
     /// Pods that came with the restored checkpoints.
@@ -132,6 +141,10 @@ impl Node {
         config: KubeletConfig,
         opts: StartOptions,
     ) -> Result<Node, StartupError> {
+        machine.check_limits().map_err(|e| StartupError {
+            stage: "machine",
+            message: e.to_string(),
+        })?;
         validate_kubelet_config(&config).map_err(err("validation"))?;
         let memory_capacity: u64 = machine.nodes.iter().map(|n| n.memory).sum();
         let mut reservation =
@@ -272,12 +285,27 @@ impl Node {
             .start(&machine, mem_restored)
             .map_err(err("memoryManager"))?;
 
+        // Device Manager Start (checkpoint; a bad one is logged and ignored, as in the
+        // kubelet), then the plugins register.
+        let mut devices = DeviceManager::new(&machine);
+        devices.large = topology.large;
+        devices.start(opts.device_checkpoint.as_ref().map(|raw| {
+            match raw {
+                RawCheckpoint::Bytes(b) => checkpoint::device::decode(b),
+                RawCheckpoint::Json(v) => checkpoint::device::decode_value(v),
+            }
+            .map_err(|e| e.to_string())
+        }));
+        node_restored.extend(devices.pods());
+        devices.register_all(&opts.devices);
+
         Ok(Node {
             machine,
             config,
             topology,
             cpu,
             memory,
+            devices,
             admitted: BTreeMap::new(),
             restored: node_restored,
             rejected: BTreeSet::new(),
@@ -303,8 +331,17 @@ impl Node {
             return Err(StepError::DuplicateUid(pod.uid.clone()));
         }
         let trace = {
-            let mut providers: [&mut dyn HintProvider; 2] = [&mut self.cpu, &mut self.memory];
-            self.topology.admit(pod, &mut providers)
+            // The kubelet's order: Device Manager, CPU Manager, Memory Manager. Without
+            // any device plugin the Device Manager answers "no preference" and allocates
+            // nothing, so it is left out (explanations stay as they were).
+            if self.devices.is_active() {
+                let mut providers: [&mut dyn HintProvider; 3] =
+                    [&mut self.devices, &mut self.cpu, &mut self.memory];
+                self.topology.admit(pod, &mut providers)
+            } else {
+                let mut providers: [&mut dyn HintProvider; 2] = [&mut self.cpu, &mut self.memory];
+                self.topology.admit(pod, &mut providers)
+            }
         };
         let show_affinity = self.topology.policy.kind != PolicyKind::None;
         let containers = pod
@@ -325,6 +362,7 @@ impl Node {
                     memory,
                     cpus: self.cpu.cpus_of(&pod.uid, &c.name),
                     affinity: if show_affinity { t.affinity } else { None },
+                    devices: self.devices.container_devices(&pod.uid, &c.name),
                 }
             })
             .collect();
@@ -353,6 +391,7 @@ impl Node {
     fn release(&mut self, uid: &str) {
         self.cpu.remove_pod(uid);
         self.memory.remove_pod(uid);
+        self.devices.remove_pod(uid);
         self.topology.remove_pod(uid);
     }
 
@@ -378,6 +417,12 @@ impl Node {
             _ => (self.memory.machine_state(), self.memory.assignments()),
         };
         checkpoint::memory::encode(self.memory.policy_name(), &ms, &a)
+    }
+
+    /// `device-plugins/kubelet_internal_checkpoint` as the kubelet would have written it
+    /// now (canonical order).
+    pub fn device_checkpoint(&self) -> String {
+        checkpoint::device::encode(&self.devices.checkpoint())
     }
 
     /// `cpu_manager_state` as the kubelet would have written it now.

@@ -71,7 +71,19 @@ pub enum QuantityError {
     /// `ErrNumeric`
     #[error("unable to parse numeric part of quantity")]
     Numeric,
+    /// nmm's own bound (apimachinery has none): a decimal magnitude of 10^1000 or more.
+    #[error("quantity is too large: nmm accepts magnitudes below 10^{MAX_DECIMAL_DIGITS} (the exponent or the number of integer digits is too big)")]
+    TooLarge,
 }
+
+/// Decimal quantities must stay below `10^MAX_DECIMAL_DIGITS` in magnitude.
+///
+/// apimachinery accepts any exponent that fits an int32 and pays for it in the first
+/// arithmetic or rounding step (`1e999999999` costs ~400 MB of `big.Int` there). nmm refuses
+/// such values at parse time, so every parsed quantity holds at most about
+/// `MAX_DECIMAL_DIGITS + 9` digits and every operation on it is bounded. BinarySI values
+/// keep apimachinery's own saturation at 2^63-1.
+pub const MAX_DECIMAL_DIGITS: i64 = 1000;
 
 // ---------------------------------------------------------------------------------
 // Arbitrary precision magnitude: little-endian base-10 digits, no high zero digits.
@@ -612,6 +624,23 @@ fn interpret_suffix(s: &[u8]) -> Option<(u32, i32, Format)> {
     Some(r)
 }
 
+/// Power of ten of the most significant non-zero digit of `num.denom * 10^exponent`
+/// (`None` for zero), computed from the text without building the number.
+fn leading_digit_position(sc: &Scanned<'_>, exponent: i32) -> Option<i64> {
+    let int_len = if sc.num == b"0" {
+        0
+    } else {
+        sc.num.len() as i64
+    };
+    let p = if int_len > 0 {
+        int_len - 1
+    } else {
+        let j = sc.denom.iter().position(|&c| c != b'0')?;
+        -(j as i64) - 1
+    };
+    Some(p + exponent as i64)
+}
+
 /// inf.Dec `SetString` of the scanner's value text: `(negative, unscaled, fraction digits)`.
 fn parse_decimal_text(v: &[u8]) -> Option<(bool, Mag, usize)> {
     let mut i = 0;
@@ -693,6 +722,11 @@ impl Quantity {
         let sc = scan(s.as_bytes())?;
         let (base, exponent, mut format) =
             interpret_suffix(sc.suffix).ok_or(QuantityError::Suffix)?;
+        if base == 10
+            && leading_digit_position(&sc, exponent).is_some_and(|p| p >= MAX_DECIMAL_DIGITS)
+        {
+            return Err(QuantityError::TooLarge);
+        }
 
         // int64 fast path.
         let digits = (sc.num.len() + sc.denom.len()) as i64;
@@ -1195,6 +1229,65 @@ mod tests {
             assert_eq!(Quantity::parse(s).unwrap_err(), *want, "{s:?}");
             assert_eq!(s.parse::<Quantity>().unwrap_err(), *want, "{s:?}");
         }
+    }
+
+    /// Digits held by the representation (test-only measure of memory use).
+    fn repr_digits(x: &Quantity) -> usize {
+        match &x.amount {
+            Amount::Int { .. } => 1,
+            Amount::Dec(d) => d.mag.ndigits(),
+        }
+    }
+
+    #[test]
+    fn hostile_magnitudes_are_refused_before_any_allocation() {
+        for s in [
+            "1e999999999",
+            "1e1000",
+            "-1e1000",
+            "12345678901234567890e999999999",
+            "0.1e1001",
+            "1E2147483647",
+            "1000000000000000E986",
+        ] {
+            assert_eq!(
+                Quantity::parse(s).unwrap_err(),
+                QuantityError::TooLarge,
+                "{s}"
+            );
+        }
+        // 10^1000 written out in digits: same bound.
+        let long = format!("1{}", "0".repeat(1000));
+        assert_eq!(Quantity::parse(&long).unwrap_err(), QuantityError::TooLarge);
+        assert!(QuantityError::TooLarge.to_string().contains("10^1000"));
+    }
+
+    #[test]
+    fn bounded_values_just_below_the_limit_are_exact_and_small() {
+        let top = q("9e999");
+        assert_eq!(top.to_string(), "9e999");
+        let mut sum = q("1n");
+        sum.add(&top);
+        sum.add(&q("1Gi"));
+        // Exact: the nano digit survives, and the representation stays near 1000 digits.
+        assert!(
+            repr_digits(&sum) <= (MAX_DECIMAL_DIGITS as usize) + 10,
+            "{}",
+            repr_digits(&sum)
+        );
+        assert!(sum.canonical().ends_with("000000001n"));
+        assert_eq!(sum.cmp_value(&top), Ordering::Greater);
+        // Tiny exponents round up to 1n without building the number.
+        let tiny = q("1e-999999999");
+        assert_eq!(tiny.to_string(), "1e-9");
+        assert!(repr_digits(&tiny) <= 1);
+        let long_fraction = format!("0.{}1", "0".repeat(100_000));
+        assert_eq!(q(&long_fraction).to_string(), "1n");
+        // BinarySI keeps apimachinery's saturation instead.
+        let huge_bin = format!("{}Ei", "9".repeat(5000));
+        assert_eq!(q(&huge_bin).value(), i64::MAX);
+        // A 1000-digit integer part is refused, 1000 digits below the point are fine.
+        assert_eq!(q(&"9".repeat(1000)).to_string().len(), 1000);
     }
 
     #[test]

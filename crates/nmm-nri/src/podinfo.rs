@@ -39,6 +39,123 @@ pub const SIDECAR_CONTAINERS_ANNOTATION: &str = "nmm.io/sidecar-containers";
 /// The kubelet's `MinShares`.
 const MIN_SHARES: u64 = 2;
 
+/// Size limits on what the runtime hands us for one pod, so that one request's work is
+/// bounded (NRI drops a plugin that misses its 2 s timeout, and every later container
+/// then goes unchecked). A pod over a limit is refused with a message naming the field.
+pub mod limits {
+    /// Containers of one pod (init containers included). Kubernetes sets no limit; real
+    /// pods have a handful.
+    pub const MAX_CONTAINERS: usize = 256;
+    /// Bytes of one `nmm.io/*` annotation value (the API server allows 256 KiB for all
+    /// annotations of an object together).
+    pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
+    /// Resources named for one container in `nmm.io/requests`, and hugepage limits of one
+    /// container.
+    pub const MAX_RESOURCES: usize = 64;
+    /// Bytes of a container or resource name (a qualified name is at most 253 + 1 + 63).
+    pub const MAX_NAME_BYTES: usize = 317;
+    /// Bytes of one quantity text (`"128Mi"`, `"1.5"`; 64 is generous).
+    pub const MAX_QUANTITY_BYTES: usize = 64;
+    /// Bytes of a cgroup path (PATH_MAX).
+    pub const MAX_CGROUP_PATH_BYTES: usize = 4096;
+}
+
+/// At most `max` bytes of `s` (on a char boundary), marked when cut, for messages.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn too_long(what: &str, len: usize, max: usize) -> String {
+    format!("{what} is {len} bytes, above the limit of {max}; shorten it")
+}
+
+/// Refuses, before any parsing, a pod whose fields exceed [`limits`].
+fn check_sizes(pod: &PodSandbox, containers: &[Container]) -> Result<(), String> {
+    use limits::*;
+    if containers.len() > MAX_CONTAINERS {
+        return Err(format!(
+            "{} containers, above the limit of {MAX_CONTAINERS} per pod",
+            containers.len()
+        ));
+    }
+    for key in [
+        REQUESTS_ANNOTATION,
+        INIT_CONTAINERS_ANNOTATION,
+        SIDECAR_CONTAINERS_ANNOTATION,
+    ] {
+        if let Some(v) = pod.annotations.get(key) {
+            if v.len() > MAX_ANNOTATION_BYTES {
+                return Err(too_long(
+                    &format!("annotation {key}"),
+                    v.len(),
+                    MAX_ANNOTATION_BYTES,
+                ));
+            }
+        }
+    }
+    for (what, v) in [
+        ("linux.cgroup_parent", &pod.cgroup_parent),
+        ("linux.cgroups_path", &pod.cgroups_path),
+    ] {
+        if v.len() > MAX_CGROUP_PATH_BYTES {
+            return Err(too_long(what, v.len(), MAX_CGROUP_PATH_BYTES));
+        }
+    }
+    for c in containers {
+        if c.name.len() > MAX_NAME_BYTES {
+            return Err(too_long(
+                &format!("container {:?}: name", c.id),
+                c.name.len(),
+                MAX_NAME_BYTES,
+            ));
+        }
+        if c.cgroups_path.len() > MAX_CGROUP_PATH_BYTES {
+            return Err(too_long(
+                &format!("container {:?}: linux.cgroups_path", c.name),
+                c.cgroups_path.len(),
+                MAX_CGROUP_PATH_BYTES,
+            ));
+        }
+        if let Some(r) = &c.resources {
+            if r.hugepage_limits.len() > MAX_RESOURCES {
+                return Err(format!(
+                    "container {:?}: {} hugepage limits, above the limit of {MAX_RESOURCES}",
+                    c.name,
+                    r.hugepage_limits.len()
+                ));
+            }
+            if let Some(v) = r.unified.get("memory.min") {
+                if v.len() > MAX_QUANTITY_BYTES {
+                    return Err(too_long(
+                        &format!("container {:?}: unified memory.min", c.name),
+                        v.len(),
+                        MAX_QUANTITY_BYTES,
+                    ));
+                }
+            }
+            if let Some(h) = r
+                .hugepage_limits
+                .iter()
+                .find(|h| h.page_size.len() > MAX_QUANTITY_BYTES)
+            {
+                return Err(too_long(
+                    &format!("container {:?}: hugepage page size", c.name),
+                    h.page_size.len(),
+                    MAX_QUANTITY_BYTES,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn pod_uid_token(tok: &str, systemd: bool) -> Option<String> {
     let uid = tok.strip_prefix("pod")?;
     if uid.is_empty() {
@@ -159,18 +276,48 @@ fn parse_overrides(pod: &PodSandbox) -> Result<Overrides, String> {
     let obj = v
         .as_object()
         .ok_or_else(|| bad("expected an object of containers".into()))?;
+    use limits::*;
+    if obj.len() > MAX_CONTAINERS {
+        return Err(bad(format!(
+            "{} containers, above the limit of {MAX_CONTAINERS}",
+            obj.len()
+        )));
+    }
     let mut out = Overrides::new();
     for (ctr, res) in obj {
+        if ctr.len() > MAX_NAME_BYTES {
+            return Err(bad(too_long("a container name", ctr.len(), MAX_NAME_BYTES)));
+        }
         let res = res
             .as_object()
             .ok_or_else(|| bad(format!("{ctr:?}: expected an object of resources")))?;
+        if res.len() > MAX_RESOURCES {
+            return Err(bad(format!(
+                "{ctr:?}: {} resources, above the limit of {MAX_RESOURCES}",
+                res.len()
+            )));
+        }
         let mut m = BTreeMap::new();
         for (name, q) in res {
+            if name.len() > MAX_NAME_BYTES {
+                return Err(bad(too_long(
+                    &format!("{ctr:?}: a resource name"),
+                    name.len(),
+                    MAX_NAME_BYTES,
+                )));
+            }
             let text = match q {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Number(n) => n.to_string(),
                 _ => return Err(bad(format!("{ctr:?}.{name}: expected a quantity"))),
             };
+            if text.len() > MAX_QUANTITY_BYTES {
+                return Err(bad(too_long(
+                    &format!("{ctr:?}.{name}"),
+                    text.len(),
+                    MAX_QUANTITY_BYTES,
+                )));
+            }
             let q = Quantity::parse(text.trim())
                 .map_err(|e| bad(format!("{ctr:?}.{name}: {text:?}: {e}")))?;
             if q.sign() < 0 {
@@ -183,8 +330,9 @@ fn parse_overrides(pod: &PodSandbox) -> Result<Overrides, String> {
     Ok(out)
 }
 
-fn name_list(pod: &PodSandbox, key: &str) -> Vec<String> {
-    pod.annotations
+fn name_list(pod: &PodSandbox, key: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = pod
+        .annotations
         .get(key)
         .map(|v| {
             v.split(',')
@@ -193,7 +341,21 @@ fn name_list(pod: &PodSandbox, key: &str) -> Vec<String> {
                 .map(String::from)
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if names.len() > limits::MAX_CONTAINERS {
+        return Err(format!(
+            "annotation {key}: {} names, above the limit of {}",
+            names.len(),
+            limits::MAX_CONTAINERS
+        ));
+    }
+    if let Some(n) = names.iter().find(|n| n.len() > limits::MAX_NAME_BYTES) {
+        return Err(format!(
+            "annotation {key}: {}",
+            too_long("a container name", n.len(), limits::MAX_NAME_BYTES)
+        ));
+    }
+    Ok(names)
 }
 
 fn container_info(
@@ -326,7 +488,12 @@ fn container_info(
 /// memory limits, a BestEffort cgroup with CPU or memory resources, or a pod UID
 /// that differs from the one in its cgroup.
 pub fn pod_info_from_nri(pod: &PodSandbox, containers: &[Container]) -> Result<PodInfo, String> {
-    let who = format!("pod {}/{}", pod.namespace, pod.name);
+    let who = format!(
+        "pod {}/{}",
+        clip(&pod.namespace, limits::MAX_NAME_BYTES),
+        clip(&pod.name, limits::MAX_NAME_BYTES)
+    );
+    check_sizes(pod, containers).map_err(|e| format!("{who}: {e}"))?;
     let cg = parse_kubepods_cgroup(&pod.cgroup_parent).or_else(|| {
         containers
             .iter()
@@ -345,31 +512,40 @@ pub fn pod_info_from_nri(pod: &PodSandbox, containers: &[Container]) -> Result<P
     };
     let qos_hint = cg.map(|(q, _)| q);
     let overrides = parse_overrides(pod).map_err(|e| format!("{who}: {e}"))?;
-    let init = name_list(pod, INIT_CONTAINERS_ANNOTATION);
-    let sidecars = name_list(pod, SIDECAR_CONTAINERS_ANNOTATION);
-    if let Some(s) = sidecars.iter().find(|s| !init.contains(s)) {
+    let init = name_list(pod, INIT_CONTAINERS_ANNOTATION).map_err(|e| format!("{who}: {e}"))?;
+    let sidecars =
+        name_list(pod, SIDECAR_CONTAINERS_ANNOTATION).map_err(|e| format!("{who}: {e}"))?;
+    // Position of each init container (first mention wins), for O(log n) lookups.
+    let mut init_pos: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, n) in init.iter().enumerate() {
+        init_pos.entry(n.as_str()).or_insert(i);
+    }
+    let sidecar_set: std::collections::BTreeSet<&str> =
+        sidecars.iter().map(String::as_str).collect();
+    if let Some(s) = sidecars.iter().find(|s| !init_pos.contains_key(s.as_str())) {
         return Err(format!(
             "{who}: {SIDECAR_CONTAINERS_ANNOTATION} names {s:?}, which is not in {INIT_CONTAINERS_ANNOTATION}"
         ));
     }
 
     let mut infos = Vec::with_capacity(containers.len());
+    let mut seen = std::collections::BTreeSet::new();
     for c in containers {
         if c.name.is_empty() {
             return Err(format!("{who}: container {:?} has no name", c.id));
         }
-        if infos.iter().any(|i: &ContainerInfo| i.name == c.name) {
+        if !seen.insert(c.name.as_str()) {
             return Err(format!("{who}: two containers named {:?}", c.name));
         }
         let mut info = container_info(c, qos_hint, overrides.get(&c.name))
             .map_err(|e| format!("{who}: {e}"))?;
-        info.init = init.contains(&c.name);
-        info.restartable = sidecars.contains(&c.name);
+        info.init = init_pos.contains_key(c.name.as_str());
+        info.restartable = sidecar_set.contains(c.name.as_str());
         infos.push(info);
     }
     infos.sort_by_key(|i| {
         if i.init {
-            init.iter().position(|n| *n == i.name).unwrap_or(usize::MAX)
+            init_pos.get(i.name.as_str()).copied().unwrap_or(usize::MAX)
         } else {
             usize::MAX
         }

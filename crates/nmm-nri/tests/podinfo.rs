@@ -417,3 +417,134 @@ proptest! {
         }
     }
 }
+
+fn annotated(key: &str, value: String) -> PodSandbox {
+    let mut p = pod("");
+    p.annotations.insert(key.into(), value);
+    p
+}
+
+#[test]
+fn huge_exponents_in_the_requests_annotation_are_refused_naming_the_field() {
+    let p = annotated(
+        "nmm.io/requests",
+        r#"{"app": {"memory": "1e999999999", "cpu": "1e999999999", "hugepages-1Gi": "1e999999999"}}"#
+            .into(),
+    );
+    let err = pod_info_from_nri(&p, &[ctr("app", res(2, -1, Some(1 << 30)))]).unwrap_err();
+    assert!(
+        err.starts_with("pod ns/p: annotation nmm.io/requests: \"app\".memory: \"1e999999999\": quantity is too large"),
+        "{err}"
+    );
+}
+
+#[test]
+fn oversized_fields_are_refused_with_the_limit() {
+    let c = [ctr("app", res(2, -1, Some(1 << 30)))];
+    let big = annotated(
+        "nmm.io/requests",
+        format!("{{\"app\": {{}}, \"x\": \"{}\"}}", "y".repeat(70_000)),
+    );
+    let err = pod_info_from_nri(&big, &c).unwrap_err();
+    assert!(
+        err.contains("annotation nmm.io/requests is 70020 bytes, above the limit of 65536"),
+        "{err}"
+    );
+
+    let names = (0..300)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let err = pod_info_from_nri(&annotated("nmm.io/init-containers", names), &c).unwrap_err();
+    assert!(
+        err.contains("annotation nmm.io/init-containers: 300 names, above the limit of 256"),
+        "{err}"
+    );
+
+    let many: String = (0..300)
+        .map(|i| format!("\"c{i}\": {{}}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let err =
+        pod_info_from_nri(&annotated("nmm.io/requests", format!("{{{many}}}")), &c).unwrap_err();
+    assert!(
+        err.contains("300 containers, above the limit of 256"),
+        "{err}"
+    );
+
+    let resources: String = (0..65)
+        .map(|i| format!("\"r{i}\": \"1\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let err = pod_info_from_nri(
+        &annotated("nmm.io/requests", format!("{{\"app\": {{{resources}}}}}")),
+        &c,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("\"app\": 65 resources, above the limit of 64"),
+        "{err}"
+    );
+
+    let long_q = format!("{{\"app\": {{\"memory\": \"1{}\"}}}}", "0".repeat(80));
+    let err = pod_info_from_nri(&annotated("nmm.io/requests", long_q), &c).unwrap_err();
+    assert!(
+        err.contains("\"app\".memory is 81 bytes, above the limit of 64"),
+        "{err}"
+    );
+
+    let ctrs: Vec<Container> = (0..257)
+        .map(|i| ctr(&format!("c{i}"), res(2, -1, None)))
+        .collect();
+    let err = pod_info_from_nri(&pod(""), &ctrs).unwrap_err();
+    assert_eq!(
+        err,
+        "pod ns/p: 257 containers, above the limit of 256 per pod"
+    );
+
+    let mut p = pod("");
+    p.cgroup_parent = "/".repeat(5000);
+    let err = pod_info_from_nri(&p, &c).unwrap_err();
+    assert!(
+        err.contains("linux.cgroup_parent is 5000 bytes, above the limit of 4096"),
+        "{err}"
+    );
+
+    let long_name = "n".repeat(400);
+    let err = pod_info_from_nri(&pod(""), &[ctr(&long_name, res(2, -1, None))]).unwrap_err();
+    assert!(
+        err.contains(": name is 400 bytes, above the limit of 317"),
+        "{err}"
+    );
+
+    let mut p = pod("");
+    p.name = "é".repeat(1000);
+    let err = pod_info_from_nri(&p, &ctrs).unwrap_err();
+    assert!(
+        err.len() < 600,
+        "the message quotes a clipped name: {}",
+        err.len()
+    );
+}
+
+#[test]
+fn the_largest_accepted_pod_is_processed() {
+    // 256 containers with distinct names, all init containers, one sidecar: the lookups are
+    // by set, so this stays linear-logarithmic.
+    let ctrs: Vec<Container> = (0..256)
+        .map(|i| ctr(&format!("c{i}"), res(2, -1, None)))
+        .collect();
+    let names = (0..256)
+        .rev()
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut p = annotated("nmm.io/init-containers", names);
+    p.annotations
+        .insert("nmm.io/sidecar-containers".into(), "c7".into());
+    let info = pod_info_from_nri(&p, &ctrs).unwrap();
+    assert_eq!(info.containers.len(), 256);
+    assert_eq!(info.containers[0].name, "c255");
+    assert!(info.containers.iter().all(|c| c.init));
+    assert_eq!(info.containers.iter().filter(|c| c.restartable).count(), 1);
+}

@@ -36,7 +36,7 @@
 pub mod fake;
 
 use nmm_core::cpuset::CpuSet;
-use nmm_core::machine::{Cpu, Machine, NumaNode};
+use nmm_core::machine::{Cpu, Machine, NumaNode, MAX_CPU_ID, MAX_NUMA_NODE_ID};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -203,6 +203,16 @@ impl Reading {
         } else {
             Vec::new()
         };
+        // Refuse ids the engine cannot represent before reading (or sizing) anything by them.
+        if let Some((id, dir)) = node_dirs.iter().find(|(id, _)| *id > MAX_NUMA_NODE_ID) {
+            return Err(SysfsError::Malformed {
+                path: dir.clone(),
+                problem: format!(
+                    "NUMA node id {id} is above {MAX_NUMA_NODE_ID}, the largest the kubelet's \
+                     NUMA bitmask (and nmm) can represent"
+                ),
+            });
+        }
         if node_dirs.is_empty() {
             self.warn(format!(
                 "{}: no NUMA node directories; reporting one pseudo-node per CPU socket, \
@@ -230,10 +240,15 @@ impl Reading {
             nodes.push(node);
         }
         nodes.sort_by_key(|n| n.id);
-        Ok(Machine {
+        let machine = Machine {
             nodes,
             cpus: cpus.into_values().collect(),
-        })
+        };
+        machine.check_limits().map_err(|e| SysfsError::Malformed {
+            path: node_root.clone(),
+            problem: e.to_string(),
+        })?;
+        Ok(machine)
     }
 
     fn node(
@@ -244,6 +259,7 @@ impl Reading {
     ) -> Result<(NumaNode, Vec<Cpu>), SysfsError> {
         let mut cpus = Vec::new();
         for (cpu_id, cpu_dir) in numbered_entries(dir, "cpu")? {
+            check_cpu_id(cpu_id, &cpu_dir)?;
             if online.is_some_and(|o| !o.contains(cpu_id)) {
                 continue;
             }
@@ -372,6 +388,7 @@ impl Reading {
         };
         let mut sockets: BTreeMap<u32, Vec<Cpu>> = BTreeMap::new();
         for (cpu_id, dir) in entries {
+            check_cpu_id(cpu_id, &dir)?;
             let pkg_path = dir.join("topology/physical_package_id");
             if !pkg_path.exists() {
                 // cAdvisor reads the package id of every CPU, online or not; a CPU without
@@ -383,10 +400,13 @@ impl Reading {
             }
             if online.is_some_and(|o| !o.contains(cpu_id)) {
                 let pkg = parse_int(&pkg_path, &read_file(&pkg_path)?)?;
-                sockets.entry(u32::try_from(pkg).unwrap_or(0)).or_default();
+                let socket = u32::try_from(pkg).unwrap_or(0);
+                check_pseudo_node_id(socket, &pkg_path)?;
+                sockets.entry(socket).or_default();
                 continue;
             }
             if let Some((core, socket)) = self.cpu_topology(&dir)? {
+                check_pseudo_node_id(socket, &pkg_path)?;
                 sockets.entry(socket).or_default().push(Cpu {
                     id: cpu_id,
                     core,
@@ -414,6 +434,32 @@ impl Reading {
         machine.cpus.sort_by_key(|c| c.id);
         Ok(machine)
     }
+}
+
+/// A CPU directory whose number no CPU set can hold without gigabytes of bitset.
+fn check_cpu_id(id: u32, dir: &Path) -> Result<(), SysfsError> {
+    if id > MAX_CPU_ID {
+        return Err(SysfsError::Malformed {
+            path: dir.to_path_buf(),
+            problem: format!("CPU id {id} is above {MAX_CPU_ID}, the largest nmm accepts"),
+        });
+    }
+    Ok(())
+}
+
+/// Without node directories a package id becomes a NUMA node id, with the same limit.
+fn check_pseudo_node_id(socket: u32, pkg_path: &Path) -> Result<(), SysfsError> {
+    if socket > MAX_NUMA_NODE_ID {
+        return Err(SysfsError::Malformed {
+            path: pkg_path.to_path_buf(),
+            problem: format!(
+                "package id {socket} would be NUMA node {socket} (no node directories), above \
+                 {MAX_NUMA_NODE_ID}, the largest the kubelet's NUMA bitmask (and nmm) can \
+                 represent"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `<dir>/hugepages/hugepages-<size>kB/nr_hugepages` -> page size bytes -> total bytes.

@@ -446,3 +446,55 @@ fn reads_through_symlinked_cpu_dirs() {
         .is_symlink());
     assert!(Path::new(&link).join("topology/core_id").is_file());
 }
+
+#[test]
+fn numa_ids_the_engine_cannot_represent_are_refused_naming_the_directory() {
+    for id in [64u64, 4_000_000_000] {
+        let f = FakeSysfs::uniform(1, 1, 1, GI).file(
+            format!("devices/system/node/node{id}/meminfo"),
+            format!("Node {id} MemTotal:       1024 kB\n"),
+        );
+        let (e, msg) = read_err(&f);
+        assert!(matches!(e, SysfsError::Malformed { .. }), "{e:?}");
+        assert!(
+            msg.contains(&format!("node{id}: NUMA node id {id} is above 63")),
+            "{msg}"
+        );
+    }
+    // 63 is the largest that works.
+    let f = FakeSysfs::new().node(FakeNode::new(63).cpu(0, 0, 0).memory(GI));
+    assert_eq!(read(&f).node_ids(), vec![63]);
+}
+
+#[test]
+fn cpu_ids_beyond_the_cpuset_limit_are_refused() {
+    let f = FakeSysfs::uniform(1, 1, 1, GI).file(
+        "devices/system/node/node0/cpu4000000000/topology/core_id",
+        "0\n",
+    );
+    let (_, msg) = read_err(&f);
+    assert!(
+        msg.contains("cpu4000000000: CPU id 4000000000 is above 1048575"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn pseudo_node_from_a_huge_package_id_is_refused() {
+    let f = FakeSysfs::new().no_node_dir().cpu(0, 0, 0).cpu(1, 0, 64);
+    let (_, msg) = read_err(&f);
+    assert!(
+        msg.contains("cpu1/topology/physical_package_id: package id 64 would be NUMA node 64"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn memory_totals_that_overflow_are_refused() {
+    let kb = u64::MAX / 1024 / 2 + 1;
+    let f = FakeSysfs::new()
+        .node(FakeNode::new(0).cpu(0, 0, 0).mem_total_kb(kb))
+        .node(FakeNode::new(1).cpu(1, 0, 0).mem_total_kb(kb));
+    let (_, msg) = read_err(&f);
+    assert!(msg.contains("more than 2^64 bytes"), "{msg}");
+}

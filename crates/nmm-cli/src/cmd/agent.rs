@@ -5,12 +5,14 @@
 //! (`--nri-socket`, reconnecting with backoff). Runs until SIGTERM or SIGINT. See
 //! docs/agent.md.
 
-use crate::cmd::validate::{load_config, load_machine};
+use crate::load::{load_config, load_machine};
 use crate::scenario::{parse_pod, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
+use nmm_agent::cri::DEFAULT_CRI_SOCKET;
 use nmm_agent::daemon::{Endpoints, DEFAULT_METRICS_ADDR};
 use nmm_agent::nri::{self, NriOptions};
+use nmm_agent::reconcile::ReconcileOptions;
 use nmm_agent::{Agent, AgentError, AgentOptions};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -75,6 +77,12 @@ pub struct Args {
     /// Do not connect to NRI (pod events then come from library callers only).
     #[arg(long, conflicts_with = "nri_socket")]
     pub no_nri: bool,
+    /// The runtime's CRI socket, listed after every NRI (re)connection and every 5 s so
+    /// that pods the runtime no longer runs are released even when it does not report
+    /// their removal (containerd after a restart); `off` to disable
+    /// [default: /run/containerd/containerd.sock].
+    #[arg(long, value_name = "PATH")]
+    pub cri_socket: Option<PathBuf>,
 }
 
 /// Reads the live pods: a Pod, a YAML/JSON list of pods, or a PodList (`items`). Sorted by
@@ -171,6 +179,13 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
     if report.journal_recovered {
         writeln!(out, "finished a commit interrupted by a crash")?;
     }
+    if report.replayed_changes > 0 {
+        writeln!(
+            out,
+            "replayed {} changes from the journal into the checkpoints",
+            report.replayed_changes
+        )?;
+    }
     if let Some(r) = &report.reconciled {
         writeln!(
             out,
@@ -217,9 +232,23 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             o.socket.display()
         )
     });
+    let reconcile = ReconcileOptions {
+        cri_socket: match &args.cri_socket {
+            Some(p) if p.as_os_str() == "off" => None,
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from(DEFAULT_CRI_SOCKET)),
+        },
+        ..Default::default()
+    };
+    if nri_opts.is_some() && reconcile.cri_socket.is_none() {
+        writeln!(
+            err,
+            "warning: --cri-socket off: pods that existed before a runtime restart and are removed later will not be detected (containerd does not report their removal to NRI plugins)"
+        )?;
+    }
     let agent = Arc::new(agent);
     let mut ready_err = None;
-    nri::run_until_signal(agent, &ep, nri_opts, |r| {
+    nri::run_until_signal(agent, &ep, nri_opts, reconcile, |r| {
         let mut line = String::from("serving");
         if let Some(s) = &r.podresources_socket {
             line += &format!(" PodResources v1 on unix://{}", s.display());

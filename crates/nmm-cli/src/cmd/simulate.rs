@@ -3,7 +3,7 @@
 use crate::fsio::write_atomic;
 use crate::render::event_text;
 use crate::scenario::load_scenario;
-use crate::simulate::{event_json, run, startup_json};
+use crate::simulate::{device_state_json, event_json, run, startup_json};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
@@ -117,6 +117,22 @@ pub fn execute(
         let steps: Vec<usize> = o.events.iter().map(|(s, _)| *s).collect();
         writeln!(err, "{}", timings_summary(&o.engine_micros, &steps))?;
     }
+    if let (Format::Json, Some(node)) = (format, &o.node) {
+        if let Some(line) = device_state_json(&s, node) {
+            writeln!(out, "{line}")?;
+        }
+    }
+    if let Some(e) = o
+        .node
+        .as_ref()
+        .and_then(|n| n.devices.checkpoint_error.as_ref())
+    {
+        writeln!(
+            err,
+            "warning: {}: state.deviceManager: the device checkpoint was not used ({e}); the kubelet starts without it in that case",
+            s.path.display()
+        )?;
+    }
     const SHOWN: usize = 10;
     for w in o.warnings.iter().take(SHOWN) {
         writeln!(err, "warning: {w}")?;
@@ -137,6 +153,15 @@ pub fn execute(
             &dir.join(nmm_core::cpumanager::STATE_FILE),
             node.cpu_checkpoint().as_bytes(),
         )?;
+        if node.devices.is_active() {
+            let f = dir.join(nmm_core::devicemanager::STATE_FILE);
+            if let Some(parent) = f.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    anyhow::anyhow!("{}: cannot create the directory: {e}", parent.display())
+                })?;
+            }
+            write_atomic(&f, node.device_checkpoint().as_bytes())?;
+        }
     }
     if let (Some(path), Some(node)) = (svg, &o.node) {
         let title = format!("{}: memory after the last step", scenario.display());

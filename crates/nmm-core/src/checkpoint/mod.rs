@@ -9,6 +9,7 @@
 //! * [`cpu`]: `cpu_manager_state` (v2 layout; the legacy v1 layout is recognised).
 
 pub mod cpu;
+pub mod device;
 pub mod fnv;
 pub mod gojson;
 pub mod memory;

@@ -27,6 +27,10 @@ pub struct Scenario {
     pub memory_state: Option<RawCheckpoint>,
     pub cpu_state: Option<RawCheckpoint>,
     pub steps: Vec<Step>,
+    /// `machine.devices` (see `scenario_devices`).
+    pub devices: Vec<nmm_core::devicemanager::Device>,
+    /// `state.deviceManager`: the `kubelet_internal_checkpoint` to start from.
+    pub device_state: Option<RawCheckpoint>,
 }
 
 /// Parses YAML (JSON is YAML) into a JSON value. JSON documents take the fast JSON
@@ -236,7 +240,12 @@ pub fn parse_machine(v: &Value, path: &Path) -> Result<Machine> {
                 let at = format!("machine.cpus[{i}]");
                 let g = |k: &str| -> Result<u32> {
                     let v = field(c, k).ok_or_else(|| anyhow!("{p}: {at}.{k}: missing"))?;
-                    Ok(uint(v, path, &format!("{at}.{k}"))? as u32)
+                    let n = uint(v, path, &format!("{at}.{k}"))?;
+                    u32::try_from(n).map_err(|_| {
+                        anyhow!(
+                            "{p}: {at}.{k}: {n} does not fit in 32 bits; give the id sysfs reports"
+                        )
+                    })
                 };
                 let cpu = Cpu {
                     id: g("id")?,
@@ -354,15 +363,20 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         anyhow!("{p}: machine: missing; see the scenario format (machine, kubelet, steps)")
     })?;
     let machine = parse_machine(machine_v, path)?;
+    let devices = crate::scenario_devices::parse_devices(machine_v, &machine, path)?;
+    let device_resources: BTreeSet<String> = devices.iter().map(|d| d.resource.clone()).collect();
     let kubelet = parse_kubelet(field(v, "kubelet"), path)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let (mut memory_state, mut cpu_state) = (None, None);
+    let (mut memory_state, mut cpu_state, mut device_state) = (None, None, None);
     if let Some(s) = field(v, "state") {
         if let Some(m) = field(s, "memoryManager") {
             memory_state = Some(checkpoint(m, base, path, "state.memoryManager")?);
         }
         if let Some(c) = field(s, "cpuManager") {
             cpu_state = Some(checkpoint(c, base, path, "state.cpuManager")?);
+        }
+        if let Some(d) = field(s, "deviceManager") {
+            device_state = Some(checkpoint(d, base, path, "state.deviceManager")?);
         }
     }
     let mut steps = Vec::new();
@@ -373,6 +387,13 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         for (i, s) in list.iter().enumerate() {
             let at = format!("steps[{i}]");
             if let Some(pod) = field(s, "admit") {
+                let at_admit = format!("{at}.admit");
+                crate::scenario_devices::check_pod_devices(
+                    pod,
+                    &device_resources,
+                    path,
+                    &at_admit,
+                )?;
                 steps.push(Step::Admit(Box::new(parse_pod(
                     pod,
                     path,
@@ -395,6 +416,8 @@ pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
         memory_state,
         cpu_state,
         steps,
+        devices,
+        device_state,
     })
 }
 

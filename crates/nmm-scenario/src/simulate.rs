@@ -39,6 +39,8 @@ pub fn run_with(s: &Scenario, state_dir: &str, enumerate: bool) -> Result<Outcom
         memory_checkpoint: s.memory_state.clone(),
         cpu_checkpoint: s.cpu_state.clone(),
         enumerate,
+        devices: s.devices.clone(),
+        device_checkpoint: s.device_state.clone(),
         ..Default::default()
     };
     let mut node = match Node::start(s.machine.clone(), s.kubelet.clone(), opts) {
@@ -141,6 +143,9 @@ pub fn event_json(step: usize, e: &Event) -> Value {
                     if let Some(h) = &c.affinity {
                         m.insert("affinity".into(), hint_json(h));
                     }
+                    if !c.devices.is_empty() {
+                        m.insert("devices".into(), json!(c.devices));
+                    }
                     Value::Object(m)
                 })
                 .collect();
@@ -159,6 +164,16 @@ pub fn event_json(step: usize, e: &Event) -> Value {
             Value::Object(o)
         }
     }
+}
+
+/// The `device_manager_state_canonical` line (scenarios with devices or a device
+/// checkpoint), `None` otherwise.
+pub fn device_state_json(s: &Scenario, node: &Node) -> Option<Value> {
+    if s.devices.is_empty() && s.device_state.is_none() {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&node.device_checkpoint()).ok()?;
+    Some(json!({ "device_manager_state_canonical": v }))
 }
 
 pub fn startup_json(e: &StartupError) -> Value {

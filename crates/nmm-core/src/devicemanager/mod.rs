@@ -1,0 +1,245 @@
+//! Device Manager (`pkg/kubelet/cm/devicemanager`): the devices the device plugins
+//! report, the Topology Manager's first hint provider, allocation of device-plugin
+//! resources and the `kubelet_internal_checkpoint` state.
+//!
+//! * [`types`]: the plugins' devices and their `GetPreferredAllocation` answer.
+//! * [`pod_devices`]: which container holds which devices.
+//! * [`topology_hints`]: `GetTopologyHints` / `GetPodTopologyHints`.
+//! * [`allocate`]: `Allocate` and `devicesToAllocate`.
+//! * [`hint_family`]: the hint list described for large machines.
+//!
+//! The checkpoint bytes live in [`crate::checkpoint::device`].
+
+pub mod allocate;
+pub mod hint_family;
+pub mod pod_devices;
+pub mod topology_hints;
+pub mod types;
+
+use crate::checkpoint::device::DeviceCheckpoint;
+use crate::machine::Machine;
+use crate::pod::{ContainerInfo, PodInfo};
+use crate::topology::hint::{LargeHints, ProviderHints, TopologyHint};
+use crate::topology::{HintProvider, ProviderError};
+use pod_devices::PodDevices;
+use std::collections::{BTreeMap, BTreeSet};
+pub use types::Device;
+
+/// The checkpoint file, relative to the kubelet root directory.
+pub const STATE_FILE: &str = "device-plugins/kubelet_internal_checkpoint";
+
+/// The NUMA node id devices without topology are recorded under.
+pub const NODE_WITHOUT_TOPOLOGY: i64 = -1;
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceManager {
+    /// The machine's NUMA node ids (`numaNodes`).
+    numa_nodes: Vec<u32>,
+    /// resource -> id -> device, as the plugins last reported (`allDevices`).
+    all: BTreeMap<String, BTreeMap<String, Device>>,
+    healthy: BTreeMap<String, BTreeSet<String>>,
+    unhealthy: BTreeMap<String, BTreeSet<String>>,
+    /// `allocatedDevices`: resource -> ids in use.
+    allocated: BTreeMap<String, BTreeSet<String>>,
+    pub pod_devices: PodDevices,
+    /// `devicesToReuse`: pod uid -> resource -> ids its finished init containers left.
+    reuse: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// Known plugins: resource -> registered (false: known only from the checkpoint).
+    endpoints: BTreeMap<String, bool>,
+    /// Plugins in registration order.
+    order: Vec<String>,
+    /// Describe hint lists instead of listing every mask.
+    pub large: bool,
+    /// Why the checkpoint could not be read (the kubelet logs it and starts empty).
+    pub checkpoint_error: Option<String>,
+}
+
+impl DeviceManager {
+    /// `NewManagerImpl`: knows the machine's NUMA nodes, nothing else yet.
+    pub fn new(machine: &Machine) -> DeviceManager {
+        DeviceManager {
+            numa_nodes: machine.node_ids(),
+            ..Default::default()
+        }
+    }
+
+    /// `Start`'s `readCheckpoint`: pod devices from the checkpoint, every resource it
+    /// names as a plugin that has not registered yet (no healthy devices). A checkpoint
+    /// that fails to read is reported in [`DeviceManager::checkpoint_error`] and ignored,
+    /// as the kubelet does ("Continue after failing to read checkpoint file").
+    pub fn start(&mut self, checkpoint: Option<Result<DeviceCheckpoint, String>>) {
+        match checkpoint {
+            None => {}
+            Some(Err(e)) => self.checkpoint_error = Some(e),
+            Some(Ok(cp)) => {
+                self.pod_devices = cp.pod_devices;
+                self.allocated = self.pod_devices.devices();
+                for r in cp.registered.keys() {
+                    self.healthy.insert(r.clone(), BTreeSet::new());
+                    self.unhealthy.insert(r.clone(), BTreeSet::new());
+                    self.endpoints.insert(r.clone(), false);
+                }
+            }
+        }
+    }
+
+    /// A plugin registers and reports its devices (`genericDeviceUpdateCallback`).
+    pub fn register(&mut self, resource: &str, devices: &[Device]) {
+        let mut healthy = BTreeSet::new();
+        let mut unhealthy = BTreeSet::new();
+        let mut all = BTreeMap::new();
+        for d in devices {
+            if d.healthy {
+                healthy.insert(d.id.clone());
+            } else {
+                unhealthy.insert(d.id.clone());
+            }
+            all.insert(d.id.clone(), d.clone());
+        }
+        self.healthy.insert(resource.to_string(), healthy);
+        self.unhealthy.insert(resource.to_string(), unhealthy);
+        self.all.insert(resource.to_string(), all);
+        if self.endpoints.insert(resource.to_string(), true).is_none()
+            || !self.order.iter().any(|r| r == resource)
+        {
+            self.order.push(resource.to_string());
+        }
+    }
+
+    /// Registers every plugin of a device list, in order of first appearance.
+    pub fn register_all(&mut self, devices: &[Device]) {
+        let mut order: Vec<&str> = Vec::new();
+        for d in devices {
+            if !order.contains(&d.resource.as_str()) {
+                order.push(&d.resource);
+            }
+        }
+        for r in order {
+            let list: Vec<Device> = devices
+                .iter()
+                .filter(|d| d.resource == r)
+                .cloned()
+                .collect();
+            self.register(r, &list);
+        }
+    }
+
+    /// `isDevicePluginResource`: a registered resource or one with allocations.
+    pub fn is_device_plugin_resource(&self, resource: &str) -> bool {
+        self.healthy.contains_key(resource) || self.allocated.contains_key(resource)
+    }
+
+    pub(crate) fn reusable(&self, pod: &str, resource: &str) -> BTreeSet<String> {
+        self.reuse
+            .get(pod)
+            .and_then(|m| m.get(resource))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `UpdateAllocatedDevices` for a pod that is gone (removed, or rejected).
+    pub fn remove_pod(&mut self, uid: &str) {
+        if self.pod_devices.delete(uid) {
+            self.allocated = self.pod_devices.devices();
+        }
+    }
+
+    pub fn has_pod(&self, uid: &str) -> bool {
+        self.pod_devices.has_pod(uid)
+    }
+
+    /// Pods the checkpoint named.
+    pub fn pods(&self) -> Vec<String> {
+        self.pod_devices.devs.keys().cloned().collect()
+    }
+
+    /// Whether any plugin is known (the scenario has devices or the checkpoint named some).
+    pub fn is_active(&self) -> bool {
+        !self.endpoints.is_empty()
+    }
+
+    /// What one container holds: resource -> sorted ids.
+    pub fn container_devices(
+        &self,
+        pod: &str,
+        container: &str,
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        self.pod_devices.container_all(pod, container)
+    }
+
+    /// Every known device of a resource, healthy or not.
+    pub fn devices_of(&self, resource: &str) -> impl Iterator<Item = &Device> {
+        self.all.get(resource).into_iter().flat_map(|m| m.values())
+    }
+
+    /// Resources in registration order.
+    pub fn resources(&self) -> &[String] {
+        &self.order
+    }
+
+    pub fn healthy_ids(&self, resource: &str) -> Option<&BTreeSet<String>> {
+        self.healthy.get(resource)
+    }
+
+    pub fn allocated_ids(&self, resource: &str) -> Option<&BTreeSet<String>> {
+        self.allocated.get(resource)
+    }
+
+    /// `GetAllocatableDevices`: the healthy devices of every registered resource.
+    pub fn allocatable_devices(&self) -> Vec<&Device> {
+        self.all
+            .iter()
+            .flat_map(|(r, m)| {
+                let h = self.healthy.get(r);
+                m.values()
+                    .filter(move |d| h.is_some_and(|h| h.contains(&d.id)))
+            })
+            .collect()
+    }
+
+    /// The checkpoint content now (`writeCheckpoint`): pod devices and the healthy ids of
+    /// every resource.
+    pub fn checkpoint(&self) -> DeviceCheckpoint {
+        DeviceCheckpoint {
+            pod_devices: self.pod_devices.clone(),
+            registered: self.healthy.clone(),
+        }
+    }
+
+    /// The container's devices as `NUMA node -> ids` (for renderers).
+    pub fn numa_of(&self, resource: &str, id: &str) -> Option<Vec<u32>> {
+        self.all.get(resource)?.get(id)?.numa.clone()
+    }
+}
+
+impl HintProvider for DeviceManager {
+    fn name(&self) -> &'static str {
+        "devices"
+    }
+
+    fn get_topology_hints(&mut self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
+        self.topology_hints(pod, c)
+    }
+
+    fn get_pod_topology_hints(&mut self, pod: &PodInfo) -> ProviderHints {
+        self.pod_topology_hints(pod)
+    }
+
+    fn get_topology_hint_families(&mut self, pod: &PodInfo, c: &ContainerInfo) -> LargeHints {
+        self.topology_hint_families(pod, Some(c))
+    }
+
+    fn get_pod_topology_hint_families(&mut self, pod: &PodInfo) -> LargeHints {
+        self.topology_hint_families(pod, None)
+    }
+
+    fn allocate(
+        &mut self,
+        pod: &PodInfo,
+        c: &ContainerInfo,
+        hint: TopologyHint,
+    ) -> Result<(), ProviderError> {
+        self.allocate_container(pod, c, hint)
+            .map_err(ProviderError::plain)
+    }
+}

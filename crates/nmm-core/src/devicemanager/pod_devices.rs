@@ -1,0 +1,163 @@
+//! `podDevices`: which devices every container of every pod holds, per resource, with the
+//! NUMA nodes they were recorded under and the plugin's stored `Allocate` response.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `deviceAllocateInfo`: device ids per NUMA node id (`-1`: no topology; a device on two
+/// nodes is listed under both) and the marshalled `ContainerAllocateResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AllocInfo {
+    pub by_numa: BTreeMap<i64, BTreeSet<String>>,
+    pub alloc_resp: Vec<u8>,
+}
+
+impl AllocInfo {
+    /// `DevicesPerNUMA.Devices()`: every id, once.
+    pub fn devices(&self) -> BTreeSet<String> {
+        self.by_numa.values().flatten().cloned().collect()
+    }
+}
+
+/// pod uid -> container name -> resource -> allocation.
+pub type PodMap = BTreeMap<String, BTreeMap<String, BTreeMap<String, AllocInfo>>>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodDevices {
+    pub devs: PodMap,
+}
+
+impl PodDevices {
+    pub fn has_pod(&self, pod: &str) -> bool {
+        self.devs.contains_key(pod)
+    }
+
+    pub fn insert(&mut self, pod: &str, container: &str, resource: &str, info: AllocInfo) {
+        self.devs
+            .entry(pod.to_string())
+            .or_default()
+            .entry(container.to_string())
+            .or_default()
+            .insert(resource.to_string(), info);
+    }
+
+    pub fn delete(&mut self, pod: &str) -> bool {
+        self.devs.remove(pod).is_some()
+    }
+
+    /// `containerDevices`: `None` when the container has no entry for the resource.
+    pub fn container_devices(
+        &self,
+        pod: &str,
+        container: &str,
+        resource: &str,
+    ) -> Option<BTreeSet<String>> {
+        self.devs
+            .get(pod)?
+            .get(container)?
+            .get(resource)
+            .map(AllocInfo::devices)
+    }
+
+    /// `podDevices`: the union over the pod's containers.
+    pub fn pod_devices(&self, pod: &str, resource: &str) -> BTreeSet<String> {
+        self.devs
+            .get(pod)
+            .into_iter()
+            .flat_map(|c| c.values())
+            .filter_map(|r| r.get(resource))
+            .flat_map(AllocInfo::devices)
+            .collect()
+    }
+
+    /// Everything one container holds: resource -> ids.
+    pub fn container_all(&self, pod: &str, container: &str) -> BTreeMap<String, BTreeSet<String>> {
+        self.devs
+            .get(pod)
+            .and_then(|c| c.get(container))
+            .map(|r| r.iter().map(|(k, v)| (k.clone(), v.devices())).collect())
+            .unwrap_or_default()
+    }
+
+    /// `addContainerAllocatedResources`: add the container's devices to `set`.
+    pub fn add_container_to(
+        &self,
+        pod: &str,
+        container: &str,
+        set: &mut BTreeMap<String, BTreeSet<String>>,
+    ) {
+        for (r, ids) in self.container_all(pod, container) {
+            set.entry(r).or_default().extend(ids);
+        }
+    }
+
+    /// `removeContainerAllocatedResources`: take the container's devices out of `set`.
+    pub fn remove_container_from(
+        &self,
+        pod: &str,
+        container: &str,
+        set: &mut BTreeMap<String, BTreeSet<String>>,
+    ) {
+        for (r, ids) in self.container_all(pod, container) {
+            let e = set.entry(r).or_default();
+            for id in ids {
+                e.remove(&id);
+            }
+        }
+    }
+
+    /// `devices()`: resource -> every id any container holds (the allocated devices).
+    pub fn devices(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for containers in self.devs.values() {
+            for resources in containers.values() {
+                for (r, info) in resources {
+                    out.entry(r.clone()).or_default().extend(info.devices());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(pairs: &[(i64, &[&str])]) -> AllocInfo {
+        AllocInfo {
+            by_numa: pairs
+                .iter()
+                .map(|(n, ids)| (*n, ids.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            alloc_resp: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn container_pod_and_all_devices() {
+        let mut p = PodDevices::default();
+        p.insert("p", "init", "r", info(&[(0, &["a"]), (1, &["a", "b"])]));
+        p.insert("p", "app", "r", info(&[(-1, &["c"])]));
+        p.insert("q", "x", "s", info(&[(0, &["z"])]));
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            p.container_devices("p", "init", "r"),
+            Some(ids(&["a", "b"]))
+        );
+        assert_eq!(p.container_devices("p", "init", "s"), None);
+        assert_eq!(p.container_devices("p", "nope", "r"), None);
+        assert_eq!(p.pod_devices("p", "r"), ids(&["a", "b", "c"]));
+        let all = p.devices();
+        assert_eq!(all["r"], ids(&["a", "b", "c"]));
+        assert_eq!(all["s"], ids(&["z"]));
+        let mut reuse = BTreeMap::new();
+        p.add_container_to("p", "init", &mut reuse);
+        assert_eq!(reuse["r"], ids(&["a", "b"]));
+        p.insert("p", "app", "r", info(&[(0, &["a"])]));
+        p.remove_container_from("p", "app", &mut reuse);
+        assert_eq!(reuse["r"], ids(&["b"]));
+        assert!(p.delete("p"));
+        assert!(!p.has_pod("p"));
+        assert!(!p.delete("p"));
+    }
+}

@@ -1,0 +1,14 @@
+//! The inputs of nmm and their replay, shared by the `nmm` CLI, the agent command, the
+//! benchmarks and the tests:
+//!
+//! - [`scenario`]: a scenario file (`../shared/spec/scenario-format.md`) into the machine
+//!   model, the kubelet config, starting checkpoints and pod events;
+//! - [`load`]: a KubeletConfiguration file and a machine file on their own;
+//! - [`simulate`]: replaying a scenario through `nmm_core::node::Node`, step by step.
+//!
+//! Reading files is the only I/O here; nothing prints.
+
+pub mod load;
+pub mod scenario;
+pub mod scenario_devices;
+pub mod simulate;
