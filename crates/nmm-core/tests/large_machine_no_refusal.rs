@@ -22,7 +22,7 @@ fn no_admission_is_refused_on_large_heterogeneous_machines() {
             let combo = run * 5 + k;
             run += 1;
             let policy = POLICIES[(combo % 4) as usize];
-            let scope = if combo / 4 % 2 == 0 {
+            let scope = if (combo / 4).is_multiple_of(2) {
                 "container"
             } else {
                 "pod"

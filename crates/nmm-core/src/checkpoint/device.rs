@@ -374,7 +374,7 @@ pub fn base64_encode(b: &[u8]) -> String {
 /// Standard base64 with padding; `None` for malformed text.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(s.len() / 4 * 3);
