@@ -76,7 +76,7 @@ enum Command {
     /// placements in cgroups.
     ///
     /// Example: nmm agent --config /var/lib/kubelet/config.yaml --state-dir /var/lib/nmm
-    Agent(cmd::agent::Args),
+    Agent(Box<cmd::agent::Args>),
     /// Print a shell completion script.
     ///
     /// Example: nmm completions bash > /etc/bash_completion.d/nmm
