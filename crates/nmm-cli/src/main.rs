@@ -23,14 +23,39 @@ enum Command {
     /// Replay a scenario (machine, kubelet config, pod events) as kubelet v1.32 would.
     ///
     /// Example: nmm simulate examples/docs-150gi-two-numa.yaml --state-dir /tmp/state
+    ///
+    /// With --node: the pods of --pod admitted in order on this node as it is now (sysfs,
+    /// /proc/meminfo, the kubelet config, its checkpoints in --state-dir, which is then
+    /// read and never written), e.g. nmm simulate --node --pod a.yaml --pod b.yaml
     Simulate {
         /// The scenario file (YAML or JSON).
-        scenario: PathBuf,
+        #[arg(required_unless_present = "node", conflicts_with = "node")]
+        scenario: Option<PathBuf>,
+        /// Start from this node instead of a scenario: its sysfs (--sysfs-root), kubelet
+        /// config (--config) and checkpoints (--state-dir, read only).
+        #[arg(long, requires = "pod")]
+        node: bool,
+        /// With --node: a v1 Pod file to admit (YAML or JSON); repeat for several, admitted
+        /// in the order given.
+        #[arg(long, value_name = "POD.yaml", requires = "node")]
+        pod: Vec<PathBuf>,
+        /// With --node: the directory holding sys/ (and proc/meminfo) [default: /].
+        #[arg(long, value_name = "DIR", requires = "node")]
+        sysfs_root: Option<PathBuf>,
+        /// With --node: the kubelet's config file [default: /var/lib/kubelet/config.yaml].
+        #[arg(long, value_name = "KUBELET_CONFIG", requires = "node")]
+        config: Option<PathBuf>,
+        /// With --node: the device plugins' devices with their NUMA nodes (a file with
+        /// `machine.devices`).
+        #[arg(long, value_name = "FILE", requires = "node")]
+        devices: Option<PathBuf>,
         /// Output format: table on a terminal, else JSON lines (one per step); yaml gives a
         /// list of the same objects.
         #[arg(short, long, value_enum)]
         output: Option<Output>,
-        /// Write memory_manager_state and cpu_manager_state here at the end.
+        /// Write memory_manager_state and cpu_manager_state here at the end. With --node:
+        /// the kubelet's root directory to read them from (never written)
+        /// [default: /var/lib/kubelet].
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// Draw the NUMA nodes' memory (reserved/free per type, groups joined) after the
@@ -111,6 +136,11 @@ fn run(cli: Cli) -> Result<i32> {
     let code = match cli.command {
         Command::Simulate {
             scenario,
+            node,
+            pod,
+            sysfs_root,
+            config,
+            devices,
             output,
             state_dir,
             svg,
@@ -125,17 +155,37 @@ fn run(cli: Cli) -> Result<i32> {
                 None if tty => cmd::simulate::Format::Table,
                 None => cmd::simulate::Format::Json,
             };
-            cmd::simulate::execute(
-                &scenario,
-                f,
-                state_dir.as_deref(),
-                svg.as_deref(),
-                fail_on_reject,
-                proc_iomem.as_deref(),
-                timings,
-                &mut out,
-                &mut err,
-            )
+            match scenario {
+                Some(scenario) if !node => cmd::simulate::execute(
+                    &scenario,
+                    f,
+                    state_dir.as_deref(),
+                    svg.as_deref(),
+                    fail_on_reject,
+                    proc_iomem.as_deref(),
+                    timings,
+                    &mut out,
+                    &mut err,
+                ),
+                _ => {
+                    let node_args = cmd::live::NodeArgs {
+                        sysfs_root,
+                        config,
+                        kubelet_dir: state_dir,
+                        devices,
+                    };
+                    let run = cmd::simulate::Run {
+                        format: f,
+                        dir_text: String::new(),
+                        state_dir: None,
+                        svg: svg.as_deref(),
+                        fail_on_reject,
+                        proc_iomem: proc_iomem.as_deref(),
+                        timings,
+                    };
+                    cmd::live::simulate(&pod, &node_args, run, &mut out, &mut err)
+                }
+            }
         }
         Command::Node { sysfs_root, output } => {
             use std::io::Write;

@@ -2,8 +2,9 @@
 //! `kubelet:` block) and a machine file (a scenario's `machine:` block or `nmm node -o
 //! yaml`'s output). Every error names the file and the field.
 
-use crate::scenario::{parse_machine, read_yaml_file};
+use crate::scenario::{parse_machine, parse_pod, read_yaml_file};
 use anyhow::{bail, Result};
+use k8s_openapi::api::core::v1::Pod;
 use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::Machine;
 use serde_json::{json, Value};
@@ -82,6 +83,29 @@ pub fn load_machine(path: &Path) -> Result<Machine> {
         "{}: machine: missing; the file needs a `machine:` block with numaNodes (write one with `nmm node -o yaml > machine.yaml`, or pass a scenario file)",
         path.display()
     )
+}
+
+/// Reads a v1 Pod file (YAML or JSON), strictly as the API server reads it: an unknown
+/// field is an error naming the file and the field's path (`spec.containers[0].resource`).
+pub fn load_pod_file(path: &Path) -> Result<Pod> {
+    let v = read_yaml_file(path)?;
+    let p = path.display().to_string();
+    match v.get("kind").and_then(Value::as_str) {
+        None | Some("Pod") => {}
+        Some(k) => bail!(
+            "{p}: kind: {k}: expected a single Pod (e.g. kubectl get pod NAME -o yaml > pod.yaml)"
+        ),
+    }
+    if !v.is_object() {
+        bail!("{p}: expected a Pod (a mapping with metadata and spec)");
+    }
+    parse_pod(&v, path, "").map_err(|e| {
+        // parse_pod prefixes field paths with `at.`; a file holding one pod has none.
+        let text = format!("{e:#}")
+            .replacen(&format!("{p}: ."), &format!("{p}: "), 1)
+            .replacen(&format!("{p}: : "), &format!("{p}: "), 1);
+        anyhow::anyhow!(text)
+    })
 }
 
 /// MemTotal of `ROOT/proc/meminfo` in bytes (cadvisor's machine memory capacity), `None`

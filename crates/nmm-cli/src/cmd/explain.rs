@@ -31,15 +31,25 @@ Examples:
   nmm explain scenario.yaml               # the first rejected admission (else the last one)
   nmm explain scenario.yaml --step 3      # the pod admitted at steps[3]
   nmm explain scenario.yaml -o json | jq '.fixes'
+  nmm explain --pod pod.yaml              # would pod.yaml be admitted on this node now?
+  nmm explain --pod pod.yaml --sysfs-root snap --config snap/config.yaml --state-dir snap/kubelet
 
-Steps are numbered from 0, as in `nmm simulate`'s output.")]
+Steps are numbered from 0, as in `nmm simulate`'s output. With --pod the node is read as
+the kubelet sees it (sysfs, /proc/meminfo, its config, its checkpoints); nothing is written.")]
 pub struct Args {
     /// The scenario file (YAML or JSON), as for `nmm simulate`.
-    pub scenario: PathBuf,
+    #[arg(required_unless_present = "pod", conflicts_with = "pod")]
+    pub scenario: Option<PathBuf>,
     /// The admit step to explain (0-based). Default: the first rejected admission, else the
     /// last admission.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "pod")]
     pub step: Option<usize>,
+    /// A v1 Pod (YAML or JSON, e.g. `kubectl get pod NAME -o yaml`): explain it on this
+    /// node as it is now, with the pods the kubelet's checkpoints hold.
+    #[arg(long, value_name = "POD.yaml")]
+    pub pod: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: crate::cmd::live::NodeArgs,
     /// Output format: a readable report (table), or json / yaml for scripts.
     #[arg(short, long, value_enum, default_value = "table")]
     pub output: Output,
@@ -50,6 +60,8 @@ pub struct Args {
 
 /// The explanation of one step, with where it comes from.
 pub struct Explained {
+    /// How the report names it: `step 3`, `pod.yaml on this node`.
+    pub label: String,
     pub step: usize,
     pub explanation: Explanation,
 }
@@ -138,6 +150,8 @@ pub fn explain_scenario(s: &Scenario, step: Option<usize>) -> Result<Explained> 
         cpu_checkpoint: s.cpu_state.clone(),
         devices: s.devices.clone(),
         device_checkpoint: s.device_state.clone(),
+        memory_capacity: s.memory_capacity,
+        proc_iomem: s.proc_iomem.clone(),
         ..Default::default()
     };
     let h = History {
@@ -157,6 +171,7 @@ pub fn explain_scenario(s: &Scenario, step: Option<usize>) -> Result<Explained> 
         ),
     })?;
     Ok(Explained {
+        label: format!("step {n}"),
         step: n,
         explanation,
     })
@@ -285,7 +300,7 @@ pub fn render_text(e: &Explained, paint: Paint) -> String {
     };
     s.push_str(&format!(
         "{} pod {} (uid {}, {}): {status}\n",
-        paint.bold(&format!("step {}:", e.step)),
+        paint.bold(&format!("{}:", e.label)),
         x.pod.name,
         x.pod.uid,
         x.pod.qos
@@ -484,16 +499,25 @@ pub fn render_text(e: &Explained, paint: Paint) -> String {
     s
 }
 
-pub fn execute(args: &Args, out: &mut dyn Write, _err: &mut dyn Write) -> Result<i32> {
-    let s = load_scenario(&args.scenario)?;
+pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    let scenario = match (&args.pod, &args.scenario) {
+        (Some(pod), _) => {
+            return crate::cmd::live::explain(pod, &args.node, args.output, args.color, out, err)
+        }
+        (None, Some(s)) => s,
+        (None, None) => {
+            bail!("give a scenario file, or --pod POD.yaml to explain a pod on this node")
+        }
+    };
+    let s = load_scenario(scenario)?;
     let e = explain_scenario(&s, args.step)?;
     match args.output {
         Output::Json => {
-            let v = to_json(&args.scenario, &e);
+            let v = to_json(scenario, &e);
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         Output::Yaml => {
-            let v = to_json(&args.scenario, &e);
+            let v = to_json(scenario, &e);
             let y =
                 serde_saphyr::to_string(&v).map_err(|err| anyhow!("cannot write YAML: {err}"))?;
             write!(out, "{y}")?;

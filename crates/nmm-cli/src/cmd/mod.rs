@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod explain;
+pub mod live;
 pub mod node;
 pub mod simulate;
 pub mod state;

@@ -69,16 +69,50 @@ pub fn execute(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<i32> {
-    let mut s = load_scenario(scenario)?;
-    if let Some(p) = proc_iomem {
+    let s = load_scenario(scenario)?;
+    let dir_text = state_dir
+        .map(|d| d.display().to_string().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "/var/lib/kubelet".to_string());
+    let run = Run {
+        format,
+        dir_text,
+        state_dir,
+        svg,
+        fail_on_reject,
+        proc_iomem,
+        timings,
+    };
+    execute_loaded(s, &run, out, err)
+}
+
+/// How to run a loaded scenario: `dir_text` is the state directory the kubelet's messages
+/// name; `state_dir` (if any) is where the final checkpoints are written.
+pub struct Run<'a> {
+    pub format: Format,
+    pub dir_text: String,
+    pub state_dir: Option<&'a Path>,
+    pub svg: Option<&'a Path>,
+    pub fail_on_reject: bool,
+    pub proc_iomem: Option<&'a Path>,
+    pub timings: bool,
+}
+
+/// [`execute`] on a scenario already loaded (a file, or the live node with pods).
+pub fn execute_loaded(
+    mut s: crate::scenario::Scenario,
+    r: &Run,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32> {
+    let (format, state_dir, svg, fail_on_reject, timings) =
+        (r.format, r.state_dir, r.svg, r.fail_on_reject, r.timings);
+    let scenario = s.path.clone();
+    if let Some(p) = r.proc_iomem {
         s.proc_iomem = Some(std::fs::read_to_string(p).map_err(|e| {
             anyhow::anyhow!("{}: cannot read the /proc/iomem copy: {e}", p.display())
         })?);
     }
-    let dir_text = state_dir
-        .map(|d| d.display().to_string().trim_end_matches('/').to_string())
-        .unwrap_or_else(|| "/var/lib/kubelet".to_string());
-    let o = run(&s, &dir_text)?;
+    let o = run(&s, &r.dir_text)?;
     if let Some(d) = o.node.as_ref().and_then(|n| n.memory_drift.as_ref()) {
         for line in nmm_core::diagnose::checkpoint::drift_lines(d) {
             writeln!(err, "note: state.memoryManager: {line}")?;

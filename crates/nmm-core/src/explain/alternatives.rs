@@ -2,12 +2,18 @@
 
 use super::*;
 
-pub(super) fn held(node: &Node, uid: &str) -> (u64, usize, String) {
+/// What pod `uid` holds: pinned memory bytes, exclusive CPUs, the containers holding
+/// them, and those resources in words.
+pub(super) fn held(node: &Node, uid: &str) -> (u64, usize, Vec<String>, String) {
     let mut parts = Vec::new();
     let mut bytes = 0u64;
+    let mut containers: BTreeSet<String> = BTreeSet::new();
     if let Some(p) = node.memory.static_policy() {
         let mut by: BTreeMap<(String, Vec<u32>), u64> = BTreeMap::new();
-        for blocks in p.assignments.get(uid).into_iter().flat_map(|m| m.values()) {
+        for (container, blocks) in p.assignments.get(uid).into_iter().flat_map(|m| m.iter()) {
+            if blocks.iter().any(|b| b.size > 0) {
+                containers.insert(container.clone());
+            }
             for b in blocks {
                 *by.entry((b.kind.clone(), b.numa_affinity.clone()))
                     .or_default() += b.size;
@@ -24,16 +30,22 @@ pub(super) fn held(node: &Node, uid: &str) -> (u64, usize, String) {
             }
         }
     }
-    let cpus = node
-        .cpu
-        .assignments()
-        .get(uid)
-        .map(|m| m.values().fold(CpuSet::new(), |a, s| a.union(s)))
-        .unwrap_or_default();
+    let mut cpus = CpuSet::new();
+    for (container, set) in node.cpu.assignments().get(uid).into_iter().flatten() {
+        if !set.is_empty() {
+            containers.insert(container.clone());
+            cpus = cpus.union(set);
+        }
+    }
     if !cpus.is_empty() {
         parts.push(format!("{} exclusive CPUs ({cpus})", cpus.len()));
     }
-    (bytes, cpus.len(), parts.join(", "))
+    (
+        bytes,
+        cpus.len(),
+        containers.into_iter().collect(),
+        parts.join(", "),
+    )
 }
 
 pub(super) fn admits(node: &Node, pod: &PodInfo, remove: &[&str]) -> bool {
@@ -84,12 +96,13 @@ pub(super) fn alternatives(
         .live
         .iter()
         .filter_map(|(uid, name)| {
-            let (memory_bytes, cpus, frees) = held(node, uid);
+            let (memory_bytes, cpus, containers, frees) = held(node, uid);
             (memory_bytes > 0 || cpus > 0).then(|| Removal {
                 uid: uid.clone(),
                 name: name.clone(),
                 memory_bytes,
                 cpus,
+                containers,
                 frees,
             })
         })
@@ -186,7 +199,15 @@ pub(super) fn alternatives(
     }
 
     let mut fixes = Vec::new();
-    let who = |r: &Removal| pod_ref(r.name.as_deref(), &r.uid);
+    // Pods known only from the checkpoints are named as the books name them: uid and
+    // containers.
+    let who = |r: &Removal| match (&r.name, r.containers.as_slice()) {
+        (None, [c]) => format!("{} (container {c})", pod_ref(None, &r.uid)),
+        (None, cs) if !cs.is_empty() => {
+            format!("{} (containers {})", pod_ref(None, &r.uid), and_list(cs))
+        }
+        _ => pod_ref(r.name.as_deref(), &r.uid),
+    };
     if let Some(r) = single.first() {
         let mut s = format!("it fits after removing {} (frees {})", who(r), r.frees);
         if single.len() > 1 {

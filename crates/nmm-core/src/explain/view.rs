@@ -219,6 +219,9 @@ pub struct Removal {
     pub name: Option<String>,
     pub memory_bytes: u64,
     pub cpus: usize,
+    /// The containers holding the resources, by the names the books (checkpoints) have.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
     /// `memory 10Gi on node 0, 2 exclusive CPUs`.
     pub frees: String,
 }
