@@ -37,7 +37,12 @@ enum Command {
         node: bool,
         /// With --node: a v1 Pod file to admit (YAML or JSON); repeat for several, admitted
         /// in the order given.
-        #[arg(long, value_name = "POD.yaml", requires = "node")]
+        #[arg(
+            long,
+            value_name = "POD.yaml",
+            requires = "node",
+            conflicts_with = "scenario"
+        )]
         pod: Vec<PathBuf>,
         /// With --node: the directory holding sys/ (and proc/meminfo) [default: /].
         #[arg(long, value_name = "DIR", requires = "node")]

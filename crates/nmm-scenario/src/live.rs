@@ -160,9 +160,7 @@ pub fn load_node(snap: &NodeSnapshot) -> Result<LiveNode> {
     let root = &snap.sysfs_root;
     let (machine, sysfs_warnings) = nmm_sysfs::SysfsReader::new(root)
         .read_machine_with_warnings()
-        .map_err(|e| {
-            anyhow!("reading the machine from sysfs: {e}; --sysfs-root is the directory holding sys/ (/ on the node itself)")
-        })?;
+        .map_err(|e| anyhow!("reading the machine from sysfs: {e}"))?;
     let capacity = meminfo_total(root)?;
     let meminfo = root.join("proc/meminfo");
     if !snap.config.exists() {
@@ -311,14 +309,24 @@ impl LiveNode {
     }
 
     /// The node with `pods` to admit, in order (`nmm simulate --node`). A pod without
-    /// `metadata.uid` gets `<no uid: FILE>` (the uid is the pods' key in the books);
-    /// two files with one uid are an error naming both.
+    /// `metadata.uid` gets `<no uid: FILE>` (`<no uid: FILE #2>` for its second copy; the
+    /// uid is the pods' key in the books); two files with one uid are an error naming
+    /// both.
     pub fn with_pods(&self, pods: &[(PathBuf, Pod)]) -> Result<Scenario> {
         let mut s = self.scenario.clone();
         let mut seen: BTreeMap<String, &Path> = BTreeMap::new();
         for (path, pod) in pods {
             let mut pod = pod.clone();
-            let uid = pod_uid(&pod, path);
+            let mut uid = pod_uid(&pod, path);
+            if pod.metadata.uid.as_deref().unwrap_or("").is_empty() {
+                // The same uid-less file given twice: two pods like it.
+                let base = uid.trim_end_matches('>').to_string();
+                let mut k = 1;
+                while seen.contains_key(&uid) {
+                    k += 1;
+                    uid = format!("{base} #{k}>");
+                }
+            }
             if let Some(first) = seen.insert(uid.clone(), path) {
                 bail!(
                     "{}: metadata.uid: {uid:?} is also the uid of {}; every pod needs its own uid (the books key pods by it)",

@@ -154,9 +154,13 @@ pub fn explain(
     if x.already_held {
         writeln!(
             err,
-            "note: {}: pod uid {:?} already holds resources in the checkpoints; the kubelet re-admits it with the allocation they record. To ask whether another pod like it would fit, remove metadata.uid from the file",
+            "note: {}: pod uid {:?} already holds resources in the checkpoints (containers {}): the kubelet takes this pod for that one, whose containers keep what the checkpoints record. To ask whether another pod like it would fit, remove metadata.uid from the file",
             pod_path.display(),
-            x.explanation.pod.uid
+            x.explanation.pod.uid,
+            x.holders
+                .get(&x.explanation.pod.uid)
+                .map(|c| c.iter().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
         )?;
     }
     match output {
@@ -240,7 +244,22 @@ pub fn simulate(
         .map(|p| Ok((p.clone(), load_pod_file(p)?)))
         .collect::<Result<Vec<_>>>()?;
     let live = read_node(node, err)?;
-    if let Err(r) = live.start() {
+    let started = live.start();
+    if let Ok(n) = &started {
+        let holders = LiveNode::holders(n);
+        for (path, pod) in &pods {
+            let uid = nmm_scenario::live::pod_uid(pod, path);
+            if let Some(cs) = holders.get(&uid) {
+                writeln!(
+                    err,
+                    "note: {}: pod uid {uid:?} already holds resources in the checkpoints (containers {}): the kubelet takes this pod for that one",
+                    path.display(),
+                    cs.iter().cloned().collect::<Vec<_>>().join(", ")
+                )?;
+            }
+        }
+    }
+    if let Err(r) = started {
         use crate::cmd::simulate::Format;
         match run.format {
             Format::Table => {
