@@ -462,7 +462,10 @@ fn missing_or_foreign_inputs_name_the_file_and_what_to_pass() {
     ]);
     assert_eq!(r.code, 2);
     has(&r.stderr, "reading the machine from sysfs");
-    has(&r.stderr, &format!("{}: no devices/system directory", sysfs_parent.display()));
+    has(
+        &r.stderr,
+        &format!("{}: no devices/system directory", sysfs_parent.display()),
+    );
     has(&r.stderr, "sysfs roots found inside it");
 }
 

@@ -458,3 +458,43 @@ fn errors_name_the_step() {
     let err = run(&m, &bad, &[], &pod("a", &[("app", "1", "1Gi")])).unwrap_err();
     assert!(matches!(err, ExplainError::Startup(_)), "{err}");
 }
+
+/// A pod known only from the checkpoints (a restarted node) has no name: the fix names it
+/// by uid and the containers the books hold for it.
+#[test]
+fn removal_of_a_checkpoint_pod_names_its_uid_and_containers() {
+    let m = machine(16 * GI);
+    let c = config("single-numa-node", false);
+    let mut node = Node::start(m.clone(), c.clone(), StartOptions::default()).unwrap();
+    for p in [
+        pod("a", &[("c", "1", "10Gi")]),
+        pod("b", &[("c", "1", "4Gi")]),
+        pod("c", &[("web", "1", "8Gi"), ("sidecar", "1", "4Gi")]),
+    ] {
+        assert!(node.admit(&p).unwrap().admitted);
+    }
+    let start = StartOptions {
+        memory_checkpoint: Some(crate::node::RawCheckpoint::Bytes(
+            node.memory_checkpoint().into_bytes(),
+        )),
+        cpu_checkpoint: Some(crate::node::RawCheckpoint::Bytes(
+            node.cpu_checkpoint().into_bytes(),
+        )),
+        ..Default::default()
+    };
+    let h = History {
+        machine: &m,
+        config: &c,
+        start: &start,
+        steps: &[],
+    };
+    let e = explain(&h, &pod("big", &[("app", "2", "12Gi")])).unwrap();
+    assert!(!e.admitted);
+    assert_eq!(
+        e.fixes[0],
+        "it fits after removing pod with uid uid-c (containers sidecar and web) (frees memory 12Gi on node 1)"
+    );
+    let r = &e.alternatives.as_ref().unwrap().single_removals[0];
+    assert_eq!((r.uid.as_str(), r.name.as_deref()), ("uid-c", None));
+    assert_eq!(r.containers, vec!["sidecar".to_string(), "web".to_string()]);
+}
