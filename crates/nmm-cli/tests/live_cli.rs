@@ -49,6 +49,10 @@ spec:
       image: spark:3.5
       resources:
         limits: {cpu: \"16\", memory: 8Gi}
+status:
+  phase: Failed
+  reason: TopologyAffinityError
+  message: 'Pod was rejected: Resources cannot be allocated with Topology locality'
 ";
 
 const SMALL: &str = "\
@@ -264,6 +268,11 @@ fn a_rejected_pod_is_told_which_checkpoint_pod_to_remove() {
         &r.stdout,
         "needs 16 exclusive CPUs on one NUMA node; the most free on a single node is 13 (node 0)",
     );
+    // The kubelet's earlier answer, from the file's status, next to nmm's.
+    has(
+        &r.stdout,
+        "(the kubelet's earlier answer): Failed, TopologyAffinityError: Pod was rejected: Resources cannot be allocated with Topology locality",
+    );
     // The smallest holder, named as the checkpoints name it: uid and containers.
     has(
         &r.stdout,
@@ -274,6 +283,10 @@ fn a_rejected_pod_is_told_which_checkpoint_pod_to_remove() {
     let v = json(&r.stdout);
     assert_eq!(v["admitted"], false);
     assert_eq!(v["reason"], "TopologyAffinityError");
+    assert_eq!(
+        v["recordedStatus"],
+        "Failed, TopologyAffinityError: Pod was rejected: Resources cannot be allocated with Topology locality"
+    );
     let first = &v["alternatives"]["singleRemovals"][0];
     assert_eq!(first["uid"], CACHE_UID);
     assert_eq!(

@@ -350,6 +350,24 @@ pub struct LiveExplanation {
     /// The pod's uid is already in the checkpoints: the kubelet re-admits it with the
     /// allocation they record, so "admitted" says nothing about a new copy of it.
     pub already_held: bool,
+    /// What the pod file's `status` records (`kubectl get pod -o yaml` of a rejected pod):
+    /// `Failed, TopologyAffinityError: Pod was rejected: ...`.
+    pub recorded_status: Option<String>,
+}
+
+/// `phase, reason: message` of a pod's status, when it has a reason.
+fn recorded_status(pod: &Pod) -> Option<String> {
+    let st = pod.status.as_ref()?;
+    let reason = st.reason.as_deref().filter(|r| !r.is_empty())?;
+    let mut s = String::new();
+    if let Some(phase) = st.phase.as_deref() {
+        s.push_str(&format!("{phase}, "));
+    }
+    s.push_str(reason);
+    if let Some(m) = st.message.as_deref().filter(|m| !m.is_empty()) {
+        s.push_str(&format!(": {m}"));
+    }
+    Some(s)
 }
 
 /// What the kubelet would make of a pod on the live node.
@@ -396,6 +414,7 @@ impl LiveNode {
             explanation,
             already_held: holders.contains_key(&uid),
             holders,
+            recorded_status: recorded_status(&pod),
         })))
     }
 }

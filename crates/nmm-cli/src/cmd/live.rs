@@ -181,6 +181,9 @@ pub fn explain(
         _ => {
             let mut obj = serde_json::Map::new();
             obj.insert("podFile".into(), json!(pod_path.display().to_string()));
+            if let Some(st) = &x.recorded_status {
+                obj.insert("recordedStatus".into(), json!(st));
+            }
             obj.insert("snapshot".into(), snapshot_json(&live, &x.holders));
             if let Ok(Value::Object(m)) = serde_json::to_value(&x.explanation) {
                 obj.extend(m);
@@ -221,6 +224,12 @@ pub fn render_live_text(
         x.holders.len(),
         if x.holders.len() == 1 { "" } else { "s" }
     ));
+    if let Some(st) = &x.recorded_status {
+        s.push_str(&format!(
+            "the status in {} (the kubelet's earlier answer): {st}\n\n",
+            pod_path.display()
+        ));
+    }
     let e = Explained {
         label: format!("{} on this node", pod_path.display()),
         step: 0,
