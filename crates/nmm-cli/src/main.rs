@@ -98,9 +98,11 @@ enum Command {
     /// Example: nmm state show /var/lib/kubelet/memory_manager_state
     #[command(subcommand)]
     State(cmd::state::Command),
-    /// Explain, provider by provider, why a pod of a scenario was admitted or rejected.
+    /// Explain, provider by provider, why a pod of a scenario (or a pod on this node, with
+    /// --pod) was admitted or rejected, and what would make it fit.
     ///
     /// Example: nmm explain examples/single-numa-reject.yaml --step 2
+    /// Example: nmm explain --pod pod.yaml   (this node: sysfs, kubelet config, checkpoints)
     Explain(cmd::explain::Args),
     /// Run the node agent: restore the books, serve PodResources and metrics, enforce
     /// placements in cgroups.
