@@ -101,8 +101,8 @@ enum Command {
     /// Explain, provider by provider, why a pod of a scenario (or a pod on this node, with
     /// --pod) was admitted or rejected, and what would make it fit.
     ///
-    /// Example: nmm explain examples/single-numa-reject.yaml --step 2
-    /// Example: nmm explain --pod pod.yaml   (this node: sysfs, kubelet config, checkpoints)
+    /// Examples: nmm explain examples/single-numa-reject.yaml --step 2;
+    /// nmm explain --pod pod.yaml (on this node: its sysfs, kubelet config and checkpoints)
     Explain(cmd::explain::Args),
     /// Run the node agent: restore the books, serve PodResources and metrics, enforce
     /// placements in cgroups.
