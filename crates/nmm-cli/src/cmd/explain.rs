@@ -501,7 +501,7 @@ pub fn execute(args: &Args, out: &mut dyn Write, _err: &mut dyn Write) -> Result
                 writeln!(out)?;
             }
         }
-        Output::Table => {
+        Output::Table | Output::Wide => {
             let colour = match args.color {
                 Color::Always => true,
                 Color::Never => false,

@@ -16,7 +16,7 @@
 use crate::cmd::Output;
 use crate::scenario::{parse_kubelet, parse_machine, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, ContentArrangement, Table};
+use comfy_table::{CellAlignment, Table};
 use nmm_core::checkpoint::memory::{MemoryCheckpoint, MemoryCheckpointFormat, PodEntries};
 use nmm_core::checkpoint::{self, CheckpointError};
 use nmm_core::cpuset::CpuSet;
@@ -200,14 +200,7 @@ impl Style {
     }
 }
 
-fn new_table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .force_no_tty()
-        .set_header(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    t
-}
+use crate::render::new_table;
 
 fn align_right(t: &mut Table, from: usize) {
     let n = t.column_count();
@@ -529,7 +522,7 @@ fn show_memory(
             write_structured(out, &v, a.output.unwrap_or(Output::Json))?;
             return Ok(0);
         }
-        Output::Table => {}
+        Output::Table | Output::Wide => {}
     }
     let mut s = String::new();
     let _ = writeln!(s, "{} {}", style.bold(l.kind.file_name()), l.name());
@@ -732,7 +725,7 @@ fn show_cpu(
             write_structured(out, &v, a.output.unwrap_or(Output::Json))?;
             return Ok(0);
         }
-        Output::Table => {}
+        Output::Table | Output::Wide => {}
     }
     let mut s = String::new();
     let _ = writeln!(s, "{} {}", style.bold(l.kind.file_name()), l.name());
@@ -875,7 +868,7 @@ fn load_target(a: &VerifyArgs) -> Result<Option<Target>> {
 
 fn verify(a: &VerifyArgs, out: &mut dyn Write, _err: &mut dyn Write) -> Result<i32> {
     let style = Style::new(a.color);
-    let fmt = a.output.unwrap_or(Output::Table);
+    let fmt = a.output.unwrap_or(Output::Table).table_or();
     let target = load_target(a)?;
     let l = match load(&a.file)? {
         Ok(l) => l,

@@ -317,7 +317,7 @@ pub fn execute(args: &Args, out: &mut dyn Write, _err: &mut dyn Write) -> Result
                 writeln!(out)?;
             }
         }
-        Output::Table => {
+        Output::Table | Output::Wide => {
             let stdout_tty = std::io::stdout().is_terminal();
             let color = match args.color {
                 Color::Always => true,
