@@ -8,7 +8,7 @@
 
 use crate::simulate::Event;
 use comfy_table::presets::{ASCII_FULL_CONDENSED, UTF8_FULL_CONDENSED};
-use comfy_table::{ContentArrangement, Table};
+use comfy_table::{ColumnConstraint, ContentArrangement, Table};
 use nmm_core::memorymanager::state::Block;
 use nmm_core::quantity::format_human_bytes;
 use nmm_core::topology::hint::TopologyHint;
@@ -105,6 +105,43 @@ pub fn styled_table(header: &[&str], s: Style) -> Table {
     }
     t.set_header(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     t
+}
+
+/// Hides columns of `t`, in `drop_order`, until the table fits the width without wrapping
+/// (never with `-o wide`). Returns the headers of the hidden columns, for [`dropped_note`].
+pub fn drop_to_fit(t: &mut Table, drop_order: &[usize]) -> Vec<String> {
+    let st = style();
+    if st.wide {
+        return Vec::new();
+    }
+    let names: Vec<String> = t
+        .header()
+        .map(|h| h.cell_iter().map(|c| c.content()).collect())
+        .unwrap_or_default();
+    let mut dropped = Vec::new();
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    for &i in drop_order {
+        if table_width(t) <= st.width {
+            break;
+        }
+        if let Some(c) = t.column_mut(i) {
+            c.set_constraint(ColumnConstraint::Hidden);
+            dropped.push(names.get(i).cloned().unwrap_or_default());
+        }
+    }
+    t.set_content_arrangement(ContentArrangement::Dynamic);
+    dropped
+}
+
+/// `(SYSTEM RESERVED and TOTAL left out to fit; -o wide shows every column)`, or nothing.
+pub fn dropped_note(dropped: &[String]) -> String {
+    if dropped.is_empty() {
+        return String::new();
+    }
+    format!(
+        "({} left out to fit; -o wide shows every column)\n",
+        dropped.join(", ")
+    )
 }
 
 /// The widest line of a rendered table, in characters.

@@ -591,7 +591,10 @@ fn show_memory(
         if let Some(c) = t.column_mut(2) {
             c.set_cell_alignment(CellAlignment::Right);
         }
+        // Narrow terminals: SYSTEM RESERVED, TOTAL, ASSIGNMENTS go first (-o wide keeps them).
+        let dropped = crate::render::drop_to_fit(&mut t, &[5, 4, 2]);
         let _ = writeln!(s, "{t}");
+        s.push_str(&crate::render::dropped_note(&dropped));
         let groups: Vec<Vec<u32>> = numa_groups(ms)
             .into_iter()
             .filter(|g| g.len() > 1)
@@ -617,7 +620,9 @@ fn show_memory(
         let all: Vec<u32> = ms.keys().copied().collect();
         memory_rows(&mut t, vec!["all nodes".into()], &sum_tables(ms, &all));
         align_right(&mut t, 2);
+        let dropped = crate::render::drop_to_fit(&mut t, &[3, 2]);
         let _ = writeln!(s, "{t}");
+        s.push_str(&crate::render::dropped_note(&dropped));
         if groups.is_empty() {
             let _ = writeln!(
                 s,

@@ -255,7 +255,7 @@ fn machine_text(m: &Machine, source: &str) -> String {
         if m.nodes.len() == 1 { "" } else { "s" },
         ids.join(", "),
         m.cpus.len(),
-        format_binary_bytes(mem)
+        nmm_core::quantity::format_human_bytes(mem)
     )
 }
 
