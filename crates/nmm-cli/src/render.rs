@@ -198,7 +198,8 @@ fn is_table_line(l: &str) -> bool {
 }
 
 /// Wraps one line at spaces to `width` columns; continuation lines are indented like the
-/// text after the line's indent and bullet (`  - `). Words longer than a line stay whole.
+/// text after the line's indent and bullet (`  - `). A word longer than a line (a long
+/// cpulist) is broken after its commas; other long words stay whole.
 pub fn wrap_line(line: &str, width: usize) -> String {
     if visible_width(line) <= width || is_table_line(line) {
         return line.to_string();
@@ -211,24 +212,37 @@ pub fn wrap_line(line: &str, width: usize) -> String {
         0
     };
     let hang = " ".repeat(indent + bullet + 2 * usize::from(bullet == 0));
+    let room = width.saturating_sub(hang.len()).max(10);
+    // (piece, joined to the previous piece without a space)
+    let mut pieces: Vec<(&str, bool)> = Vec::new();
+    for word in rest.split(' ') {
+        if visible_width(word) <= room || !word.contains(',') {
+            pieces.push((word, false));
+            continue;
+        }
+        let mut first = true;
+        for part in word.split_inclusive(',') {
+            pieces.push((part, !first));
+            first = false;
+        }
+    }
     let mut out = String::new();
     let mut cur = line[..indent].to_string();
     let mut cur_w = indent;
-    let mut first_word = true;
-    for word in rest.split(' ') {
+    for (i, (word, glued)) in pieces.into_iter().enumerate() {
         let w = visible_width(word);
-        if !first_word && cur_w + 1 + w > width && cur.trim() != "" {
+        let sep = usize::from(!glued && i > 0);
+        if i > 0 && cur_w + sep + w > width && !cur.trim().is_empty() {
             out.push_str(cur.trim_end());
             out.push('\n');
             cur = hang.clone();
             cur_w = hang.len();
-        } else if !first_word {
+        } else if sep == 1 {
             cur.push(' ');
             cur_w += 1;
         }
         cur.push_str(word);
         cur_w += w;
-        first_word = false;
     }
     out.push_str(&cur);
     out
@@ -444,5 +458,92 @@ pub fn event_text_styled(step: usize, e: &Event, st: Style) -> String {
             }
             s
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn locale() {
+        assert!(locale_is_utf8(env(&[("LANG", "C.UTF-8")])));
+        assert!(locale_is_utf8(env(&[("LANG", "C"), ("LC_CTYPE", "en_US.utf8")])));
+        assert!(!locale_is_utf8(env(&[("LANG", "en_US.UTF-8"), ("LC_ALL", "C")])));
+        assert!(locale_is_utf8(env(&[("LANG", "de_DE.UTF-8"), ("LC_ALL", "")])));
+        assert!(!locale_is_utf8(env(&[])));
+        assert!(!locale_is_utf8(env(&[("LANG", "POSIX")])));
+    }
+
+    #[test]
+    fn width() {
+        assert_eq!(width_from(None, None), 80);
+        assert_eq!(width_from(Some("132".into()), Some(100)), 132);
+        assert_eq!(width_from(Some("junk".into()), Some(100)), 100);
+        assert_eq!(width_from(Some("5".into()), None), 80);
+    }
+
+    #[test]
+    fn wraps_at_spaces_with_a_hanging_indent() {
+        let l = "  - the merged hint's nodes {0} lack free memory (only 30.9Gi memory free of the 40Gi needed)";
+        let w = wrap_line(l, 40);
+        for x in w.lines() {
+            assert!(x.chars().count() <= 40, "{w}");
+        }
+        assert!(w.starts_with("  - the merged hint's nodes {0} lack\n    free memory"), "{w}");
+        // Rejoined, the words are the same: none was cut.
+        let words: Vec<&str> = w.split_whitespace().collect();
+        assert_eq!(words, l.split_whitespace().collect::<Vec<_>>());
+        // A word longer than the line stays whole, a cpulist breaks after a comma; table
+        // lines are left alone.
+        assert_eq!(wrap_line("x".repeat(50).as_str(), 40), "x".repeat(50));
+        let cpus = format!("  CPUs: {}", (0..20).map(|i| format!("{}-{}", i * 10, i * 10 + 1)).collect::<Vec<_>>().join(","));
+        let w = wrap_line(&cpus, 40);
+        assert!(w.lines().all(|l| l.chars().count() <= 40), "{w}");
+        assert_eq!(w.replace("\n    ", ""), cpus.replacen("CPUs: ", "CPUs:", 0));
+        let t = format!("│ {} │", "a ".repeat(40));
+        assert_eq!(wrap_line(&t, 40), t);
+        // Colour codes take no room.
+        let c = format!("\x1b[1m{}\x1b[0m", "abc ".repeat(10).trim_end());
+        assert_eq!(wrap_line(&c, 39), c);
+    }
+
+    #[test]
+    fn ascii_punctuation() {
+        assert_eq!(to_ascii("a — b · c …"), "a - b / c ...");
+        let st = Style {
+            width: 80,
+            ascii: true,
+            wide: false,
+        };
+        let mut t = styled_table(&["A", "B"], st);
+        t.add_row(vec!["1", "2"]);
+        assert!(t.to_string().is_ascii());
+    }
+
+    #[test]
+    fn drop_order_columns_only_when_too_wide() {
+        // `style()` is the environment's here; only check the table API we rely on.
+        let st = Style {
+            width: 30,
+            ascii: true,
+            wide: false,
+        };
+        let mut t = styled_table(&["NAME", "LONG COLUMN", "OTHER"], st);
+        t.add_row(vec!["x", "yyyyyyyyyyyyyyyyyyyy", "z"]);
+        t.set_content_arrangement(ContentArrangement::Disabled);
+        assert!(table_width(&t) > 30);
+        t.column_mut(1)
+            .unwrap()
+            .set_constraint(ColumnConstraint::Hidden);
+        assert!(table_width(&t) <= 30, "{t}");
     }
 }

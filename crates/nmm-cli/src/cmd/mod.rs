@@ -12,7 +12,7 @@ pub mod validate;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Table,
-    /// A table with every column (the default table drops some to fit the terminal).
+    // A table with every column (the default table drops some to fit the terminal).
     Wide,
     Json,
     Yaml,

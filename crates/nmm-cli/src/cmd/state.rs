@@ -202,6 +202,15 @@ impl Style {
 
 use crate::render::new_table;
 
+/// A pod UID (36 characters) is never cut across lines; the other columns wrap instead.
+fn keep_uids_whole(t: &mut Table) {
+    if let Some(c) = t.column_mut(0) {
+        c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+            comfy_table::Width::Fixed(36),
+        ));
+    }
+}
+
 fn align_right(t: &mut Table, from: usize) {
     let n = t.column_count();
     for i in from..n {
@@ -642,6 +651,7 @@ fn show_memory(
             style.bold("Memory blocks of pods and containers (pods by uid)")
         );
         let mut t = new_table(&["POD UID", "CONTAINER", "TYPE", "SIZE", "NUMA NODES"]);
+        keep_uids_whole(&mut t);
         for uid in uids {
             let mut first = true;
             let mut lead = |t: &mut Table, ctr: &str, b: Option<&Block>| {
@@ -768,6 +778,7 @@ fn show_cpu(
     } else {
         let _ = writeln!(s, "{}", style.bold("Exclusive CPUs (pods by uid)"));
         let mut t = new_table(&["POD UID", "CONTAINER", "CPUS", "#CPUS"]);
+        keep_uids_whole(&mut t);
         let mut last_pod = String::new();
         for (p, c, set) in &rows {
             let pod = if *p == last_pod {
