@@ -113,10 +113,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// whether `-o wide` asked for every column.
 fn human_output(c: &Command, tty: bool) -> (bool, bool) {
     let human = |o: Option<Output>, default: bool| {
-        (
-            o.map_or(default, Output::is_human),
-            o == Some(Output::Wide),
-        )
+        (o.map_or(default, Output::is_human), o == Some(Output::Wide))
     };
     match c {
         Command::Simulate { output, .. } => human(*output, tty),

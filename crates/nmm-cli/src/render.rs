@@ -77,10 +77,7 @@ impl Style {
 
 /// The terminal's columns when stdout is one (comfy-table asks crossterm), else none.
 fn terminal_width() -> Option<usize> {
-    Table::new()
-        .width()
-        .map(usize::from)
-        .filter(|&w| w >= 20)
+    Table::new().width().map(usize::from).filter(|&w| w >= 20)
 }
 
 /// A table in the current style: header, borders, and (unless wide) cells wrapped to fit
@@ -346,7 +343,6 @@ pub fn blocks_text(blocks: &[Block]) -> String {
         .join("\n")
 }
 
-
 fn devices_text(c: &nmm_core::node::ContainerResult) -> String {
     if c.devices.is_empty() {
         return "-".into();
@@ -476,9 +472,18 @@ mod tests {
     #[test]
     fn locale() {
         assert!(locale_is_utf8(env(&[("LANG", "C.UTF-8")])));
-        assert!(locale_is_utf8(env(&[("LANG", "C"), ("LC_CTYPE", "en_US.utf8")])));
-        assert!(!locale_is_utf8(env(&[("LANG", "en_US.UTF-8"), ("LC_ALL", "C")])));
-        assert!(locale_is_utf8(env(&[("LANG", "de_DE.UTF-8"), ("LC_ALL", "")])));
+        assert!(locale_is_utf8(env(&[
+            ("LANG", "C"),
+            ("LC_CTYPE", "en_US.utf8")
+        ])));
+        assert!(!locale_is_utf8(env(&[
+            ("LANG", "en_US.UTF-8"),
+            ("LC_ALL", "C")
+        ])));
+        assert!(locale_is_utf8(env(&[
+            ("LANG", "de_DE.UTF-8"),
+            ("LC_ALL", "")
+        ])));
         assert!(!locale_is_utf8(env(&[])));
         assert!(!locale_is_utf8(env(&[("LANG", "POSIX")])));
     }
@@ -498,14 +503,23 @@ mod tests {
         for x in w.lines() {
             assert!(x.chars().count() <= 40, "{w}");
         }
-        assert!(w.starts_with("  - the merged hint's nodes {0} lack\n    free memory"), "{w}");
+        assert!(
+            w.starts_with("  - the merged hint's nodes {0} lack\n    free memory"),
+            "{w}"
+        );
         // Rejoined, the words are the same: none was cut.
         let words: Vec<&str> = w.split_whitespace().collect();
         assert_eq!(words, l.split_whitespace().collect::<Vec<_>>());
         // A word longer than the line stays whole, a cpulist breaks after a comma; table
         // lines are left alone.
         assert_eq!(wrap_line("x".repeat(50).as_str(), 40), "x".repeat(50));
-        let cpus = format!("  CPUs: {}", (0..20).map(|i| format!("{}-{}", i * 10, i * 10 + 1)).collect::<Vec<_>>().join(","));
+        let cpus = format!(
+            "  CPUs: {}",
+            (0..20)
+                .map(|i| format!("{}-{}", i * 10, i * 10 + 1))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let w = wrap_line(&cpus, 40);
         assert!(w.lines().all(|l| l.chars().count() <= 40), "{w}");
         assert_eq!(w.replace("\n    ", ""), cpus.replacen("CPUs: ", "CPUs:", 0));

@@ -68,7 +68,10 @@ fn widest(text: &str) -> (usize, String) {
 
 fn assert_fits(what: &str, text: &str, width: usize) {
     let (w, line) = widest(text);
-    assert!(w <= width, "{what}: a line of {w} columns:\n{line}\n\n{text}");
+    assert!(
+        w <= width,
+        "{what}: a line of {w} columns:\n{line}\n\n{text}"
+    );
 }
 
 /// A 16-node fake sysfs tree (its distance rows are too long for 80 columns).
@@ -139,7 +142,11 @@ fn columns_sets_the_width() {
 
 fn assert_ascii(what: &str, text: &str) {
     let bad: Vec<&str> = text.lines().filter(|l| !l.is_ascii()).collect();
-    assert!(bad.is_empty(), "{what}: non-ASCII lines:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{what}: non-ASCII lines:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -186,12 +193,11 @@ fn wide_shows_the_columns_the_table_leaves_out() {
     let t = nmm(&["simulate", &ex, "-o", "table"]).stdout;
     let w = nmm(&["simulate", &ex, "-o", "wide"]).stdout;
     assert!(!t.contains("#CPUs") && !t.contains("devices"), "{t}");
+    assert!(w.contains("┆ #CPUs ┆") && w.contains("┆ devices │"), "{w}");
     assert!(
-        w.contains("┆ #CPUs ┆") && w.contains("┆ devices │"),
-        "{w}"
-    );
-    assert!(
-        w.contains("│ db        ┆ {0} preferred ┆ 1-2            ┆ 2     ┆ memory 32Gi on [0] ┆ -       │"),
+        w.contains(
+            "│ db        ┆ {0} preferred ┆ 1-2            ┆ 2     ┆ memory 32Gi on [0] ┆ -       │"
+        ),
         "{w}"
     );
 

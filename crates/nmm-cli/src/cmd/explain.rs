@@ -265,7 +265,9 @@ fn decision_text(
         (true, Some(m)) => format!(
             "{}; {}",
             d.verdict,
-            paint.red(&format!("but the {m} manager then failed to allocate (below)"))
+            paint.red(&format!(
+                "but the {m} manager then failed to allocate (below)"
+            ))
         ),
         (true, None) if pod_rejected => d.verdict.clone(),
         (true, None) => paint.green(&d.verdict),

@@ -114,14 +114,7 @@ pub fn render_table_styled(m: &Machine, st: crate::render::Style) -> String {
         (full, false)
     } else {
         // Wrapped to the width, a long distance row becomes a tall column; drop it then.
-        let unwrapped = node_table(
-            m,
-            crate::render::Style {
-                wide: true,
-                ..st
-            },
-            true,
-        );
+        let unwrapped = node_table(m, crate::render::Style { wide: true, ..st }, true);
         if crate::render::table_width(&unwrapped) > st.width {
             (node_table(m, st, false), true)
         } else {
