@@ -235,7 +235,7 @@ fn wide_shows_the_columns_the_table_leaves_out() {
     assert!(t.contains("`nmm node -o wide` shows them"), "{t}");
     let w = nmm(&["node", "--sysfs-root", root, "-o", "wide"]).stdout;
     assert!(w.contains("DISTANCES"), "{w}");
-    assert!(w.contains(&"10 20 20 20"[..]), "{w}");
+    assert!(w.contains("10 20 20 20"), "{w}");
 }
 
 #[test]
