@@ -14,6 +14,10 @@ use std::path::PathBuf;
     about = "NUMA-aware memory manager for Kubernetes nodes: the kubelet's Topology, CPU and Memory Managers, simulated, explained and validated"
 )]
 struct Cli {
+    /// Draw tables with ASCII (+-|) borders and punctuation; the default when the locale
+    /// (LC_ALL, LC_CTYPE, LANG) is not UTF-8.
+    #[arg(long, global = true)]
+    ascii: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,7 +59,7 @@ enum Command {
         #[arg(long, value_name = "FILE", requires = "node")]
         devices: Option<PathBuf>,
         /// Output format: table on a terminal, else JSON lines (one per step); yaml gives a
-        /// list of the same objects.
+        /// list of the same objects; wide is a table with every column.
         #[arg(short, long, value_enum)]
         output: Option<Output>,
         /// Write memory_manager_state and cpu_manager_state here at the end. With --node:
@@ -86,6 +90,8 @@ enum Command {
         /// A directory holding a sysfs snapshot (containing sys/devices/system/...).
         #[arg(long, default_value = "/")]
         sysfs_root: PathBuf,
+        /// Output format: table (default; wide keeps the distance column however long),
+        /// json, or yaml (a scenario's `machine:` block).
         #[arg(short, long, value_enum)]
         output: Option<Output>,
     },
@@ -135,9 +141,38 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether the command prints for people (tables, reports: fitted to the width) and
+/// whether `-o wide` asked for every column.
+fn human_output(c: &Command, tty: bool) -> (bool, bool) {
+    let human = |o: Option<Output>, default: bool| {
+        (o.map_or(default, Output::is_human), o == Some(Output::Wide))
+    };
+    match c {
+        Command::Simulate { output, .. } => human(*output, tty),
+        Command::Node { output, .. } => human(*output, true),
+        Command::Validate(a) => human(Some(a.output), true),
+        Command::Explain(a) => human(Some(a.output), true),
+        Command::State(cmd::state::Command::Show(a)) => {
+            let svg_to_stdout = a.svg.as_deref() == Some(std::path::Path::new("-"));
+            let (h, w) = human(a.output, true);
+            (h && !svg_to_stdout, w)
+        }
+        Command::State(cmd::state::Command::Verify(a)) => human(a.output, true),
+        Command::Agent(_) | Command::Completions { .. } => (false, false),
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
     let tty = std::io::stdout().is_terminal();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (human, wide) = human_output(&cli.command, tty);
+    let style = nmm::render::Style::from_env(cli.ascii, wide);
+    nmm::render::set_style(style);
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out: Box<dyn std::io::Write> = if human {
+        Box::new(nmm::render::FitWriter::new(stdout, style))
+    } else {
+        Box::new(stdout)
+    };
     // Not locked: the agent logs from other threads through eprintln!.
     let mut err = std::io::stderr();
     let code = match cli.command {
@@ -156,7 +191,7 @@ fn run(cli: Cli) -> Result<i32> {
             timings,
         } => {
             let f = match output {
-                Some(Output::Table) => cmd::simulate::Format::Table,
+                Some(Output::Table | Output::Wide) => cmd::simulate::Format::Table,
                 Some(Output::Json) => cmd::simulate::Format::Json,
                 Some(Output::Yaml) => cmd::simulate::Format::Yaml,
                 None if tty => cmd::simulate::Format::Table,
@@ -200,7 +235,7 @@ fn run(cli: Cli) -> Result<i32> {
             let text = match output {
                 Some(Output::Yaml) => cmd::node::render_machine_yaml(&m),
                 Some(Output::Json) => cmd::node::render_json(&m),
-                Some(Output::Table) | None => cmd::node::render_table(&m),
+                Some(Output::Table | Output::Wide) | None => cmd::node::render_table(&m),
             };
             write!(out, "{text}")?;
             Ok(0)

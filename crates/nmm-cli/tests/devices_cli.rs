@@ -8,6 +8,11 @@ use std::process::{Command, Output};
 fn nmm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nmm"))
         .args(args)
+        // Content, not layout, is checked here (output_cli.rs checks the 80-column fit).
+        .env("COLUMNS", "1000")
+        .env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
         .output()
         .expect("run nmm")
 }

@@ -64,6 +64,12 @@ fn nmm(args: &[&str]) -> Run {
     let o = Command::new(env!("CARGO_BIN_EXE_nmm"))
         .args(args)
         .env_remove("NO_COLOR")
+        // Content, not layout, is checked here (output_cli.rs checks the 80-column fit):
+        // a width no line reaches, and box drawing.
+        .env("COLUMNS", "1000")
+        .env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
         .output()
         .expect("run nmm");
     Run {
@@ -188,7 +194,7 @@ fn explain_restricted_rejection_names_the_non_preferred_merge() {
     );
     has(out, "merged hint: {0,1} — no mask is preferred by all providers (cpu prefers {0}, {1}; memory prefers {0,1}); best non-preferred is {0,1}");
     has(out, "verdict: restricted rejects: the merged hint ({0,1}) is not preferred (TopologyAffinityError)");
-    has(out, "same hints under each policy: none any (admit) · best-effort {0,1} (admit) · restricted {0,1} (reject) · single-numa-node any (reject)");
+    has(out, "same hints under each policy: none any (hint accepted) · best-effort {0,1} (hint accepted) · restricted {0,1} (hint rejected) · single-numa-node any (hint rejected)");
     has(out, "  - memory: needs 10Gi — more than one NUMA node can offer — so it prefers only multi-node groups\n");
     has(out, "  - restricted admits only preferred merged hints, so the pod is rejected with TopologyAffinityError\n");
     has(out, "  - it does not fit even on an empty node with this machine and configuration\n  - lower its memory request to at most 7Gi so that one NUMA node can hold it\n");
@@ -199,7 +205,7 @@ fn explain_restricted_rejection_names_the_non_preferred_merge() {
     );
     has(
         out,
-        "exclusive CPUs as container app met them (request 2, reserved 0)",
+        "exclusive CPUs as container app met them (request 2, CPU 0 reserved)",
     );
 }
 
@@ -241,7 +247,7 @@ fn explain_admitted_pod_shows_why_its_hint_won() {
     );
     has(
         out,
-        "verdict: restricted admits: the merged hint is preferred",
+        "verdict: restricted accepts the merged hint: it is preferred",
     );
     has(
         out,
@@ -345,7 +351,7 @@ fn explain_help_has_an_example() {
     has(&r.stdout, "Examples:");
     has(&r.stdout, "nmm explain scenario.yaml --step 3");
     has(&r.stdout, "--step <N>");
-    has(&r.stdout, "[possible values: table, json, yaml]");
+    has(&r.stdout, "[possible values: table, wide, json, yaml]");
 }
 
 fn shared_example(name: &str) -> Option<PathBuf> {

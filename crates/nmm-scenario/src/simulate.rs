@@ -148,6 +148,11 @@ pub fn event_json(step: usize, e: &Event) -> Value {
                     if !c.devices.is_empty() {
                         m.insert("devices".into(), json!(c.devices));
                     }
+                    if !r.admitted {
+                        // What the managers handed out before the failure; the kubelet
+                        // frees it, the pod holds nothing.
+                        m.insert("partial".into(), json!(true));
+                    }
                     Value::Object(m)
                 })
                 .collect();

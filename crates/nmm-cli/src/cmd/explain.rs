@@ -214,6 +214,15 @@ impl Paint {
     }
 }
 
+/// `CPU`, `memory`, `device`: the manager's name as the report says it.
+fn manager_name(provider: &str) -> &str {
+    if provider == "cpu" {
+        "CPU"
+    } else {
+        provider
+    }
+}
+
 fn bytes(b: u64) -> String {
     nmm_core::explain::bytes_text(b)
 }
@@ -235,7 +244,14 @@ fn requests_line(c: &nmm_core::explain::ContainerView) -> String {
     format!("requests {}", parts.join(", "))
 }
 
-fn decision_text(d: &nmm_core::explain::Decision, paint: Paint) -> String {
+/// `failed_after`: the manager that failed after this hint was accepted (the pod was
+/// rejected all the same), if any.
+fn decision_text(
+    d: &nmm_core::explain::Decision,
+    paint: Paint,
+    pod_rejected: bool,
+    failed_after: Option<&str>,
+) -> String {
     let mut s = String::new();
     let mut t = new_table(&["PROVIDER", "RESOURCE", "HINTS"]);
     for p in &d.providers {
@@ -258,10 +274,19 @@ fn decision_text(d: &nmm_core::explain::Decision, paint: Paint) -> String {
         d.merged.text,
         d.why_merged
     ));
-    let verdict = if d.admit {
-        paint.green(&d.verdict)
-    } else {
-        paint.red(&d.verdict)
+    // Green only when the pod was admitted: a hint the policy accepted for a pod that a
+    // manager then rejected is no success.
+    let verdict = match (d.admit, failed_after) {
+        (true, Some(m)) => format!(
+            "{}; {}",
+            d.verdict,
+            paint.red(&format!(
+                "but the {m} manager then failed to allocate (below)"
+            ))
+        ),
+        (true, None) if pod_rejected => d.verdict.clone(),
+        (true, None) => paint.green(&d.verdict),
+        (false, _) => paint.red(&d.verdict),
     };
     s.push_str(&format!("  {} {verdict}\n", paint.bold("verdict:")));
     let others: Vec<String> = d
@@ -272,7 +297,11 @@ fn decision_text(d: &nmm_core::explain::Decision, paint: Paint) -> String {
                 "{} {} ({})",
                 v.policy,
                 v.merged.text,
-                if v.admit { "admit" } else { "reject" }
+                if v.admit {
+                    "hint accepted"
+                } else {
+                    "hint rejected"
+                }
             )
         })
         .collect();
@@ -339,7 +368,13 @@ pub fn render_text(e: &Explained, paint: Paint) -> String {
             "{}\n",
             paint.bold(&format!("Pod-scope hints for pod {}", x.pod.name))
         ));
-        s.push_str(&decision_text(d, paint));
+        let failed_after = x
+            .containers
+            .iter()
+            .find_map(|c| c.failure.as_ref())
+            .filter(|f| f.provider != "topology")
+            .map(|f| manager_name(&f.provider));
+        s.push_str(&decision_text(d, paint, !x.admitted, failed_after));
         s.push('\n');
     }
     for c in &x.containers {
@@ -362,7 +397,12 @@ pub fn render_text(e: &Explained, paint: Paint) -> String {
             .iter()
             .find(|d| d.container.as_deref() == Some(c.name.as_str()))
         {
-            s.push_str(&decision_text(d, paint));
+            let failed_after = c
+                .failure
+                .as_ref()
+                .filter(|f| f.provider != "topology")
+                .map(|f| manager_name(&f.provider));
+            s.push_str(&decision_text(d, paint, !x.admitted, failed_after));
         }
         if c.outcome == "admitted" {
             let mut parts = Vec::new();
@@ -399,7 +439,7 @@ pub fn render_text(e: &Explained, paint: Paint) -> String {
             } else {
                 s.push_str(&format!(
                     "  {} {}\n",
-                    paint.red(&format!("{} manager failed:", f.provider)),
+                    paint.red(&format!("{} manager failed:", manager_name(&f.provider))),
                     f.error
                 ));
             }
@@ -468,14 +508,10 @@ pub fn render_text(e: &Explained, paint: Paint) -> String {
         s.push_str(&format!(
             "{}\n",
             paint.bold(&format!(
-                "exclusive CPUs as {} met them (request {}, reserved {})",
+                "exclusive CPUs as {} met them (request {}, {})",
                 x.facts.subject,
                 c.request,
-                if c.reserved.is_empty() {
-                    "none"
-                } else {
-                    &c.reserved
-                }
+                nmm_core::explain::reserved_cpus_text(&c.reserved)
             ))
         ));
         let mut t = new_table(&["NODE", "FREE", "CPUS"]);
@@ -525,7 +561,7 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 writeln!(out)?;
             }
         }
-        Output::Table => {
+        Output::Table | Output::Wide => {
             let colour = match args.color {
                 Color::Always => true,
                 Color::Never => false,

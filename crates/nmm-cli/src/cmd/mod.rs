@@ -13,6 +13,21 @@ pub mod validate;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Table,
+    // A table with every column (the default table drops some to fit the terminal).
+    Wide,
     Json,
     Yaml,
+}
+
+impl Output {
+    /// `wide` is a table (its columns come from [`crate::render::style`]).
+    pub fn table_or(self) -> Output {
+        match self {
+            Output::Wide => Output::Table,
+            o => o,
+        }
+    }
+    pub fn is_human(self) -> bool {
+        matches!(self, Output::Table | Output::Wide)
+    }
 }

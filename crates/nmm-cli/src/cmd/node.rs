@@ -3,7 +3,7 @@
 //!
 //! Every renderer returns text that ends with a newline (print it with `print!`).
 
-use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+use comfy_table::{CellAlignment, Table};
 use nmm_core::machine::Machine;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -30,31 +30,10 @@ pub fn exact_quantity(bytes: u64) -> String {
     format!("{v}{suffix}")
 }
 
-/// A byte count for people: `32 GiB`, `30.9 GiB`, `512 MiB`, `0`.
+/// A byte count for people, in the one unit style of every human output: `32Gi`,
+/// `30.9Gi`, `512Mi`, `0`.
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes == 0 {
-        return "0".to_string();
-    }
-    let mut unit = 0;
-    let mut scale = 1u128;
-    while unit + 1 < UNITS.len() && u128::from(bytes) >= scale * 1024 {
-        scale *= 1024;
-        unit += 1;
-    }
-    let b = u128::from(bytes);
-    if b % scale == 0 {
-        format!("{} {}", b / scale, UNITS[unit])
-    } else {
-        // One decimal, rounded half up, computed in integers.
-        let tenths = (b * 10 + scale / 2) / scale;
-        let (whole, tenth) = (tenths / 10, tenths % 10);
-        if tenth == 0 {
-            format!("~{whole} {}", UNITS[unit])
-        } else {
-            format!("{whole}.{tenth} {}", UNITS[unit])
-        }
-    }
+    nmm_core::quantity::format_human_bytes(bytes)
 }
 
 fn distances_present(m: &Machine) -> bool {
@@ -69,21 +48,12 @@ fn join<T: ToString>(items: &[T], sep: &str) -> String {
         .join(sep)
 }
 
-/// A table with one row per NUMA node — id, CPUs (cpulist), CPU count, memory, hugepages per
-/// size, distance row — followed by a one-line summary of the machine.
-pub fn render_table(m: &Machine) -> String {
-    let mut t = Table::new();
-    t.load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .force_no_tty()
-        .set_header(vec![
-            "NODE",
-            "CPUS",
-            "#CPUS",
-            "MEMORY",
-            "HUGEPAGES",
-            "DISTANCES",
-        ]);
+fn node_table(m: &Machine, st: crate::render::Style, with_distances: bool) -> Table {
+    let mut header = vec!["NODE", "CPUS", "#CPUS", "MEMORY", "HUGEPAGES"];
+    if with_distances {
+        header.push("DISTANCES");
+    }
+    let mut t = crate::render::styled_table(&header, st);
     for n in &m.nodes {
         let cpus = if n.cpus.is_empty() {
             "-".to_string()
@@ -107,28 +77,55 @@ pub fn render_table(m: &Machine) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let distances = if n.distances.is_empty() {
-            "-".to_string()
-        } else {
-            join(&n.distances, " ")
-        };
-        t.add_row(vec![
+        let mut row = vec![
             n.id.to_string(),
             cpus,
             n.cpus.len().to_string(),
             human_bytes(n.memory),
             hugepages,
-            distances,
-        ]);
+        ];
+        if with_distances {
+            row.push(if n.distances.is_empty() {
+                "-".to_string()
+            } else {
+                join(&n.distances, " ")
+            });
+        }
+        t.add_row(row);
     }
     for col in [0, 2, 3] {
         if let Some(c) = t.column_mut(col) {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
+    t
+}
 
+/// A table with one row per NUMA node — id, CPUs (cpulist), CPU count, memory, hugepages per
+/// size, distance row — followed by a one-line summary of the machine. Without `-o wide`,
+/// the distance column is dropped when the table would not fit the width otherwise.
+pub fn render_table(m: &Machine) -> String {
+    render_table_styled(m, crate::render::style())
+}
+
+pub fn render_table_styled(m: &Machine, st: crate::render::Style) -> String {
+    let full = node_table(m, st, true);
+    let (t, dropped) = if st.wide || !distances_present(m) {
+        (full, false)
+    } else {
+        // Wrapped to the width, a long distance row becomes a tall column; drop it then.
+        let unwrapped = node_table(m, crate::render::Style { wide: true, ..st }, true);
+        if crate::render::table_width(&unwrapped) > st.width {
+            (node_table(m, st, false), true)
+        } else {
+            (full, false)
+        }
+    };
     let mut out = t.to_string();
     out.push('\n');
+    if dropped {
+        out.push_str("(NUMA distances left out to fit; `nmm node -o wide` shows them)\n");
+    }
     let memory_only = m.nodes.iter().filter(|n| n.cpus.is_empty()).count();
     let cores: BTreeSet<(u32, u32, u32)> =
         m.cpus.iter().map(|c| (c.numa, c.socket, c.core)).collect();
@@ -325,12 +322,12 @@ mod tests {
     #[test]
     fn human_units() {
         assert_eq!(human_bytes(0), "0");
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(32 * GI), "32 GiB");
-        assert_eq!(human_bytes(33181818880), "30.9 GiB");
-        assert_eq!(human_bytes(GI + 1), "~1 GiB");
-        assert_eq!(human_bytes(1536 * MI), "1.5 GiB");
-        assert_eq!(human_bytes(u64::MAX), "~16 EiB");
+        assert_eq!(human_bytes(512), "512");
+        assert_eq!(human_bytes(32 * GI), "32Gi");
+        assert_eq!(human_bytes(33181818880), "30.9Gi");
+        assert_eq!(human_bytes(GI + 1), "1Gi");
+        assert_eq!(human_bytes(1536 * MI), "1.5Gi");
+        assert_eq!(human_bytes(u64::MAX), "16Ei");
     }
 
     #[test]
@@ -442,7 +439,12 @@ mod tests {
 
     #[test]
     fn table_rows_and_summary() {
-        let t = render_table(&machine());
+        let utf8 = crate::render::Style {
+            width: 80,
+            ascii: false,
+            wide: false,
+        };
+        let t = render_table_styled(&machine(), utf8);
         let lines: Vec<&str> = t.lines().collect();
         let cells = |l: &str| -> Vec<String> {
             l.split(['│', '┆']).map(|c| c.trim().to_string()).collect()
@@ -460,26 +462,26 @@ mod tests {
         let r0 = row("0");
         for part in [
             "0-1,4-5",
-            "32 GiB",
-            "2Mi: 512 MiB (256 pages), 1Gi: 0",
+            "32Gi",
+            "2Mi: 512Mi (256 pages), 1Gi: 0",
             "10 21 17",
         ] {
             assert!(r0.contains(part), "{part} not in {r0}");
         }
         let r1 = row("1");
         assert!(
-            r1.contains("30.9 GiB") && r1.contains("2Mi: 0, 1Gi: 0"),
+            r1.contains("30.9Gi") && r1.contains("2Mi: 0, 1Gi: 0"),
             "{r1}"
         );
         let r2 = row("2");
         assert_eq!(
             cells(&r2)[1..7],
-            ["2", "-", "0", "124 GiB", "-", "17 28 10"],
+            ["2", "-", "0", "124Gi", "-", "17 28 10"],
             "{r2}"
         );
         assert_eq!(
             lines.last().unwrap(),
-            &"3 NUMA nodes (1 without CPUs), 8 CPUs, 4 cores, 2 sockets; 186.9 GiB memory"
+            &"3 NUMA nodes (1 without CPUs), 8 CPUs, 4 cores, 2 sockets; 186.9Gi memory"
         );
         assert!(t.ends_with('\n'));
     }
@@ -505,7 +507,7 @@ mod tests {
         );
         let t = render_table(&m);
         assert!(
-            t.ends_with("2 NUMA nodes, 8 CPUs, 4 cores, 2 sockets; 16 GiB memory\n"),
+            t.ends_with("2 NUMA nodes, 8 CPUs, 4 cores, 2 sockets; 16Gi memory\n"),
             "{t}"
         );
     }

@@ -16,7 +16,7 @@
 use crate::cmd::Output;
 use crate::scenario::{parse_kubelet, parse_machine, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, ContentArrangement, Table};
+use comfy_table::{CellAlignment, Table};
 use nmm_core::checkpoint::memory::{MemoryCheckpoint, MemoryCheckpointFormat, PodEntries};
 use nmm_core::checkpoint::{self, CheckpointError};
 use nmm_core::cpuset::CpuSet;
@@ -200,13 +200,15 @@ impl Style {
     }
 }
 
-fn new_table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .force_no_tty()
-        .set_header(header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    t
+use crate::render::new_table;
+
+/// A pod UID (36 characters) is never cut across lines; the other columns wrap instead.
+fn keep_uids_whole(t: &mut Table) {
+    if let Some(c) = t.column_mut(0) {
+        c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+            comfy_table::Width::Fixed(36),
+        ));
+    }
 }
 
 fn align_right(t: &mut Table, from: usize) {
@@ -529,7 +531,7 @@ fn show_memory(
             write_structured(out, &v, a.output.unwrap_or(Output::Json))?;
             return Ok(0);
         }
-        Output::Table => {}
+        Output::Table | Output::Wide => {}
     }
     let mut s = String::new();
     let _ = writeln!(s, "{} {}", style.bold(l.kind.file_name()), l.name());
@@ -598,7 +600,10 @@ fn show_memory(
         if let Some(c) = t.column_mut(2) {
             c.set_cell_alignment(CellAlignment::Right);
         }
+        // Narrow terminals: SYSTEM RESERVED, TOTAL, ASSIGNMENTS go first (-o wide keeps them).
+        let dropped = crate::render::drop_to_fit(&mut t, &[5, 4, 2]);
         let _ = writeln!(s, "{t}");
+        s.push_str(&crate::render::dropped_note(&dropped));
         let groups: Vec<Vec<u32>> = numa_groups(ms)
             .into_iter()
             .filter(|g| g.len() > 1)
@@ -624,7 +629,9 @@ fn show_memory(
         let all: Vec<u32> = ms.keys().copied().collect();
         memory_rows(&mut t, vec!["all nodes".into()], &sum_tables(ms, &all));
         align_right(&mut t, 2);
+        let dropped = crate::render::drop_to_fit(&mut t, &[3, 2]);
         let _ = writeln!(s, "{t}");
+        s.push_str(&crate::render::dropped_note(&dropped));
         if groups.is_empty() {
             let _ = writeln!(
                 s,
@@ -644,6 +651,7 @@ fn show_memory(
             style.bold("Memory blocks of pods and containers (pods by uid)")
         );
         let mut t = new_table(&["POD UID", "CONTAINER", "TYPE", "SIZE", "NUMA NODES"]);
+        keep_uids_whole(&mut t);
         for uid in uids {
             let mut first = true;
             let mut lead = |t: &mut Table, ctr: &str, b: Option<&Block>| {
@@ -732,7 +740,7 @@ fn show_cpu(
             write_structured(out, &v, a.output.unwrap_or(Output::Json))?;
             return Ok(0);
         }
-        Output::Table => {}
+        Output::Table | Output::Wide => {}
     }
     let mut s = String::new();
     let _ = writeln!(s, "{} {}", style.bold(l.kind.file_name()), l.name());
@@ -770,6 +778,7 @@ fn show_cpu(
     } else {
         let _ = writeln!(s, "{}", style.bold("Exclusive CPUs (pods by uid)"));
         let mut t = new_table(&["POD UID", "CONTAINER", "CPUS", "#CPUS"]);
+        keep_uids_whole(&mut t);
         let mut last_pod = String::new();
         for (p, c, set) in &rows {
             let pod = if *p == last_pod {
@@ -875,7 +884,7 @@ fn load_target(a: &VerifyArgs) -> Result<Option<Target>> {
 
 fn verify(a: &VerifyArgs, out: &mut dyn Write, _err: &mut dyn Write) -> Result<i32> {
     let style = Style::new(a.color);
-    let fmt = a.output.unwrap_or(Output::Table);
+    let fmt = a.output.unwrap_or(Output::Table).table_or();
     let target = load_target(a)?;
     let l = match load(&a.file)? {
         Ok(l) => l,

@@ -255,7 +255,7 @@ fn machine_text(m: &Machine, source: &str) -> String {
         if m.nodes.len() == 1 { "" } else { "s" },
         ids.join(", "),
         m.cpus.len(),
-        format_binary_bytes(mem)
+        nmm_core::quantity::format_human_bytes(mem)
     )
 }
 
@@ -317,7 +317,7 @@ pub fn execute(args: &Args, out: &mut dyn Write, _err: &mut dyn Write) -> Result
                 writeln!(out)?;
             }
         }
-        Output::Table => {
+        Output::Table | Output::Wide => {
             let stdout_tty = std::io::stdout().is_terminal();
             let color = match args.color {
                 Color::Always => true,

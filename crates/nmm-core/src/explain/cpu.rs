@@ -98,21 +98,17 @@ pub(super) fn cpu_free_text(f: &CpuFact) -> String {
 // ---------------------------------------------------------------------------------------
 // Why, and what would make it fit.
 /// `cpu: needs 8 exclusive CPUs but only 3 are free (3 on node 0 and 0 on node 1;
-/// reserved: 0)`.
+/// CPU 0 reserved)`.
 pub(super) fn cpu_short_sentence(facts: &Facts, want: usize) -> String {
     let Some(f) = facts.cpu.as_ref() else {
         return format!("cpu: needs {want} exclusive CPUs, more than are free");
     };
     let total: usize = f.nodes.iter().map(|n| n.free).sum();
     format!(
-        "cpu: needs {want} exclusive CPUs but only {total} {} free ({}; reserved: {})",
+        "cpu: needs {want} exclusive CPUs but only {total} {} free ({}; {})",
         if total == 1 { "is" } else { "are" },
         cpu_free_text(f),
-        if f.reserved.is_empty() {
-            "none"
-        } else {
-            &f.reserved
-        }
+        reserved_cpus_text(&f.reserved)
     )
 }
 

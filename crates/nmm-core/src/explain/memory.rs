@@ -299,6 +299,32 @@ pub(super) fn memory_facts(node: &Node, req: &Requests) -> Vec<MemoryFact> {
         })
         .collect()
 }
+/// The requests no NUMA node or allowed group has free on its own — the resources that
+/// really fail (`83.2Gi memory`, not the hugepages that fit). When each fits somewhere on
+/// its own (only together they do not), or the groups are too many to walk, all of them
+/// with "at once".
+pub(super) fn lacking_text(ms: &MachineState, req: &Requests) -> String {
+    if enumerable(ms) {
+        let lacking: Requests = req
+            .iter()
+            .filter(|(r, &want)| {
+                let node = largest_free_node(ms, r).map_or(0, |(_, f)| f);
+                let group = largest_free_group(ms, r).map_or(0, |(_, f)| f);
+                node.max(group) < want
+            })
+            .map(|(r, &w)| (r.clone(), w))
+            .collect();
+        if !lacking.is_empty() {
+            return requests_text(&lacking);
+        }
+    }
+    if req.len() > 1 {
+        format!("{} at once", requests_text(req))
+    } else {
+        requests_text(req)
+    }
+}
+
 pub(super) fn memory_allocation_why(
     node: &Node,
     req: &Requests,
@@ -336,7 +362,7 @@ pub(super) fn memory_allocation_why(
         why.push("so the memory manager offered no hints, which the Topology Manager reads as no preference; the merged hint was any node".into());
         why.push(format!(
             "the memory manager's Allocate then found no NUMA node or allowed group with {} free ({message})",
-            requests_text(req)
+            lacking_text(ms, req)
         ));
     } else if message.contains("failed to find NUMA nodes to extend the current topology hint")
         || message.contains("failed to find the extended preferred hint")
@@ -345,7 +371,7 @@ pub(super) fn memory_allocation_why(
         if memory_gave_no_hints {
             why.push(format!(
                 "the memory manager offered no hints (no NUMA node or allowed group has {} free), which reads as no preference, so the merged hint {} came from the other providers alone",
-                requests_text(req),
+                lacking_text(ms, req),
                 mask_text(m)
             ));
         }

@@ -132,12 +132,12 @@ pub(super) fn why_merged(
 
 pub(super) fn verdict_text(kind: PolicyKind, outcome: &MergeOutcome) -> String {
     match kind {
-        PolicyKind::None => "none admits every pod without merging hints".into(),
+        PolicyKind::None => "none accepts every pod without merging hints".into(),
         PolicyKind::BestEffort => format!(
-            "best-effort admits any merged hint; the providers allocate with {}",
+            "best-effort accepts any merged hint; the providers allocate with {}",
             hint_text(&outcome.hint)
         ),
-        k if outcome.admit => format!("{} admits: the merged hint is preferred", k.name()),
+        k if outcome.admit => format!("{} accepts the merged hint: it is preferred", k.name()),
         k => format!(
             "{} rejects: the merged hint ({}) is not preferred (TopologyAffinityError)",
             k.name(),

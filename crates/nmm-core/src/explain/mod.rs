@@ -253,6 +253,10 @@ pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> 
         },
     };
 
+    // The same sentence twice (one per provider's pass over the same shortage) says nothing new.
+    let mut said = BTreeSet::new();
+    let why: Vec<String> = why.into_iter().filter(|w| said.insert(w.clone())).collect();
+
     let verdict = match &failing {
         None => format!("pod {} is admitted ({})", pod.name, placement_text(&result)),
         Some(f) => {

@@ -253,7 +253,10 @@ pub(super) fn provider_view(
                     resources: Vec::new(),
                     text: format!(
                         "{provider}: no hints: no NUMA node or allowed group has {} free, and an empty answer reads as no preference",
-                        requests_text(&req)
+                        match node.memory.static_policy() {
+                            Some(p) => lacking_text(&p.machine_state, &req),
+                            None => requests_text(&req),
+                        }
                     ),
                 }
             }

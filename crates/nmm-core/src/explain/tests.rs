@@ -366,7 +366,7 @@ fn cpu_shortage_at_the_second_container() {
     assert_eq!(e.facts.subject, "container second");
     assert_eq!(
         e.why[0],
-        "cpu: needs 5 exclusive CPUs but only 4 are free (0 on node 0 and 4 on node 1; reserved: 0)"
+        "cpu: needs 5 exclusive CPUs but only 4 are free (0 on node 0 and 4 on node 1; CPU 0 reserved)"
     );
     assert_eq!(
         e.decisions[1].why_merged,

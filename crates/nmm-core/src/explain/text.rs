@@ -124,3 +124,15 @@ pub(super) fn mask_of(ids: &[u32]) -> NumaMask {
 
 // ---------------------------------------------------------------------------------------
 // Replays.
+
+/// The reserved CPUs in words: `CPU 0 reserved`, `CPUs 0,8 reserved`, `no CPUs reserved`
+/// (a cpulist, as the CPU manager's reserved set prints).
+pub fn reserved_cpus_text(cpulist: &str) -> String {
+    if cpulist.is_empty() {
+        "no CPUs reserved".into()
+    } else if cpulist.contains([',', '-']) {
+        format!("CPUs {cpulist} reserved")
+    } else {
+        format!("CPU {cpulist} reserved")
+    }
+}

@@ -141,9 +141,9 @@ pub(super) fn topology_why(
                 let plural = if k == 1 { "" } else { "s" };
                 if reuse.is_empty() {
                     why.push(format!(
-                        "cpu: no hint is preferred: {want_cpus} exclusive CPUs would fit on {k} NUMA node{plural} of an empty machine, but no such placement has them free ({}; reserved: {})",
+                        "cpu: no hint is preferred: {want_cpus} exclusive CPUs would fit on {k} NUMA node{plural} of an empty machine, but no such placement has them free ({}; {})",
                         cpu_free_text(f),
-                        if f.reserved.is_empty() { "none" } else { &f.reserved }
+                        reserved_cpus_text(&f.reserved)
                     ));
                 } else {
                     let nodes: BTreeSet<u32> = reuse
