@@ -53,7 +53,7 @@ pub fn parse_yaml(text: &str, path: &Path) -> Result<Value> {
             return Ok(v);
         }
     }
-    if let Some(d) = crate::fast_yaml::parse(text) {
+    if let Some(d) = parse_doc(text) {
         return Ok(d.to_value(0));
     }
     parse_yaml_tree(text, path)
@@ -76,19 +76,34 @@ pub fn parse_yaml_tree(text: &str, path: &Path) -> Result<Value> {
         .map_err(|e| anyhow!("{}: not valid YAML: {e}", path.display()))
 }
 
-/// The events of a JSON document or of YAML the fast reader takes, `None` for the rest
-/// (read those with [`parse_yaml_tree`] and [`Doc::from_value`]).
+/// The events of a JSON document (after any `#` comment lines: JSON is YAML) or of YAML
+/// the fast reader takes, `None` for the rest (read those with [`parse_yaml_tree`] and
+/// [`Doc::from_value`]).
 pub fn parse_doc(text: &str) -> Option<Doc<'_>> {
-    if text.trim_start().starts_with('{') {
-        if let Some(d) = Doc::from_json(text) {
+    if let Some(json) = json_body(text) {
+        if let Some(d) = Doc::from_json(json) {
             return Some(d);
         }
-        // Duplicate keys and the like: serde_json's tree decides, as before.
-        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
-            return None;
-        }
+        // Duplicate keys, deep nesting: the trees decide, as before.
+        return None;
     }
     crate::fast_yaml::parse(text)
+}
+
+/// The text from the first line that is neither blank nor a comment, when it opens a
+/// JSON object.
+fn json_body(text: &str) -> Option<&str> {
+    let mut rest = text;
+    loop {
+        let t = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if t.starts_with('{') {
+            return Some(t);
+        }
+        if !t.starts_with('#') {
+            return None;
+        }
+        rest = &t[t.find('\n')?..];
+    }
 }
 
 pub fn read_yaml_file(path: &Path) -> Result<Value> {

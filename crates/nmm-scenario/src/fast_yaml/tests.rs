@@ -194,3 +194,50 @@ proptest! {
         agrees(&serde_json::to_string(&doc).unwrap());
     }
 }
+
+fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every YAML file of the repository's examples and the shared corpus (conformance
+/// scenarios, fixtures): read by the fast path when it can, always to serde-saphyr's
+/// tree; and the scenarios written by people and generators do take the fast path.
+#[test]
+fn corpus_agrees_and_mostly_takes_the_fast_path() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    for d in ["examples", "../shared", "docs", "deploy"] {
+        yaml_files(&root.join(d), &mut files);
+    }
+    let (mut fast, mut all) = (0, 0);
+    let mut slow = Vec::new();
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        let Ok(want) = saphyr(&text) else {
+            assert!(parse(&text).is_none(), "{}: saphyr refuses it", f.display());
+            continue;
+        };
+        all += 1;
+        match crate::scenario::parse_doc(&text) {
+            Some(d) => {
+                fast += 1;
+                assert_eq!(d.to_value(0), want, "{}", f.display());
+            }
+            None => slow.push(f.display().to_string()),
+        }
+    }
+    assert!(all >= 10, "corpus not found under {}", root.display());
+    assert!(fast * 10 >= all * 9, "{fast} of {all} fast; slow: {slow:?}");
+}
