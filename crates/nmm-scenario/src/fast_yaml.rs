@@ -286,7 +286,8 @@ fn split_key(s: &str) -> R<Option<(Cow<'_, str>, &str)>> {
     while i < b.len() {
         if b[i] == b':' && (i + 1 == b.len() || b[i + 1] == b' ') {
             let key = s[..i].trim_end_matches(' ');
-            if key.is_empty() || key.contains(" #") || starts_with_indicator(key) {
+            // `<<` may be a merge key: serde-saphyr decides.
+            if key.is_empty() || key == "<<" || key.contains(" #") || starts_with_indicator(key) {
                 return Err(GiveUp);
             }
             return match resolve_plain(key)? {

@@ -80,6 +80,7 @@ fn gives_up_where_saphyr_decides() {
         "- a\nb: 1\n",
         "a: {b: 1, b: 2}\n",
         "a: 12345678901234567890123\n",
+        "a: {x: 1}\nb:\n  <<: {x: 2}\n",
     ] {
         assert!(parse(text).is_none(), "should give up on {text:?}");
     }
