@@ -45,7 +45,7 @@ fn yaml_scenario(steps: usize) -> String {
             let mut lim = format!("cpu: '{cpu}'\n            memory: {mem}Gi\n");
             let hp = rnd(3);
             if hp > 0 {
-                let _ = write!(lim, "            hugepages-1Gi: {hp}Gi\n");
+                let _ = writeln!(lim, "            hugepages-1Gi: {hp}Gi");
             }
             let _ = write!(
                 s,

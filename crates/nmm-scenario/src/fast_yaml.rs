@@ -95,10 +95,7 @@ fn is_dash(s: &str) -> bool {
 impl<'a> Reader<'a> {
     fn line_at(&mut self, indent: usize, rest: &'a str) -> R<()> {
         // Close what this line's indentation ends.
-        loop {
-            let Some(top) = self.stack.last_mut() else {
-                break;
-            };
+        while let Some(top) = self.stack.last_mut() {
             if top.indent > indent {
                 self.close_top()?;
                 continue;
