@@ -19,6 +19,7 @@ pub mod node_allocatable;
 pub mod pod;
 pub mod pod_validation;
 pub mod quantity;
+pub mod quantity_hint;
 pub mod reserved_memory_flag;
 pub mod topology;
 pub mod validation;

@@ -79,12 +79,23 @@ fn parse_list(
 ) -> Result<BTreeMap<String, Quantity>, PodQuantityError> {
     let mut out = BTreeMap::new();
     for (k, v) in m.into_iter().flatten() {
-        let q = Quantity::parse(v.0.trim()).map_err(|e| PodQuantityError {
-            container: c.name.clone(),
-            list,
-            resource: k.clone(),
-            value: v.0.clone(),
-            message: e.to_string(),
+        let q = Quantity::parse(v.0.trim()).map_err(|e| {
+            let bytes = k == "memory" || k == "ephemeral-storage" || k.starts_with("hugepages-");
+            let hint = if bytes {
+                crate::quantity_hint::byte_unit_hint(&v.0)
+            } else {
+                None
+            };
+            PodQuantityError {
+                container: c.name.clone(),
+                list,
+                resource: k.clone(),
+                value: v.0.clone(),
+                message: match hint {
+                    Some(h) => format!("{e}; {h}"),
+                    None => e.to_string(),
+                },
+            }
         })?;
         out.insert(k.clone(), q);
     }

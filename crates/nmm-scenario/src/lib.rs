@@ -1,6 +1,8 @@
 //! The inputs of nmm and their replay, shared by the `nmm` CLI, the agent command, the
 //! benchmarks and the tests:
 //!
+//! - [`doc`], [`fast_yaml`]: a YAML or JSON document as events, read without a tree
+//!   for the forms scenarios are written in, and deserialized straight into typed pods;
 //! - [`scenario`]: a scenario file (`../shared/spec/scenario-format.md`) into the machine
 //!   model, the kubelet config, starting checkpoints and pod events;
 //! - [`load`]: a KubeletConfiguration file, a machine file and a Pod file on their own;
@@ -10,6 +12,8 @@
 //!
 //! Reading files is the only I/O here; nothing prints.
 
+pub mod doc;
+pub mod fast_yaml;
 pub mod kubelet_fields;
 pub mod live;
 pub mod load;

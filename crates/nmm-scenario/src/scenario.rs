@@ -2,6 +2,7 @@
 //! machine model, the kubelet config, optional starting checkpoints and pod events.
 //! Every error names the file and the field, and says what to write instead.
 
+use crate::doc::{De, Doc, Kind, Scalar};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use nmm_core::cpuset::CpuSet;
@@ -10,6 +11,7 @@ use nmm_core::machine::{Cpu, Machine, NumaNode};
 use nmm_core::node::RawCheckpoint;
 use nmm_core::quantity::Quantity;
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -42,9 +44,23 @@ pub struct Scenario {
 }
 
 /// Parses YAML (JSON is YAML) into a JSON value. JSON documents take the fast JSON
-/// parser; YAML gets a budget sized for long scenarios (the default stops at 250,000
-/// nodes) while keeping alias-bomb protection.
+/// parser; YAML in the forms scenarios are written in takes the fast reader
+/// ([`crate::fast_yaml`]); the rest goes to serde-saphyr, with a budget sized for long
+/// scenarios (the default stops at 250,000 nodes) while keeping alias-bomb protection.
 pub fn parse_yaml(text: &str, path: &Path) -> Result<Value> {
+    if text.trim_start().starts_with('{') {
+        if let Ok(v) = serde_json::from_str::<Value>(text) {
+            return Ok(v);
+        }
+    }
+    if let Some(d) = parse_doc(text) {
+        return Ok(d.to_value(0));
+    }
+    parse_yaml_tree(text, path)
+}
+
+/// [`parse_yaml`] without the fast YAML reader: serde_json for JSON, else serde-saphyr.
+pub fn parse_yaml_tree(text: &str, path: &Path) -> Result<Value> {
     if text.trim_start().starts_with('{') {
         if let Ok(v) = serde_json::from_str::<Value>(text) {
             return Ok(v);
@@ -60,10 +76,43 @@ pub fn parse_yaml(text: &str, path: &Path) -> Result<Value> {
         .map_err(|e| anyhow!("{}: not valid YAML: {e}", path.display()))
 }
 
+/// The events of a JSON document (after any `#` comment lines: JSON is YAML) or of YAML
+/// the fast reader takes, `None` for the rest (read those with [`parse_yaml_tree`] and
+/// [`Doc::from_value`]).
+pub fn parse_doc(text: &str) -> Option<Doc<'_>> {
+    if let Some(json) = json_body(text) {
+        if let Some(d) = Doc::from_json(json) {
+            return Some(d);
+        }
+        // Duplicate keys, deep nesting: the trees decide, as before.
+        return None;
+    }
+    crate::fast_yaml::parse(text)
+}
+
+/// The text from the first line that is neither blank nor a comment, when it opens a
+/// JSON object.
+fn json_body(text: &str) -> Option<&str> {
+    let mut rest = text;
+    loop {
+        let t = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if t.starts_with('{') {
+            return Some(t);
+        }
+        if !t.starts_with('#') {
+            return None;
+        }
+        rest = &t[t.find('\n')?..];
+    }
+}
+
 pub fn read_yaml_file(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the file", path.display()))?;
-    parse_yaml(&text, path)
+    parse_yaml(&read_text(path)?, path)
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the file", path.display()))
 }
 
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
@@ -88,12 +137,18 @@ pub fn bytes(v: &Value, path: &Path, at: &str) -> Result<u64> {
             path.display()
         )
     })?;
-    let q = Quantity::parse(text.trim()).map_err(|e| {
-        anyhow!(
-            "{}: {at}: {text:?} is not a quantity ({e}); write e.g. 32Gi or 34359738368",
-            path.display()
-        )
-    })?;
+    let q = Quantity::parse(text.trim()).map_err(
+        |e| match nmm_core::quantity_hint::byte_unit_hint(&text) {
+            Some(h) => anyhow!(
+                "{}: {at}: {text:?} is not a quantity ({e}); {h}",
+                path.display()
+            ),
+            None => anyhow!(
+                "{}: {at}: {text:?} is not a quantity ({e}); write e.g. 32Gi or 34359738368",
+                path.display()
+            ),
+        },
+    )?;
     match q.as_int64() {
         Some(b) if b >= 0 => Ok(b as u64),
         _ => bail!(
@@ -159,7 +214,11 @@ pub fn parse_machine(v: &Value, path: &Path) -> Result<Machine> {
                 })? as u64;
                 let t = bytes(total, path, &format!("{at}.hugepages.{size}"))?;
                 if t % s != 0 {
-                    bail!("{p}: {at}.hugepages.{size}: {t} bytes is not a whole number of {size} pages");
+                    let hint = as_text(total)
+                        .and_then(|x| nmm_core::quantity_hint::page_count_hint(&x, t, s))
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
+                    bail!("{p}: {at}.hugepages.{size}: {t} bytes is not a whole number of {size} pages{hint}");
                 }
                 hugepages.insert(s, t);
             }
@@ -306,53 +365,39 @@ pub fn parse_kubelet_warned(
     crate::kubelet_fields::decode_kubelet_config(v, path, "kubelet.")
 }
 
-/// Quantities in `limits`/`requests` may be written as YAML numbers (`cpu: 2`); the Pod
-/// type wants strings, as the API server would serialise them.
-fn stringify_quantities(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, child) in m.iter_mut() {
-                if k == "limits" || k == "requests" || k == "overhead" {
-                    if let Value::Object(q) = child {
-                        for qv in q.values_mut() {
-                            if let Value::Number(n) = qv {
-                                *qv = Value::String(n.to_string());
-                            }
-                        }
-                    }
-                } else {
-                    stringify_quantities(child);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(stringify_quantities),
-        _ => {}
-    }
-}
-
 /// A v1 Pod, read as the API server reads it with strict field validation (kubectl's
 /// default): an unknown field is an error naming the field's path, and the pod must pass
 /// the API server's validation of names and resources ([`nmm_core::pod_validation`]).
+/// Quantities in `limits`/`requests`/`overhead` may be written as YAML numbers (`cpu: 2`).
 pub fn parse_pod(v: &Value, path: &Path, at: &str) -> Result<Pod> {
-    let mut v = v.clone();
-    stringify_quantities(&mut v);
-    if let Value::Object(m) = &mut v {
-        m.entry("apiVersion")
-            .or_insert_with(|| Value::String("v1".into()));
-        m.entry("kind")
-            .or_insert_with(|| Value::String("Pod".into()));
-    }
-    let mut unknown: Vec<String> = Vec::new();
-    let mut note = |p: serde_ignored::Path| unknown.push(field_path(&p));
-    let pod: Pod =
-        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&v, &mut note))
-            .map_err(|e| anyhow!("{}: {at}.{}: {}", path.display(), e.path(), e.inner()))?;
-    if let Some(field) = unknown.first() {
+    parse_pod_doc(&Doc::from_value(v), 0, path, at)
+}
+
+/// [`parse_pod`] of the node at `i` of a document, deserialized straight from its events
+/// (no tree); errors from a YAML file end with the line.
+pub fn parse_pod_doc(doc: &Doc<'_>, i: usize, path: &Path, at: &str) -> Result<Pod> {
+    let cur = Cell::new(i);
+    let mut unknown: Vec<(String, usize)> = Vec::new();
+    let mut note = |p: serde_ignored::Path| unknown.push((field_path(&p), cur.get()));
+    let r: std::result::Result<Pod, _> = serde_path_to_error::deserialize(
+        serde_ignored::Deserializer::new(De::new(doc, i, &cur), &mut note),
+    );
+    let pod = r.map_err(|e| {
+        anyhow!(
+            "{}: {at}.{}: {}{}",
+            path.display(),
+            e.path(),
+            e.inner(),
+            line_note(doc, cur.get())
+        )
+    })?;
+    if let Some((field, ev)) = unknown.first() {
         bail!(
-            "{}: {at}.{}: unknown field (the API server refuses it: strict decoding error: unknown field \"{}\"){}",
+            "{}: {at}.{}: unknown field (the API server refuses it: strict decoding error: unknown field \"{}\"){}{}",
             path.display(),
             field,
             field,
+            line_note(doc, *ev),
             unknown_field_hint(field)
         );
     }
@@ -372,6 +417,13 @@ pub fn parse_pod(v: &Value, path: &Path, at: &str) -> Result<Pod> {
         );
     }
     Ok(pod)
+}
+
+/// ` at line N` for event `ev` of a YAML document, empty when the line is not known.
+fn line_note(doc: &Doc<'_>, ev: usize) -> String {
+    doc.line(ev)
+        .map(|l| format!(" at line {l}"))
+        .unwrap_or_default()
 }
 
 /// `spec.containers[0].resource`, the API server's way of writing a field's path.
@@ -441,58 +493,76 @@ fn checkpoint(v: &Value, base: &Path, path: &Path, at: &str) -> Result<RawCheckp
 }
 
 pub fn parse_scenario(v: &Value, path: &Path) -> Result<Scenario> {
+    parse_scenario_doc(&Doc::from_value(v), path)
+}
+
+fn scalar_text(doc: &Doc<'_>, i: usize) -> Option<String> {
+    match doc.scalar(i)? {
+        Scalar::Str(s) => Some(s.to_string()),
+        s @ (Scalar::U64(_) | Scalar::I64(_) | Scalar::F64(_)) => {
+            Some(crate::doc::scalar_value(s).to_string())
+        }
+        _ => None,
+    }
+}
+
+/// A scenario from a document's events: the machine, kubelet and state blocks (small)
+/// through their trees, every pod straight into its typed struct.
+pub fn parse_scenario_doc(doc: &Doc<'_>, path: &Path) -> Result<Scenario> {
     let p = path.display();
-    if !v.is_object() {
+    if !matches!(doc.evs.first().map(|e| &e.kind), Some(Kind::Map { .. })) {
         bail!("{p}: expected a mapping with machine, kubelet and steps");
     }
-    let machine_v = field(v, "machine").ok_or_else(|| {
-        anyhow!("{p}: machine: missing; see the scenario format (machine, kubelet, steps)")
-    })?;
-    let machine = parse_machine(machine_v, path)?;
-    let memory_capacity = memory_capacity(machine_v, &machine, path)?;
-    let (kubelet, warnings) = parse_kubelet_warned(field(v, "kubelet"), path)?;
-    let devices = crate::scenario_devices::parse_devices(machine_v, &machine, path)?;
+    let machine_v = doc
+        .get(0, "machine")
+        .map(|i| doc.to_value(i))
+        .ok_or_else(|| {
+            anyhow!("{p}: machine: missing; see the scenario format (machine, kubelet, steps)")
+        })?;
+    let machine = parse_machine(&machine_v, path)?;
+    let memory_capacity = memory_capacity(&machine_v, &machine, path)?;
+    let kubelet_v = doc.get(0, "kubelet").map(|i| doc.to_value(i));
+    let (kubelet, warnings) = parse_kubelet_warned(kubelet_v.as_ref(), path)?;
+    let devices = crate::scenario_devices::parse_devices(&machine_v, &machine, path)?;
     let device_resources: BTreeSet<String> = devices.iter().map(|d| d.resource.clone()).collect();
     let base = path.parent().unwrap_or(Path::new("."));
     let (mut memory_state, mut cpu_state, mut device_state) = (None, None, None);
-    if let Some(s) = field(v, "state") {
-        if let Some(m) = field(s, "memoryManager") {
+    if let Some(s) = doc.get(0, "state").map(|i| doc.to_value(i)) {
+        if let Some(m) = field(&s, "memoryManager") {
             memory_state = Some(checkpoint(m, base, path, "state.memoryManager")?);
         }
-        if let Some(c) = field(s, "cpuManager") {
+        if let Some(c) = field(&s, "cpuManager") {
             cpu_state = Some(checkpoint(c, base, path, "state.cpuManager")?);
         }
-        if let Some(d) = field(s, "deviceManager") {
+        if let Some(d) = field(&s, "deviceManager") {
             device_state = Some(checkpoint(d, base, path, "state.deviceManager")?);
         }
     }
     let mut steps = Vec::new();
-    if let Some(list) = field(v, "steps") {
-        let list = list
-            .as_array()
+    if let Some(list) = doc.get(0, "steps") {
+        let list = doc
+            .items(list)
             .ok_or_else(|| anyhow!("{p}: steps: expected a list of admit/remove steps"))?;
-        for (i, s) in list.iter().enumerate() {
-            let at = format!("steps[{i}]");
-            if let Some(pod) = field(s, "admit") {
-                let at_admit = format!("{at}.admit");
-                crate::scenario_devices::check_pod_devices(
-                    pod,
-                    &device_resources,
-                    path,
-                    &at_admit,
-                )?;
-                steps.push(Step::Admit(Box::new(parse_pod(
-                    pod,
-                    path,
-                    &format!("{at}.admit"),
-                )?)));
-            } else if let Some(r) = field(s, "remove") {
-                let uid = field(r, "uid").and_then(as_text).ok_or_else(|| {
-                    anyhow!("{p}: {at}.remove.uid: missing; write - remove: {{uid: <pod uid>}}")
+        steps.reserve(list.len());
+        for (i, s) in list.into_iter().enumerate() {
+            if let Some(pod) = doc.get(s, "admit") {
+                let at = format!("steps[{i}].admit");
+                if !device_resources.is_empty() {
+                    crate::scenario_devices::check_pod_devices(
+                        &doc.to_value(pod),
+                        &device_resources,
+                        path,
+                        &at,
+                    )?;
+                }
+                steps.push(Step::Admit(Box::new(parse_pod_doc(doc, pod, path, &at)?)));
+            } else if let Some(r) = doc.get(s, "remove") {
+                let uid = doc.get(r, "uid").and_then(|u| scalar_text(doc, u)).ok_or_else(|| {
+                    anyhow!("{p}: steps[{i}].remove.uid: missing; write - remove: {{uid: <pod uid>}}")
                 })?;
                 steps.push(Step::Remove { uid });
             } else {
-                bail!("{p}: {at}: expected `admit: <Pod>` or `remove: {{uid: ...}}`");
+                bail!("{p}: steps[{i}]: expected `admit: <Pod>` or `remove: {{uid: ...}}`");
             }
         }
     }
@@ -530,6 +600,16 @@ pub fn memory_capacity(machine_v: &Value, machine: &Machine, path: &Path) -> Res
 }
 
 pub fn load_scenario(path: &Path) -> Result<Scenario> {
-    let v = read_yaml_file(path)?;
-    parse_scenario(&v, path)
+    let text = read_text(path)?;
+    parse_scenario_text(&text, path)
+}
+
+/// A scenario from its text (YAML or JSON): JSON and the YAML the fast reader takes are
+/// deserialized from their events; other YAML is read by serde-saphyr first.
+pub fn parse_scenario_text(text: &str, path: &Path) -> Result<Scenario> {
+    if let Some(doc) = parse_doc(text) {
+        return parse_scenario_doc(&doc, path);
+    }
+    let tree = parse_yaml_tree(text, path)?;
+    parse_scenario_doc(&Doc::from_value(&tree), path)
 }
