@@ -155,6 +155,26 @@ fn bad_device_input_names_the_field() {
             MACHINE.replace("resource: nvidia.com/gpu, ", ""),
             "machine.devices[3].resource",
         ),
+        (
+            MACHINE.replace("healthy: false", "helthy: false"),
+            "machine.devices[2].helthy: unknown field; did you mean `healthy`?",
+        ),
+        (
+            MACHINE.replace("numa: [0, 1]", "numa: []"),
+            "machine.devices[3].numa: empty",
+        ),
+        (
+            MACHINE.replace("numa: [0, 1]", "numa: [1, 1]"),
+            "machine.devices[3].numa[1]: NUMA node 1 is listed twice",
+        ),
+        (
+            MACHINE.replace("healthy: false", "healthy: no"),
+            "machine.devices[2].healthy: expected true or false, got no",
+        ),
+        (
+            MACHINE.replace("numa: [0]}", "numa: [0], healthy: yes}"),
+            "machine.devices[0].healthy: expected true or false, got yes",
+        ),
     ];
     for (m, field) in cases {
         let s = write(dir.path(), "bad.yaml", &format!("{m}steps: []\n"));

@@ -61,9 +61,13 @@ pub fn parse_yaml(text: &str, path: &Path) -> Result<Value> {
 }
 
 pub fn read_yaml_file(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the file", path.display()))?;
+    let text = read_text(path)?;
     parse_yaml(&text, path)
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the file", path.display()))
 }
 
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
@@ -530,6 +534,11 @@ pub fn memory_capacity(machine_v: &Value, machine: &Machine, path: &Path) -> Res
 }
 
 pub fn load_scenario(path: &Path) -> Result<Scenario> {
-    let v = read_yaml_file(path)?;
-    parse_scenario(&v, path)
+    let text = read_text(path)?;
+    let v = parse_yaml(&text, path)?;
+    let scenario = parse_scenario(&v, path)?;
+    if !scenario.devices.is_empty() {
+        crate::scenario_devices::check_healthy_spelling(&text, path)?;
+    }
+    Ok(scenario)
 }
