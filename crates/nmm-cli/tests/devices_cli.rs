@@ -199,6 +199,88 @@ fn bad_device_input_names_the_field() {
 }
 
 #[test]
+fn state_show_and_verify_read_the_device_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{MACHINE}steps:\n{}{}",
+        pod("a", "1", "1"),
+        pod("b", "1", "0")
+    );
+    let s = write(dir.path(), "s.yaml", &body);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let out = nmm(&[
+        "simulate",
+        s.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plugins = state.join("device-plugins");
+    let file = plugins.join("kubelet_internal_checkpoint");
+
+    // The directory finds the file; the table names holder, resource, device and node.
+    let out = nmm(&["state", "show", plugins.to_str().unwrap()]);
+    let t = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{t}{}", text(&out.stderr));
+    assert!(
+        t.contains("device manager, checksum") && t.contains("verified"),
+        "{t}"
+    );
+    let row_a = t
+        .lines()
+        .find(|l| l.contains("│ a ") && l.contains("example.com/nic"));
+    assert!(
+        row_a.is_some_and(|l| l.contains("nic-0") && l.contains("0: nic-0")),
+        "{t}"
+    );
+    assert!(t.contains("nvidia.com/gpu") && t.contains("gpu-0"), "{t}");
+
+    let out = nmm(&["state", "show", file.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(v["kind"], "device");
+    let b = v["podDevices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["podUID"] == "b")
+        .unwrap();
+    assert_eq!(b["resourceName"], "example.com/nic");
+    assert_eq!(b["deviceIDs"], serde_json::json!(["nic-1"]));
+    assert_eq!(b["numaNodes"]["1"], serde_json::json!(["nic-1"]));
+    // nic-2 is unhealthy, so not registered; both healthy NICs are held.
+    assert_eq!(
+        v["registeredDevices"]["example.com/nic"]["free"],
+        serde_json::json!([])
+    );
+
+    let out = nmm(&["state", "verify", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("OK"));
+
+    // A changed checksum: the kubelet's "checkpoint is corrupted", exit 1 for both.
+    let body = std::fs::read_to_string(&file).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let c = v["Checksum"].as_u64().unwrap();
+    std::fs::write(&file, body.replace(&c.to_string(), &(c ^ 1).to_string())).unwrap();
+    let out = nmm(&["state", "show", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("checkpoint is corrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = nmm(&["state", "verify", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("CORRUPT"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn explain_names_a_device_shortage() {
     let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gb200-34-numa.yaml");
     let out = nmm(&["explain", ex.to_str().unwrap(), "--step", "2"]);

@@ -6,6 +6,7 @@ pub mod explain;
 pub mod node;
 pub mod simulate;
 pub mod state;
+pub mod state_device;
 pub mod validate;
 
 /// Output format shared by the commands.
