@@ -281,6 +281,68 @@ fn state_show_and_verify_read_the_device_checkpoint() {
 }
 
 #[test]
+fn svg_shows_each_device_under_its_numa_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{MACHINE}steps:\n{}", pod("a", "1", "1"));
+    let s = write(dir.path(), "s.yaml", &body);
+    let svg = dir.path().join("n.svg");
+    let out = nmm(&["simulate", s.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let svg = std::fs::read_to_string(svg).unwrap();
+    let n0 = svg.find(">devices on NUMA 0<").expect("a NUMA 0 heading");
+    let n1 = svg.find(">devices on NUMA 1<").expect("a NUMA 1 heading");
+    let held = svg
+        .find("nic-0 (example.com/nic): pod a, container c")
+        .expect("nic-0 held by a");
+    let free = svg.find("nic-1 (example.com/nic): free").expect("nic-1 free");
+    assert!(n0 < held && held < n1 && n1 < free);
+    assert!(svg.contains("nic-2 (example.com/nic): free (unhealthy)"));
+    // gpu-0 sits on both nodes: listed under each.
+    assert_eq!(svg.matches(">gpu-0 (nvidia.com/gpu): pod a, container c<").count(), 2);
+}
+
+#[test]
+fn node_lists_pci_devices_with_their_numa_nodes() {
+    use nmm_sysfs::fake::FakeSysfs;
+    let dir = tempfile::tempdir().unwrap();
+    FakeSysfs::uniform(2, 2, 1, 1 << 30)
+        .pci("0000:17:00.0", "0", "0x020000", "0x15b3", "0x101d")
+        .pci("0000:ca:00.0", "1", "0x030200", "0x10de", "0x2330")
+        .pci("0000:00:00.0", "-1", "0x060000", "0x8086", "0x09a2")
+        .pci("0000:cb:00.0", "one", "0x030200", "0x10de", "0x2330")
+        .write_to(dir.path())
+        .unwrap();
+    let root = dir.path().to_str().unwrap();
+    let out = nmm(&["node", "--sysfs-root", root]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let gpu = t.lines().find(|l| l.contains("0000:ca:00.0")).expect("gpu row");
+    assert!(gpu.contains("gpu") && gpu.contains("0x10de:0x2330") && gpu.contains(" 1 "), "{t}");
+    assert!(t.contains("1 other PCI functions"), "{t}");
+    // The odd device is skipped with a warning naming its file.
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("0000:cb:00.0/numa_node: \"one\" is not a NUMA node id"),
+        "{e}"
+    );
+    assert!(!t.contains("0000:cb:00.0"));
+
+    let out = nmm(&["node", "--sysfs-root", root, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(v["pciDevices"][0]["address"], "0000:17:00.0");
+    assert_eq!(v["pciDevices"][0]["numaNode"], 0);
+    assert_eq!(v["pciDevices"][1]["kind"], "gpu");
+
+    // YAML: the machine block is unchanged and loads as a scenario machine.
+    let out = nmm(&["node", "--sysfs-root", root, "-o", "yaml"]);
+    let y = text(&out.stdout);
+    assert!(y.contains("#    - {resource: example.com/gpu, id: \"0000:ca:00.0\", numa: [1]}"), "{y}");
+    let s = write(dir.path(), "s.yaml", &format!("{y}steps: []\n"));
+    let out = nmm(&["simulate", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
 fn explain_names_a_device_shortage() {
     let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gb200-34-numa.yaml");
     let out = nmm(&["explain", ex.to_str().unwrap(), "--step", "2"]);

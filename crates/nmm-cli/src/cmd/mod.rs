@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod explain;
 pub mod node;
+pub mod node_pci;
 pub mod simulate;
 pub mod state;
 pub mod state_device;
