@@ -39,8 +39,7 @@ pub mod proto {
 use proto::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
 use proto::{
     AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerDevices, ContainerMemory,
-    ContainerResources,
-    GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
+    ContainerResources, GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
     ListPodResourcesResponse, NumaNode, PodResources, TopologyInfo,
 };
 
@@ -95,7 +94,9 @@ fn memory_of(blocks: &[Block]) -> Vec<ContainerMemory> {
 }
 
 /// The books' device lists (`nmm_core::devicemanager::view`) as PodResources messages.
-pub fn devices_of(list: Vec<nmm_core::devicemanager::view::TopologyDevices>) -> Vec<ContainerDevices> {
+pub fn devices_of(
+    list: Vec<nmm_core::devicemanager::view::TopologyDevices>,
+) -> Vec<ContainerDevices> {
     list.into_iter()
         .map(|d| ContainerDevices {
             resource_name: d.resource,
@@ -325,7 +326,9 @@ mod tests {
             "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}
         }))
         .unwrap();
-        let r = node.admit(&PodInfo::from_pod(&pod, false).unwrap()).unwrap();
+        let r = node
+            .admit(&PodInfo::from_pod(&pod, false).unwrap())
+            .unwrap();
         assert!(r.admitted, "{:?}", r.message);
 
         let c = container_resources(&node, "uid-p", "c");
@@ -342,7 +345,9 @@ mod tests {
             .map(|d| {
                 (
                     d.device_ids.join(","),
-                    d.topology.as_ref().map(|t| t.nodes.iter().map(|n| n.id).collect()),
+                    d.topology
+                        .as_ref()
+                        .map(|t| t.nodes.iter().map(|n| n.id).collect()),
                 )
             })
             .collect();
@@ -356,6 +361,8 @@ mod tests {
             ]
         );
         // A container without devices reports none.
-        assert!(container_resources(&node, "uid-p", "other").devices.is_empty());
+        assert!(container_resources(&node, "uid-p", "other")
+            .devices
+            .is_empty());
     }
 }

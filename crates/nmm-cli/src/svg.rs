@@ -575,10 +575,15 @@ mod tests {
         let svg = render_node_state(&state(), "t", &devices);
         let n0 = svg.find(">devices on NUMA 0<").unwrap();
         let n1 = svg.find(">devices on NUMA 1<").unwrap();
-        let held = svg.find("nic-0 (example.com/nic): pod uid-a, container c").unwrap();
+        let held = svg
+            .find("nic-0 (example.com/nic): pod uid-a, container c")
+            .unwrap();
         let free = svg.find("nic-1 (example.com/nic): free").unwrap();
         assert!(n0 < held && held < n1 && n1 < free, "{svg}");
-        assert!(svg.contains(">no topology<") && svg.contains("acc-&lt;0&gt;"), "{svg}");
+        assert!(
+            svg.contains(">no topology<") && svg.contains("acc-&lt;0&gt;"),
+            "{svg}"
+        );
         assert!(svg.contains("3 devices, 1 allocated"));
         assert!(!render_memory_state(&state(), "t").contains("devices, "));
     }

@@ -286,7 +286,12 @@ fn svg_shows_each_device_under_its_numa_node() {
     let body = format!("{MACHINE}steps:\n{}", pod("a", "1", "1"));
     let s = write(dir.path(), "s.yaml", &body);
     let svg = dir.path().join("n.svg");
-    let out = nmm(&["simulate", s.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
+    let out = nmm(&[
+        "simulate",
+        s.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let svg = std::fs::read_to_string(svg).unwrap();
     let n0 = svg.find(">devices on NUMA 0<").expect("a NUMA 0 heading");
@@ -294,11 +299,17 @@ fn svg_shows_each_device_under_its_numa_node() {
     let held = svg
         .find("nic-0 (example.com/nic): pod a, container c")
         .expect("nic-0 held by a");
-    let free = svg.find("nic-1 (example.com/nic): free").expect("nic-1 free");
+    let free = svg
+        .find("nic-1 (example.com/nic): free")
+        .expect("nic-1 free");
     assert!(n0 < held && held < n1 && n1 < free);
     assert!(svg.contains("nic-2 (example.com/nic): free (unhealthy)"));
     // gpu-0 sits on both nodes: listed under each.
-    assert_eq!(svg.matches(">gpu-0 (nvidia.com/gpu): pod a, container c<").count(), 2);
+    assert_eq!(
+        svg.matches(">gpu-0 (nvidia.com/gpu): pod a, container c</text>")
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -316,8 +327,14 @@ fn node_lists_pci_devices_with_their_numa_nodes() {
     let out = nmm(&["node", "--sysfs-root", root]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let t = text(&out.stdout);
-    let gpu = t.lines().find(|l| l.contains("0000:ca:00.0")).expect("gpu row");
-    assert!(gpu.contains("gpu") && gpu.contains("0x10de:0x2330") && gpu.contains(" 1 "), "{t}");
+    let gpu = t
+        .lines()
+        .find(|l| l.contains("0000:ca:00.0"))
+        .expect("gpu row");
+    assert!(
+        gpu.contains("gpu") && gpu.contains("0x10de:0x2330") && gpu.contains(" 1 "),
+        "{t}"
+    );
     assert!(t.contains("1 other PCI functions"), "{t}");
     // The odd device is skipped with a warning naming its file.
     let e = text(&out.stderr);
@@ -336,7 +353,10 @@ fn node_lists_pci_devices_with_their_numa_nodes() {
     // YAML: the machine block is unchanged and loads as a scenario machine.
     let out = nmm(&["node", "--sysfs-root", root, "-o", "yaml"]);
     let y = text(&out.stdout);
-    assert!(y.contains("#    - {resource: example.com/gpu, id: \"0000:ca:00.0\", numa: [1]}"), "{y}");
+    assert!(
+        y.contains("#    - {resource: example.com/gpu, id: \"0000:ca:00.0\", numa: [1]}"),
+        "{y}"
+    );
     let s = write(dir.path(), "s.yaml", &format!("{y}steps: []\n"));
     let out = nmm(&["simulate", s.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

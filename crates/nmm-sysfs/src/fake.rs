@@ -226,7 +226,14 @@ impl FakeSysfs {
 
     /// A PCI function `bus/pci/devices/<address>` with these `numa_node`, `class`, `vendor`
     /// and `device` file contents (written as given, so tests can write bad ones).
-    pub fn pci(self, address: &str, numa_node: &str, class: &str, vendor: &str, device: &str) -> Self {
+    pub fn pci(
+        self,
+        address: &str,
+        numa_node: &str,
+        class: &str,
+        vendor: &str,
+        device: &str,
+    ) -> Self {
         let d = format!("bus/pci/devices/{address}");
         self.file(format!("{d}/numa_node"), format!("{numa_node}\n"))
             .file(format!("{d}/class"), format!("{class}\n"))

@@ -71,7 +71,10 @@ fn read(dir: &tempfile::TempDir, machine: &str) -> Machine {
     check_invariants(machine, &m);
     // The snapshots carry no bus/pci: the PCI listing is empty, without warnings.
     let pci = SysfsReader::new(&root).read_pci_devices().unwrap();
-    assert!(pci.devices.is_empty() && pci.warnings.is_empty(), "{machine}: {pci:?}");
+    assert!(
+        pci.devices.is_empty() && pci.warnings.is_empty(),
+        "{machine}: {pci:?}"
+    );
     m
 }
 

@@ -48,7 +48,8 @@ fn a_bad_numa_node_skips_that_device_with_a_warning_naming_the_file() {
     assert_eq!(l.devices.len(), 1);
     assert_eq!(l.devices[0].address, "0000:1a:00.0");
     assert_eq!(l.warnings.len(), 3, "{:?}", l.warnings);
-    assert!(l.warnings[0].contains("bus/pci/devices/0000:17:00.0/numa_node: \"zero\" is not a NUMA node id"));
+    assert!(l.warnings[0]
+        .contains("bus/pci/devices/0000:17:00.0/numa_node: \"zero\" is not a NUMA node id"));
     assert!(l.warnings[1].contains("0000:18:00.0/numa_node: \"64\""));
     assert!(l.warnings[2].contains("0000:19:00.0/class: not a PCI class code"));
 }
@@ -56,7 +57,9 @@ fn a_bad_numa_node_skips_that_device_with_a_warning_naming_the_file() {
 #[test]
 fn no_pci_directory_lists_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    FakeSysfs::uniform(1, 2, 1, GI).write_to(dir.path()).unwrap();
+    FakeSysfs::uniform(1, 2, 1, GI)
+        .write_to(dir.path())
+        .unwrap();
     let l = SysfsReader::new(dir.path()).read_pci_devices().unwrap();
     assert_eq!(l, Default::default());
 }

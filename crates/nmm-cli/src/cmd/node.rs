@@ -257,7 +257,8 @@ pub fn render_json_with_pci(m: &Machine, pci: &nmm_sysfs::pci::PciListing) -> St
     if let Some(o) = v.as_object_mut() {
         o.insert("pciDevices".into(), super::node_pci::pci_json(pci));
     }
-    let mut s = serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }

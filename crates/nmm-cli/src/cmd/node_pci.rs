@@ -31,7 +31,13 @@ pub fn render_pci_table(l: &PciListing) -> String {
     t.load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .force_no_tty()
-        .set_header(vec!["PCI ADDRESS", "KIND", "CLASS", "VENDOR:DEVICE", "NUMA NODE"]);
+        .set_header(vec![
+            "PCI ADDRESS",
+            "KIND",
+            "CLASS",
+            "VENDOR:DEVICE",
+            "NUMA NODE",
+        ]);
     for d in &l.devices {
         t.add_row(vec![
             d.address.clone(),
@@ -131,7 +137,11 @@ mod tests {
         assert!(hint.lines().all(|l| l.starts_with('#')), "{hint}");
         assert!(hint.contains("{resource: example.com/network, id: \"0000:17:00.0\", numa: [1]}"));
         assert!(hint.contains("{resource: example.com/gpu, id: \"0000:01:00.0\"}"));
-        let v = crate::scenario::parse_yaml(&format!("{machine}{hint}"), std::path::Path::new("m.yaml")).unwrap();
+        let v = crate::scenario::parse_yaml(
+            &format!("{machine}{hint}"),
+            std::path::Path::new("m.yaml"),
+        )
+        .unwrap();
         assert_eq!(v.as_object().unwrap().len(), 1);
         assert!(v["machine"].get("devices").is_none());
         // Uncommenting the sketch gives a machine.devices list the scenario parser accepts.
@@ -140,9 +150,19 @@ mod tests {
             .filter(|l| l.starts_with("#  devices:") || l.starts_with("#    - "))
             .map(|l| format!("{}\n", l[1..].split("   #").next().unwrap()))
             .collect();
-        let v = crate::scenario::parse_yaml(&format!("{machine}{uncommented}"), std::path::Path::new("m.yaml")).unwrap();
-        let m = crate::scenario::parse_machine(&v["machine"], std::path::Path::new("m.yaml")).unwrap();
-        let d = nmm_scenario::scenario_devices::parse_devices(&v["machine"], &m, std::path::Path::new("m.yaml")).unwrap();
+        let v = crate::scenario::parse_yaml(
+            &format!("{machine}{uncommented}"),
+            std::path::Path::new("m.yaml"),
+        )
+        .unwrap();
+        let m =
+            crate::scenario::parse_machine(&v["machine"], std::path::Path::new("m.yaml")).unwrap();
+        let d = nmm_scenario::scenario_devices::parse_devices(
+            &v["machine"],
+            &m,
+            std::path::Path::new("m.yaml"),
+        )
+        .unwrap();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].numa, Some(vec![1]));
     }
@@ -150,7 +170,10 @@ mod tests {
     #[test]
     fn table_and_json_name_the_numa_node() {
         let t = render_pci_table(&listing());
-        assert!(t.contains("0000:17:00.0") && t.contains("network") && t.contains("0x15b3:0x101d"), "{t}");
+        assert!(
+            t.contains("0000:17:00.0") && t.contains("network") && t.contains("0x15b3:0x101d"),
+            "{t}"
+        );
         assert!(t.contains("3 other PCI functions"), "{t}");
         assert!(render_pci_table(&PciListing::default()).is_empty());
         let j = pci_json(&listing());

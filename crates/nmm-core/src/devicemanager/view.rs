@@ -31,7 +31,11 @@ impl DeviceManager {
     /// `List`'s devices of one container: per resource (sorted), one entry per NUMA node
     /// the ids were recorded under, ids sorted; devices without topology get none.
     pub fn topology_devices_of(&self, pod: &str, container: &str) -> Vec<TopologyDevices> {
-        let Some(resources) = self.pod_devices.devs.get(pod).and_then(|c| c.get(container))
+        let Some(resources) = self
+            .pod_devices
+            .devs
+            .get(pod)
+            .and_then(|c| c.get(container))
         else {
             return Vec::new();
         };
@@ -81,7 +85,9 @@ impl DeviceManager {
                     for (node, ids) in &info.by_numa {
                         for id in ids {
                             holder.insert((r.as_str(), id.as_str()), (pod.clone(), c.clone()));
-                            let e = recorded.entry((r.as_str(), id.as_str())).or_insert_with(Vec::new);
+                            let e = recorded
+                                .entry((r.as_str(), id.as_str()))
+                                .or_insert_with(Vec::new);
                             if let Ok(n) = u32::try_from(*node) {
                                 e.push(n);
                             }
@@ -165,8 +171,10 @@ mod tests {
     fn allocatable_is_every_healthy_device_per_node() {
         let dm = manager();
         let got = dm.allocatable_topology_devices();
-        let ids: Vec<(String, Option<Vec<i64>>)> =
-            got.into_iter().map(|t| (t.ids[0].clone(), t.nodes)).collect();
+        let ids: Vec<(String, Option<Vec<i64>>)> = got
+            .into_iter()
+            .map(|t| (t.ids[0].clone(), t.nodes))
+            .collect();
         assert_eq!(
             ids,
             vec![
@@ -190,10 +198,7 @@ mod tests {
             .map(|d| d.id.as_str())
             .collect();
         assert_eq!(held, vec!["nic-1", "nic-3"]);
-        assert_eq!(
-            p[1].holder,
-            Some(("uid-a".to_string(), "c".to_string()))
-        );
+        assert_eq!(p[1].holder, Some(("uid-a".to_string(), "c".to_string())));
         assert!(!p[4].healthy && p[4].holder.is_none());
     }
 }
