@@ -10,6 +10,11 @@
 //!   (sidecars) when the `SidecarContainers` gate is on (the v1.32 default).
 //! * `GetAllocatableResources`: every CPU but the reserved ones (static policy), and per
 //!   NUMA node and memory type with a non-zero allocatable amount, that amount.
+//! * `devices` (both calls) come from the books' Device Manager
+//!   (`nmm_core::devicemanager::view`): what each container holds, one entry per
+//!   resource and NUMA node; allocatable = every healthy registered device, one entry per
+//!   device and NUMA node. The agent registers no device plugins today (see
+//!   docs/agent.md), so its answers carry devices only when its books hold some.
 //! * Calls are rate limited like the kubelet's (100 per second, bursts of 10);
 //!   over the limit the answer is `ResourceExhausted: rejected by rate limit`.
 //! * Requests over [`MAX_REQUEST_BYTES`] are refused (gRPC's default server limit, which
@@ -33,8 +38,8 @@ pub mod proto {
 
 use proto::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
 use proto::{
-    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerMemory, ContainerResources,
-    GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
+    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerDevices, ContainerMemory,
+    ContainerResources, GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
     ListPodResourcesResponse, NumaNode, PodResources, TopologyInfo,
 };
 
@@ -88,6 +93,55 @@ fn memory_of(blocks: &[Block]) -> Vec<ContainerMemory> {
         .collect()
 }
 
+/// The books' device lists (`nmm_core::devicemanager::view`) as PodResources messages.
+pub fn devices_of(
+    list: Vec<nmm_core::devicemanager::view::TopologyDevices>,
+) -> Vec<ContainerDevices> {
+    list.into_iter()
+        .map(|d| ContainerDevices {
+            resource_name: d.resource,
+            device_ids: d.ids,
+            topology: d.nodes.map(|nodes| TopologyInfo {
+                nodes: nodes.into_iter().map(|id| NumaNode { id }).collect(),
+            }),
+        })
+        .collect()
+}
+
+/// `GetAllocatableResources`' answer for the books `node`.
+pub fn allocatable_of(node: &Node) -> AllocatableResourcesResponse {
+    let cpu_ids = match &node.cpu.policy {
+        CpuPolicy::Static(p) => p
+            .topology
+            .all_cpus()
+            .difference(&p.reserved)
+            .iter()
+            .map(i64::from)
+            .collect(),
+        CpuPolicy::None => Vec::new(),
+    };
+    let mut memory = Vec::new();
+    if node.memory.static_policy().is_some() {
+        for (id, st) in node.memory.machine_state() {
+            for (kind, t) in &st.memory_map {
+                if t.allocatable == 0 {
+                    continue;
+                }
+                memory.extend(memory_of(&[Block {
+                    numa_affinity: vec![id],
+                    kind: kind.clone(),
+                    size: t.allocatable,
+                }]));
+            }
+        }
+    }
+    AllocatableResourcesResponse {
+        devices: devices_of(node.devices.allocatable_topology_devices()),
+        cpu_ids,
+        memory,
+    }
+}
+
 fn container_resources(node: &Node, uid: &str, name: &str) -> ContainerResources {
     let cpu_ids = match &node.cpu.policy {
         CpuPolicy::Static(p) => p
@@ -106,7 +160,7 @@ fn container_resources(node: &Node, uid: &str, name: &str) -> ContainerResources
         .unwrap_or_default();
     ContainerResources {
         name: name.to_string(),
-        devices: Vec::new(),
+        devices: devices_of(node.devices.topology_devices_of(uid, name)),
         cpu_ids,
         memory,
         dynamic_resources: Vec::new(),
@@ -181,38 +235,7 @@ impl PodResourcesService {
 
     /// `GetAllocatableResources`' answer.
     pub fn allocatable(agent: &Agent) -> AllocatableResourcesResponse {
-        agent.inspect(|node, _| {
-            let cpu_ids = match &node.cpu.policy {
-                CpuPolicy::Static(p) => p
-                    .topology
-                    .all_cpus()
-                    .difference(&p.reserved)
-                    .iter()
-                    .map(i64::from)
-                    .collect(),
-                CpuPolicy::None => Vec::new(),
-            };
-            let mut memory = Vec::new();
-            if node.memory.static_policy().is_some() {
-                for (id, st) in node.memory.machine_state() {
-                    for (kind, t) in &st.memory_map {
-                        if t.allocatable == 0 {
-                            continue;
-                        }
-                        memory.extend(memory_of(&[Block {
-                            numa_affinity: vec![id],
-                            kind: kind.clone(),
-                            size: t.allocatable,
-                        }]));
-                    }
-                }
-            }
-            AllocatableResourcesResponse {
-                devices: Vec::new(),
-                cpu_ids,
-                memory,
-            }
-        })
+        agent.inspect(|node, _| allocatable_of(node))
     }
 
     /// `Get`'s answer, or the kubelet's error text.
@@ -264,5 +287,82 @@ impl PodResourcesLister for PodResourcesService {
         Self::get_pod(&self.agent, &r.pod_name, &r.pod_namespace)
             .map(Response::new)
             .map_err(Status::unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nmm_core::devicemanager::Device;
+    use nmm_core::kubelet_config::KubeletConfig;
+    use nmm_core::machine::Machine;
+    use nmm_core::node::StartOptions;
+    use nmm_core::pod::PodInfo;
+
+    fn gpu(id: &str, numa: Option<Vec<u32>>, healthy: bool) -> Device {
+        Device {
+            resource: "nvidia.com/gpu".into(),
+            id: id.into(),
+            numa,
+            healthy,
+        }
+    }
+
+    #[test]
+    fn devices_are_reported_with_their_numa_nodes_from_the_books() {
+        let opts = StartOptions {
+            devices: vec![
+                gpu("gpu-0", Some(vec![0]), true),
+                gpu("gpu-1", Some(vec![1]), true),
+                gpu("gpu-2", Some(vec![1]), false),
+                gpu("gpu-3", None, true),
+            ],
+            ..Default::default()
+        };
+        let machine = Machine::synthetic(2, 2, 0, 4 << 30, 1 << 30);
+        let mut node = Node::start(machine, KubeletConfig::default(), opts).unwrap();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "uid-p"},
+            "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}
+        }))
+        .unwrap();
+        let r = node
+            .admit(&PodInfo::from_pod(&pod, false).unwrap())
+            .unwrap();
+        assert!(r.admitted, "{:?}", r.message);
+
+        let c = container_resources(&node, "uid-p", "c");
+        assert_eq!(c.devices.len(), 1, "{:?}", c.devices);
+        let d = &c.devices[0];
+        assert_eq!(d.resource_name, "nvidia.com/gpu");
+        assert_eq!(d.device_ids, vec!["gpu-0".to_string()]);
+        assert_eq!(d.topology.as_ref().unwrap().nodes, vec![NumaNode { id: 0 }]);
+
+        let a = allocatable_of(&node);
+        let got: Vec<(String, Option<Vec<i64>>)> = a
+            .devices
+            .iter()
+            .map(|d| {
+                (
+                    d.device_ids.join(","),
+                    d.topology
+                        .as_ref()
+                        .map(|t| t.nodes.iter().map(|n| n.id).collect()),
+                )
+            })
+            .collect();
+        // Unhealthy gpu-2 is not allocatable; gpu-3 has no topology.
+        assert_eq!(
+            got,
+            vec![
+                ("gpu-0".to_string(), Some(vec![0])),
+                ("gpu-1".to_string(), Some(vec![1])),
+                ("gpu-3".to_string(), None),
+            ]
+        );
+        // A container without devices reports none.
+        assert!(container_resources(&node, "uid-p", "other")
+            .devices
+            .is_empty());
     }
 }

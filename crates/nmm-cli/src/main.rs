@@ -62,13 +62,15 @@ enum Command {
         /// list of the same objects; wide is a table with every column.
         #[arg(short, long, value_enum)]
         output: Option<Output>,
-        /// Write memory_manager_state and cpu_manager_state here at the end. With --node:
+        /// Write memory_manager_state and cpu_manager_state (and, with devices,
+        /// device-plugins/kubelet_internal_checkpoint) here at the end. With --node:
         /// the kubelet's root directory to read them from (never written)
         /// [default: /var/lib/kubelet].
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// Draw the NUMA nodes' memory (reserved/free per type, groups joined) after the
-        /// last step as an SVG picture.
+        /// last step as an SVG picture; with machine.devices, also each device under its
+        /// NUMA node with its resource and holder (or free).
         #[arg(long)]
         svg: Option<PathBuf>,
         /// Exit 1 when any pod is rejected (for CI: a scenario that must admit everything).
@@ -83,7 +85,10 @@ enum Command {
         #[arg(long)]
         timings: bool,
     },
-    /// Show this node's (or a sysfs snapshot's) NUMA topology.
+    /// Show this node's (or a sysfs snapshot's) NUMA topology, and its GPUs, NICs, NVMe
+    /// and accelerators with their NUMA nodes (from bus/pci/devices, a hint for
+    /// machine.devices: a table, commented lines after the YAML machine block, or
+    /// `pciDevices` in JSON).
     ///
     /// Example: nmm node -o yaml > machine.yaml
     Node {
@@ -231,11 +236,24 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Node { sysfs_root, output } => {
             use std::io::Write;
-            let m = nmm_sysfs::SysfsReader::new(&sysfs_root).read_machine()?;
+            let reader = nmm_sysfs::SysfsReader::new(&sysfs_root);
+            let m = reader.read_machine()?;
+            let pci = reader.read_pci_devices()?;
+            for w in &pci.warnings {
+                writeln!(err, "warning: {w}")?;
+            }
             let text = match output {
-                Some(Output::Yaml) => cmd::node::render_machine_yaml(&m),
-                Some(Output::Json) => cmd::node::render_json(&m),
-                Some(Output::Table | Output::Wide) | None => cmd::node::render_table(&m),
+                Some(Output::Yaml) => format!(
+                    "{}{}",
+                    cmd::node::render_machine_yaml(&m),
+                    cmd::node_pci::render_pci_yaml_hint(&pci)
+                ),
+                Some(Output::Json) => cmd::node::render_json_with_pci(&m, &pci),
+                Some(Output::Table | Output::Wide) | None => format!(
+                    "{}{}",
+                    cmd::node::render_table(&m),
+                    cmd::node_pci::render_pci_table(&pci)
+                ),
             };
             write!(out, "{text}")?;
             Ok(0)

@@ -3,6 +3,7 @@
 //! of a NUMA group drawn next to each other inside one box with a bar of the group's sums.
 //! Pure string building; open the file in a browser (hover a bar for exact bytes).
 
+use nmm_core::devicemanager::view::DevicePlacement;
 use nmm_core::memorymanager::state::{MachineState, MemoryTable};
 use nmm_core::quantity::format_human_bytes;
 use std::fmt::Write as _;
@@ -271,11 +272,83 @@ fn draw_bar(out: &mut String, y: u32, row: &Row, scale: f64) {
     let _ = writeln!(out, "</text>");
 }
 
+/// The devices panel (see [`render_node_state`]); returns the next free y.
+fn draw_devices(body: &mut String, mut y: u32, devices: &[DevicePlacement]) -> u32 {
+    let mut by_node: std::collections::BTreeMap<Option<u32>, Vec<&DevicePlacement>> =
+        std::collections::BTreeMap::new();
+    for d in devices {
+        match &d.numa {
+            Some(nodes) if !nodes.is_empty() => {
+                for &n in nodes {
+                    by_node.entry(Some(n)).or_default().push(d);
+                }
+            }
+            _ => by_node.entry(None).or_default().push(d),
+        }
+    }
+    y += 8;
+    let _ = writeln!(
+        body,
+        r##"<line x1="{LABEL_X}" y1="{y}" x2="{}" y2="{y}" stroke="#bbb"/>"##,
+        WIDTH - 20
+    );
+    y += 20;
+    let held = devices.iter().filter(|d| d.holder.is_some()).count();
+    let _ = writeln!(
+        body,
+        r#"<text x="{LABEL_X}" y="{y}" font-size="15" font-weight="700">devices</text>"#
+    );
+    let _ = writeln!(
+        body,
+        r##"<text x="{BAR_X}" y="{y}" fill="#444">{} devices, {held} allocated, per NUMA node</text>"##,
+        devices.len()
+    );
+    y += 8;
+    for (node, list) in by_node {
+        y += 18;
+        let label = node.map_or("no topology".to_string(), |n| {
+            format!("devices on NUMA {n}")
+        });
+        let _ = writeln!(
+            body,
+            r#"<text x="{LABEL_X}" y="{y}" font-weight="700">{}</text>"#,
+            esc(&label)
+        );
+        for d in list {
+            let (fill, what) = match (&d.holder, d.healthy) {
+                (Some((pod, c)), _) => (C_RESERVED, format!("pod {pod}, container {c}")),
+                (None, true) => (C_FREE, "free".to_string()),
+                (None, false) => (C_WARN, "free (unhealthy)".to_string()),
+            };
+            let text = format!("{} ({}): {what}", d.id, d.resource);
+            let _ = writeln!(
+                body,
+                r##"<g><title>{t}</title><rect x="{BAR_X}" y="{}" width="12" height="12" fill="{fill}" stroke="#333" stroke-width="0.5"/><text x="{}" y="{}">{t}</text></g>"##,
+                y - 10,
+                BAR_X + 18,
+                y,
+                t = esc(&text)
+            );
+            y += 16;
+        }
+        y -= 16;
+    }
+    y + 12
+}
+
 /// Renders the machine state as a standalone SVG document. `title` is shown at the top
 /// (escaped). One panel per memory type; within it one bar per NUMA node, the nodes of a
 /// multi-node NUMA group boxed together with a dashed bar of the group's sums. Bars of a
 /// panel share one scale. Every bar carries a tooltip with exact byte counts.
 pub fn render_memory_state(state: &MachineState, title: &str) -> String {
+    render_node_state(state, title, &[])
+}
+
+/// [`render_memory_state`] plus, when `devices` is not empty, a panel of the devices per
+/// NUMA node: each device with its resource and, when allocated, the pod uid and container
+/// holding it ("free" otherwise; unhealthy ones marked). A device on two nodes appears under
+/// both; devices without topology are listed under "no topology".
+pub fn render_node_state(state: &MachineState, title: &str, devices: &[DevicePlacement]) -> String {
     let mut body = String::new();
     let mut y: u32 = 20;
     let _ = writeln!(
@@ -404,6 +477,9 @@ pub fn render_memory_state(state: &MachineState, title: &str) -> String {
         }
         y += 6;
     }
+    if !devices.is_empty() {
+        y = draw_devices(&mut body, y, devices);
+    }
     y += 10;
     let mut svg = String::new();
     let _ = writeln!(
@@ -480,6 +556,36 @@ mod tests {
         assert!(m < h);
         assert!(svg.contains("reserved 4Gi \u{b7} free 11Gi of 15Gi"));
         assert!(svg.contains("reserved 8Gi \u{b7} free 22Gi of 30Gi"));
+    }
+
+    #[test]
+    fn devices_are_drawn_under_their_numa_nodes_with_holders() {
+        let d = |id: &str, numa: Option<Vec<u32>>, holder: Option<(&str, &str)>| DevicePlacement {
+            resource: "example.com/nic".into(),
+            id: id.into(),
+            numa,
+            healthy: true,
+            holder: holder.map(|(p, c)| (p.to_string(), c.to_string())),
+        };
+        let devices = [
+            d("nic-0", Some(vec![0]), Some(("uid-a", "c"))),
+            d("nic-1", Some(vec![1]), None),
+            d("acc-<0>", None, None),
+        ];
+        let svg = render_node_state(&state(), "t", &devices);
+        let n0 = svg.find(">devices on NUMA 0<").unwrap();
+        let n1 = svg.find(">devices on NUMA 1<").unwrap();
+        let held = svg
+            .find("nic-0 (example.com/nic): pod uid-a, container c")
+            .unwrap();
+        let free = svg.find("nic-1 (example.com/nic): free").unwrap();
+        assert!(n0 < held && held < n1 && n1 < free, "{svg}");
+        assert!(
+            svg.contains(">no topology<") && svg.contains("acc-&lt;0&gt;"),
+            "{svg}"
+        );
+        assert!(svg.contains("3 devices, 1 allocated"));
+        assert!(!render_memory_state(&state(), "t").contains("devices, "));
     }
 
     #[test]

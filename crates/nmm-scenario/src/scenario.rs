@@ -607,9 +607,13 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
 /// A scenario from its text (YAML or JSON): JSON and the YAML the fast reader takes are
 /// deserialized from their events; other YAML is read by serde-saphyr first.
 pub fn parse_scenario_text(text: &str, path: &Path) -> Result<Scenario> {
-    if let Some(doc) = parse_doc(text) {
-        return parse_scenario_doc(&doc, path);
+    let scenario = match parse_doc(text) {
+        Some(doc) => parse_scenario_doc(&doc, path)?,
+        None => parse_scenario_doc(&Doc::from_value(&parse_yaml_tree(text, path)?), path)?,
+    };
+    if !scenario.devices.is_empty() {
+        // `healthy: yes` reads as true in YAML 1.1; the spec wants a boolean.
+        crate::scenario_devices::check_healthy_spelling(text, path)?;
     }
-    let tree = parse_yaml_tree(text, path)?;
-    parse_scenario_doc(&Doc::from_value(&tree), path)
+    Ok(scenario)
 }

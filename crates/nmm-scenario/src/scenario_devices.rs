@@ -22,11 +22,12 @@ pub fn parse_devices(machine_v: &Value, machine: &Machine, path: &Path) -> Resul
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     for (i, d) in list.iter().enumerate() {
         let at = format!("machine.devices[{i}]");
-        if !d.is_object() {
+        let Some(keys) = d.as_object() else {
             bail!(
                 "{p}: {at}: expected a mapping with resource, id and optionally numa and healthy"
             );
-        }
+        };
+        check_device_keys(keys.keys(), path, &at)?;
         let text = |k: &str| -> Result<String> {
             match d.get(k) {
                 None | Some(Value::Null) => {
@@ -52,16 +53,18 @@ pub fn parse_devices(machine_v: &Value, machine: &Machine, path: &Path) -> Resul
                 for (j, n) in ids.iter().enumerate() {
                     let node = n.as_u64().filter(|&x| machine.node(x as u32).is_some() && x <= 63);
                     match node {
-                        Some(x) => {
-                            if !nodes.contains(&(x as u32)) {
-                                nodes.push(x as u32);
-                            }
-                        }
+                        Some(x) if nodes.contains(&(x as u32)) => bail!(
+                            "{p}: {at}.numa[{j}]: NUMA node {x} is listed twice; list each node the device is attached to once"
+                        ),
+                        Some(x) => nodes.push(x as u32),
                         None => bail!(
                             "{p}: {at}.numa[{j}]: {n} is not a NUMA node of machine.numaNodes (ids {:?}); list the nodes the device is attached to",
                             machine.node_ids()
                         ),
                     }
+                }
+                if nodes.is_empty() {
+                    bail!("{p}: {at}.numa: empty; list the NUMA nodes the device is attached to, or leave numa out for a device without topology");
                 }
                 Some(nodes)
             }
@@ -82,6 +85,60 @@ pub fn parse_devices(machine_v: &Value, machine: &Machine, path: &Path) -> Resul
         });
     }
     Ok(out)
+}
+
+/// The fields of a `machine.devices` entry.
+const DEVICE_FIELDS: &[&str] = &["resource", "id", "numa", "healthy"];
+
+/// Refuses a field a device entry does not have (a misspelt `helthy: false` would
+/// otherwise leave the device healthy without a word), with a did-you-mean.
+fn check_device_keys<'a>(
+    keys: impl Iterator<Item = &'a String>,
+    path: &Path,
+    at: &str,
+) -> Result<()> {
+    for k in keys {
+        if !DEVICE_FIELDS.contains(&k.as_str()) {
+            let hint = match crate::suggest::closest(k, DEVICE_FIELDS) {
+                Some(known) => format!("did you mean `{known}`?"),
+                None => "a device has resource, id, numa and healthy".to_string(),
+            };
+            bail!("{}: {at}.{k}: unknown field; {hint}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// YAML 1.1 spells booleans `yes`, `no`, `on`, `off`, `y`, `n`; the scenario parser
+/// takes them as booleans, so `healthy: yes` would pass as `true`. The scenario format
+/// wants `true` or `false` for `healthy`: this re-reads the scenario text with YAML 1.2
+/// booleans only (when it mentions `healthy` at all) and refuses any other spelling,
+/// naming the field.
+pub fn check_healthy_spelling(text: &str, path: &Path) -> Result<()> {
+    if !text.contains("healthy") || text.trim_start().starts_with('{') {
+        return Ok(());
+    }
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    if let Some(b) = options.budget.as_mut() {
+        b.max_nodes = 50_000_000;
+        b.max_events = 200_000_000;
+        b.max_total_scalar_bytes = 1 << 30;
+    }
+    // The first parse already reported syntax errors; a failure here changes nothing.
+    let Ok(v) = serde_saphyr::from_str_with_options::<Value>(text, options) else {
+        return Ok(());
+    };
+    let list = v.pointer("/machine/devices").and_then(|d| d.as_array());
+    for (i, d) in list.into_iter().flatten().enumerate() {
+        if let Some(Value::String(s)) = d.get("healthy") {
+            bail!(
+                "{}: machine.devices[{i}].healthy: expected true or false, got {s} (a YAML 1.1 spelling); write true or false",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn count_of(v: &Value) -> Option<String> {
@@ -204,9 +261,46 @@ mod tests {
         assert!(e.contains("machine.devices[0].resource: missing"), "{e}");
         let e = err(json!([{"resource": "r", "id": ""}]));
         assert!(e.contains("machine.devices[0].id: empty"), "{e}");
+        let e = err(json!([{"resource": "r", "id": "a", "helthy": false}]));
+        assert!(
+            e.contains("s.yaml: machine.devices[0].helthy: unknown field; did you mean `healthy`?"),
+            "{e}"
+        );
+        let e = err(json!([{"resource": "r", "id": "a", "colour": "red"}]));
+        assert!(
+            e.contains("machine.devices[0].colour: unknown field"),
+            "{e}"
+        );
+        let e = err(json!([{"resource": "r", "id": "a", "numa": []}]));
+        assert!(e.contains("machine.devices[0].numa: empty"), "{e}");
+        let e = err(json!([{"resource": "r", "id": "a", "numa": [1, 1]}]));
+        assert!(
+            e.contains("machine.devices[0].numa[1]: NUMA node 1 is listed twice"),
+            "{e}"
+        );
         // Same id under another resource is fine.
         let v = json!({"devices": [{"resource": "r", "id": "a"}, {"resource": "s", "id": "a"}]});
         assert!(parse_devices(&v, &machine(), Path::new("s.yaml")).is_ok());
+    }
+
+    #[test]
+    fn yaml11_booleans_are_refused_for_healthy() {
+        let text = |h: &str| {
+            format!("machine:\n  devices:\n    - {{resource: r, id: a}}\n    - {{resource: r, id: b, healthy: {h}}}\n")
+        };
+        for bad in ["yes", "no", "on", "Off", "y"] {
+            let e = format!(
+                "{:#}",
+                check_healthy_spelling(&text(bad), Path::new("s.yaml")).unwrap_err()
+            );
+            assert!(
+                e.contains("s.yaml: machine.devices[1].healthy: expected true or false"),
+                "{e}"
+            );
+        }
+        for good in ["true", "false", "True", "FALSE"] {
+            assert!(check_healthy_spelling(&text(good), Path::new("s.yaml")).is_ok());
+        }
     }
 
     #[test]

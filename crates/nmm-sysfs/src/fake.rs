@@ -224,6 +224,23 @@ impl FakeSysfs {
         self
     }
 
+    /// A PCI function `bus/pci/devices/<address>` with these `numa_node`, `class`, `vendor`
+    /// and `device` file contents (written as given, so tests can write bad ones).
+    pub fn pci(
+        self,
+        address: &str,
+        numa_node: &str,
+        class: &str,
+        vendor: &str,
+        device: &str,
+    ) -> Self {
+        let d = format!("bus/pci/devices/{address}");
+        self.file(format!("{d}/numa_node"), format!("{numa_node}\n"))
+            .file(format!("{d}/class"), format!("{class}\n"))
+            .file(format!("{d}/vendor"), format!("{vendor}\n"))
+            .file(format!("{d}/device"), format!("{device}\n"))
+    }
+
     /// Removes `path` (relative to the `sys` directory; a file or a whole directory) after
     /// everything else is written.
     pub fn remove(mut self, path: impl Into<PathBuf>) -> Self {

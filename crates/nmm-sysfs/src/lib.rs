@@ -34,6 +34,7 @@
 //! file contents.
 
 pub mod fake;
+pub mod pci;
 
 use nmm_core::cpuset::CpuSet;
 use nmm_core::machine::{Cpu, Machine, NumaNode, MAX_CPU_ID, MAX_NUMA_NODE_ID};
@@ -151,6 +152,12 @@ impl SysfsReader {
             root: self.root.clone(),
             candidates,
         })
+    }
+
+    /// The PCI devices worth listing for `machine.devices`, with their NUMA nodes (see
+    /// [`pci`]).
+    pub fn read_pci_devices(&self) -> Result<pci::PciListing, SysfsError> {
+        pci::read_pci(&self.sys_dir()?)
     }
 
     /// Reads the machine. Warnings (skipped CPUs, missing optional files) are dropped; use

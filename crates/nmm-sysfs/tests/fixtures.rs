@@ -69,6 +69,12 @@ fn read(dir: &tempfile::TempDir, machine: &str) -> Machine {
         assert!(w.contains("without any online CPU"), "{machine}: {w}");
     }
     check_invariants(machine, &m);
+    // The snapshots carry no bus/pci: the PCI listing is empty, without warnings.
+    let pci = SysfsReader::new(&root).read_pci_devices().unwrap();
+    assert!(
+        pci.devices.is_empty() && pci.warnings.is_empty(),
+        "{machine}: {pci:?}"
+    );
     m
 }
 

@@ -5,8 +5,10 @@ pub mod agent;
 pub mod explain;
 pub mod live;
 pub mod node;
+pub mod node_pci;
 pub mod simulate;
 pub mod state;
+pub mod state_device;
 pub mod validate;
 
 /// Output format shared by the commands.

@@ -243,6 +243,23 @@ pub fn render_json(m: &Machine) -> String {
     s
 }
 
+/// [`render_json`] plus `pciDevices` (see `node_pci::pci_json`) when sysfs lists any: a
+/// hint for `machine.devices`. Drop that key (`jq 'del(.pciDevices)'`) before using the
+/// object as a scenario's `machine`.
+pub fn render_json_with_pci(m: &Machine, pci: &nmm_sysfs::pci::PciListing) -> String {
+    if pci.devices.is_empty() {
+        return render_json(m);
+    }
+    let mut v: Value = serde_json::from_str(&render_json(m)).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("pciDevices".into(), super::node_pci::pci_json(pci));
+    }
+    let mut s =
+        serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -215,7 +215,11 @@ pub fn execute_loaded(
     }
     if let (Some(path), Some(node)) = (svg, &o.node) {
         let title = format!("{}: memory after the last step", scenario.display());
-        let picture = crate::svg::render_memory_state(&node.memory.machine_state(), &title);
+        let picture = crate::svg::render_node_state(
+            &node.memory.machine_state(),
+            &title,
+            &node.devices.placements(),
+        );
         write_atomic(path, picture.as_bytes())?;
     }
     Ok(if fail_on_reject && sum.rejected > 0 {

@@ -29,30 +29,42 @@ use std::path::{Path, PathBuf};
 
 use nmm_core::diagnose::checkpoint::*;
 
-/// Reads the file and tells which checkpoint it is. `Ok(Err(text))`: the file is not a
-/// checkpoint nmm can identify (reported as corrupt, exit 1).
-fn load(path: &Path) -> Result<std::result::Result<Loaded, String>> {
+/// A checkpoint file: the device checkpoint (path and bytes), or one of the others.
+enum Found {
+    Device(PathBuf, Vec<u8>),
+    Other(std::result::Result<Loaded, String>),
+}
+
+/// Reads the file (or finds the one checkpoint in a directory) and tells which checkpoint
+/// it is. `Other(Err(text))`: not a checkpoint nmm can identify (corrupt, exit 1). Recognises the device checkpoint (by its `Data` keys, or by its
+/// name when it is not JSON).
+fn load_any(path: &Path) -> Result<Found> {
     if path.is_dir() {
         let found: Vec<PathBuf> = [
             nmm_core::checkpoint::memory::FILE_NAME,
             nmm_core::checkpoint::cpu::FILE_NAME,
+            DEVICE_STATE_FILE,
+            "kubelet_internal_checkpoint",
         ]
         .iter()
         .map(|f| path.join(f))
         .filter(|p| p.is_file())
         .collect();
         match found.as_slice() {
-            [one] => return load(one),
+            [one] => return load_any(one),
             [] => bail!(
-                "{}: is a directory with neither memory_manager_state nor cpu_manager_state in it; \
-                 pass the checkpoint file (the kubelet keeps them in its root directory, usually /var/lib/kubelet)",
+                "{}: is a directory with none of memory_manager_state, cpu_manager_state and \
+                 {DEVICE_STATE_FILE} in it; pass the checkpoint file (the kubelet keeps them in its root directory, usually /var/lib/kubelet)",
                 path.display()
             ),
             _ => bail!(
-                "{}: is a directory; did you mean {} or {}?",
+                "{}: is a directory; did you mean {}?",
                 path.display(),
-                found[0].display(),
-                found[1].display()
+                found
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
         }
     }
@@ -62,7 +74,14 @@ fn load(path: &Path) -> Result<std::result::Result<Loaded, String>> {
             path.display()
         )
     })?;
-    identify(path, bytes).map_err(|e| anyhow!(e))
+    let json: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let named = path
+        .file_name()
+        .is_some_and(|n| n == "kubelet_internal_checkpoint");
+    if json.as_ref().map_or(named, is_device_checkpoint) {
+        return Ok(Found::Device(path.to_path_buf(), bytes));
+    }
+    Ok(Found::Other(identify(path, bytes).map_err(|e| anyhow!(e))?))
 }
 
 const SHOW_EXAMPLES: &str = "\
@@ -70,9 +89,10 @@ Examples:
   nmm state show /var/lib/kubelet/memory_manager_state
   nmm state show /var/lib/kubelet/cpu_manager_state -o json
   nmm state show /var/lib/kubelet/memory_manager_state --svg numa.svg
+  nmm state show /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint
 
 The kind of checkpoint is detected from its keys (machineState: memory manager,
-defaultCpuSet: CPU manager). Exit status: 0 shown, 1 the file is corrupt (reported, not
+defaultCpuSet: CPU manager, Data.PodDeviceEntries: device manager). Exit status: 0 shown, 1 the file is corrupt (reported, not
 repaired), 2 usage or I/O error.";
 
 const VERIFY_EXAMPLES: &str = "\
@@ -110,7 +130,8 @@ pub enum ColorMode {
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    /// memory_manager_state or cpu_manager_state (usually in /var/lib/kubelet).
+    /// memory_manager_state, cpu_manager_state or device-plugins/kubelet_internal_checkpoint
+    /// (usually in /var/lib/kubelet), or a directory holding exactly one of them.
     pub file: PathBuf,
     /// Output format: a table (default), or JSON / YAML for scripts.
     #[arg(short, long, value_enum)]
@@ -162,12 +183,12 @@ pub fn execute(cmd: &Command, out: &mut dyn Write, err: &mut dyn Write) -> Resul
 // Presentation helpers
 
 #[derive(Debug, Clone, Copy)]
-struct Style {
+pub(crate) struct Style {
     color: bool,
 }
 
 impl Style {
-    fn new(mode: ColorMode) -> Style {
+    pub(crate) fn new(mode: ColorMode) -> Style {
         let color = match mode {
             ColorMode::Always => true,
             ColorMode::Never => false,
@@ -186,16 +207,16 @@ impl Style {
             s.to_string()
         }
     }
-    fn good(&self, s: &str) -> String {
+    pub(crate) fn good(&self, s: &str) -> String {
         self.paint("32", s)
     }
-    fn bad(&self, s: &str) -> String {
+    pub(crate) fn bad(&self, s: &str) -> String {
         self.paint("1;31", s)
     }
-    fn warn(&self, s: &str) -> String {
+    pub(crate) fn warn(&self, s: &str) -> String {
         self.paint("33", s)
     }
-    fn bold(&self, s: &str) -> String {
+    pub(crate) fn bold(&self, s: &str) -> String {
         self.paint("1", s)
     }
 }
@@ -220,7 +241,7 @@ fn align_right(t: &mut Table, from: usize) {
     }
 }
 
-fn write_structured(out: &mut dyn Write, v: &Value, fmt: Output) -> Result<()> {
+pub(crate) fn write_structured(out: &mut dyn Write, v: &Value, fmt: Output) -> Result<()> {
     match fmt {
         Output::Yaml => {
             let s = serde_saphyr::to_string(v).map_err(|e| anyhow!("cannot write YAML: {e}"))?;
@@ -241,7 +262,18 @@ fn write_structured(out: &mut dyn Write, v: &Value, fmt: Output) -> Result<()> {
 
 fn show(a: &ShowArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
     let style = Style::new(a.color);
-    let l = match load(&a.file)? {
+    let l = match load_any(&a.file)? {
+        Found::Device(file, _) if a.svg.is_some() => bail!(
+            "{}: --svg draws memory_manager_state; this is the Device Manager's checkpoint (show it without --svg)",
+            file.display()
+        ),
+        Found::Device(file, bytes) => {
+            let fmt = a.output.unwrap_or(Output::Table);
+            return crate::cmd::state_device::show(&file, &bytes, fmt, style, out, err);
+        }
+        Found::Other(l) => l,
+    };
+    let l = match l {
         Ok(l) => l,
         Err(msg) => {
             writeln!(err, "{}: {msg}", style.bad("corrupt"))?;
@@ -886,7 +918,13 @@ fn verify(a: &VerifyArgs, out: &mut dyn Write, _err: &mut dyn Write) -> Result<i
     let style = Style::new(a.color);
     let fmt = a.output.unwrap_or(Output::Table).table_or();
     let target = load_target(a)?;
-    let l = match load(&a.file)? {
+    let l = match load_any(&a.file)? {
+        Found::Device(file, bytes) => {
+            return crate::cmd::state_device::verify(&file, &bytes, fmt, style, out);
+        }
+        Found::Other(l) => l,
+    };
+    let l = match l {
         Ok(l) => l,
         Err(msg) => {
             let v = json!({

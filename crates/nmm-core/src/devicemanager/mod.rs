@@ -15,6 +15,7 @@ pub mod hint_family;
 pub mod pod_devices;
 pub mod topology_hints;
 pub mod types;
+pub mod view;
 
 use crate::checkpoint::device::DeviceCheckpoint;
 use crate::machine::Machine;

@@ -4,10 +4,12 @@
 //! callers read the files and render the results.
 
 mod checksum;
+mod device;
 mod restart;
 mod text;
 
 pub use self::checksum::*;
+pub use self::device::*;
 pub use self::restart::*;
 pub use self::text::*;
 
