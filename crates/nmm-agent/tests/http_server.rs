@@ -167,3 +167,39 @@ async fn a_taken_port_is_an_error_at_bind() {
     );
     assert!(text.contains("--metrics-addr"), "{text}");
 }
+
+/// Idle connections (connected, sending nothing) beyond the connection limit cannot
+/// starve the probes: with a header timeout far longer than the test, the probe is only
+/// answered because a new connection takes the oldest one's slot. The limit holds: the
+/// oldest idle connections are the ones closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_limit_do_not_starve_the_probes() {
+    let d = tempfile::tempdir().unwrap();
+    let patient = HttpOptions {
+        header_timeout: Duration::from_secs(600),
+        idle_timeout: Duration::from_secs(600),
+        max_connections: 16,
+        ..Default::default()
+    };
+    let bound = daemon::bind_with(&endpoints(), false, patient)
+        .await
+        .unwrap();
+    let addr = bound.metrics_addr.unwrap();
+    let running = bound.start(agent(d.path()));
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for path in ["/healthz", "/readyz"] {
+        let r = get(addr, path).await;
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{path}: {r}");
+    }
+    // The first idle connections were closed to make room (EOF or reset).
+    let mut buf = [0u8; 16];
+    let first = tokio::time::timeout(Duration::from_secs(10), idle[0].read(&mut buf))
+        .await
+        .expect("the oldest idle connection is closed");
+    assert!(matches!(first, Ok(0) | Err(_)), "{first:?}");
+    drop(idle);
+    running.stop().await.unwrap();
+}
