@@ -550,7 +550,8 @@ fn memory_drift_tolerance_flag() {
         assert!(!err.contains("--reconcile"), "{value}: {err}");
     }
 
-    let mut agent = Running::spawn(&[
+    // The bound is compared against at a restart: a first start writes checkpoints.
+    let args: [&std::ffi::OsStr; 8] = [
         "--config".as_ref(),
         gated.as_os_str(),
         "--state-dir".as_ref(),
@@ -559,9 +560,17 @@ fn memory_drift_tolerance_flag() {
         "--no-nri".as_ref(),
         "--metrics-addr".as_ref(),
         "127.0.0.1:0".as_ref(),
-        "--memory-drift-tolerance".as_ref(),
+    ];
+    let mut first = Running::spawn(&args);
+    first.metrics_addr();
+    let (status, log) = first.terminate();
+    assert_eq!(status.code(), Some(0), "{}", log.join("\n"));
+    let mut with_flag = args.to_vec();
+    with_flag.extend([
+        std::ffi::OsStr::new("--memory-drift-tolerance"),
         "64Mi".as_ref(),
     ]);
+    let mut agent = Running::spawn(&with_flag);
     agent.wait_for("memory-drift-tolerance 64Mi: explicit bound");
     let addr = agent.metrics_addr();
     let body = http_get(&addr, "/metrics");
