@@ -53,8 +53,8 @@ fn endpoints() -> Endpoints {
 }
 
 /// The old server gave up under 70 slow connections; with 200 clients that send half a
-/// request head and stall (more than the connection limit), health checks still answer
-/// once the header timeout has closed the stalled ones.
+/// request head and stall (more than the connection limit), health checks still answer:
+/// each new connection closes the oldest, and the header timeout closes the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_do_not_starve_the_probes() {
     let d = tempfile::tempdir().unwrap();
@@ -74,7 +74,7 @@ async fn slow_clients_do_not_starve_the_probes() {
     let t0 = Instant::now();
     let r = get(addr, "/healthz").await;
     assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
-    // 200 stalled heads, 16 at a time, 0.5 s each: bounded by the header timeout.
+    // At worst bounded by the header timeout of the stalled heads.
     assert!(t0.elapsed() < Duration::from_secs(9), "{:?}", t0.elapsed());
     // The stalled connections were closed (EOF or reset), not left open.
     let mut closed = 0;
