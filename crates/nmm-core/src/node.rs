@@ -487,9 +487,9 @@ mod tests {
             for c in m.cpus.iter_mut().filter(|c| c.numa == 1) {
                 c.numa = id;
             }
-            let e = Node::start(m, KubeletConfig::default(), StartOptions::default())
-                .err()
-                .expect("refused");
+            let Err(e) = Node::start(m, KubeletConfig::default(), StartOptions::default()) else {
+                panic!("node id {id} accepted");
+            };
             assert_eq!(e.stage, "machine");
             assert!(e.message.contains(&id.to_string()), "{e}");
         }
