@@ -7,11 +7,17 @@
 //! * `/metrics`: the OpenMetrics text ([`crate::metrics`]); 503 before the books are
 //!   restored.
 //!
-//! Bounded: at most [`HttpOptions::max_connections`] connections at once (more wait in
-//! the kernel's accept queue), a request head must arrive within
+//! Bounded: at most [`HttpOptions::max_connections`] connections at once, a request head
+//! must arrive within
 //! [`HttpOptions::header_timeout`] and fit [`HttpOptions::max_request_head`] bytes, a
 //! connection with no traffic for [`HttpOptions::idle_timeout`] is closed, and a request
 //! body is never read.
+//!
+//! Idle or slow clients cannot starve the probes: the accept loop is never blocked by the
+//! limit. A connection arriving when all slots are taken closes the oldest open one (a
+//! keep-alive connection between requests, or a client that never finishes its request
+//! head, since answers are computed at once) and takes its slot, so a kubelet probe is
+//! answered at once however many idle connections are open.
 
 use crate::agent::Agent;
 use anyhow::Result;
@@ -21,14 +27,16 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 pub use hyper::Method;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 /// Limits of the metrics server.
 #[derive(Debug, Clone)]
@@ -37,7 +45,7 @@ pub struct HttpOptions {
     pub header_timeout: Duration,
     /// A connection that sends and receives nothing for this long is closed.
     pub idle_timeout: Duration,
-    /// Connections served at once; further ones wait to be accepted.
+    /// Connections served at once; a further one closes the oldest.
     pub max_connections: usize,
     /// The largest request head read (bytes; hyper's minimum is 8192).
     pub max_request_head: usize,
@@ -211,12 +219,11 @@ pub async fn serve(
 ) -> Result<()> {
     tokio::pin!(stop);
     let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    // The open connections, oldest first: each one's eviction signal.
+    let open: Arc<Mutex<BTreeMap<u64, Arc<Notify>>>> = Arc::default();
+    let mut next_id = 0u64;
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     loop {
-        let permit = tokio::select! {
-            _ = &mut stop => break,
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-        };
         let stream = tokio::select! {
             _ = &mut stop => break,
             a = l.accept() => match a {
@@ -229,11 +236,33 @@ pub async fn serve(
                 }
             },
         };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Full: the oldest connection gives its slot to this one.
+                let oldest = open.lock().unwrap_or_else(|e| e.into_inner()).pop_first();
+                if let Some((_, evict)) = oldest {
+                    evict.notify_one();
+                }
+                tokio::select! {
+                    _ = &mut stop => break,
+                    p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                }
+            }
+        };
+        let id = next_id;
+        next_id += 1;
+        let evict = Arc::new(Notify::new());
+        open.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, evict.clone());
         let state = state.clone();
         let opts = opts.clone();
         let mut done = done_rx.clone();
+        let open = open.clone();
         tokio::spawn(async move {
-            connection(stream, state, &opts, &mut done).await;
+            connection(stream, state, &opts, &mut done, &evict).await;
+            open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             drop(permit);
         });
     }
@@ -246,6 +275,7 @@ async fn connection(
     state: Arc<HttpState>,
     opts: &HttpOptions,
     done: &mut tokio::sync::watch::Receiver<bool>,
+    evict: &Notify,
 ) {
     let last_ms = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
@@ -273,6 +303,8 @@ async fn connection(
         let wait = opts.idle_timeout.saturating_sub(idle_for);
         tokio::select! {
             _ = conn.as_mut() => return,
+            // A newer connection needs the slot: close this one now.
+            _ = evict.notified() => return,
             _ = tokio::time::sleep(wait), if !closing => {
                 let idle_for = (epoch.elapsed().as_millis() as u64)
                     .saturating_sub(last_ms.load(Ordering::Relaxed));

@@ -32,7 +32,10 @@
 //! | `nmm_cgroup_write_errors_total` | | failed cpuset writes |
 //! | `nmm_nri_connected` | | 1 while registered with the runtime over NRI (and synchronized), else 0 |
 //! | `nmm_nri_reconnects_total` | | connections to the runtime lost or refused, each followed by a new attempt |
-//! | `nmm_reconcile_pods_total` | `source`, `outcome` | pods the books were reconciled with: `source` = `startup`, `nri-sync` (others may add theirs), `outcome` = `admitted`, `rejected`, `removed` |
+//! | `nmm_reconcile_pods_total` | `source`, `outcome` | pods the books were reconciled with: `source` = `startup`, `nri-sync`, `cri` (the runtime's CRI lists no longer have them), `outcome` = `admitted`, `rejected`, `removed` |
+//! | `nmm_cri_connected` | | 1 while the agent's last CRI list of the runtime's pods succeeded, else 0 (and 0 with `--cri-socket off`) |
+//! | `nmm_cri_list_errors_total` | | CRI connections or lists that failed (each retried at the next list) |
+//! | `nmm_unsolicited_updates_total` | `outcome` | containers' cpuset updates sent unprompted (`UpdateContainers`, the shared pool moved): `applied`, `failed` (by the runtime, or not delivered; sent again later) |
 //! | `nmm_memory_drift_tolerance_bytes` | | KEP-6232 `memory-drift-tolerance` bound in effect at start (0: exact comparison) |
 //! | `nmm_memory_drift_bytes` | `numa_node` | regular memory TotalMemSize now minus in the checkpoint at start (signed) |
 //!
@@ -77,6 +80,11 @@ pub struct MemoryLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NumaLabels {
     pub numa_node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -175,6 +183,9 @@ pub struct Metrics {
     pub nri_connected: Gauge,
     pub nri_reconnects: Counter,
     pub reconcile_pods: Family<ReconcileLabels, Counter>,
+    pub cri_connected: Gauge,
+    pub cri_list_errors: Counter,
+    pub unsolicited_updates: Family<OutcomeLabels, Counter>,
     // --- KEP-6232 memory drift ---
     pub memory_drift_tolerance: Gauge,
     pub memory_drift: Family<NumaLabels, Gauge>,
@@ -235,6 +246,9 @@ impl Metrics {
             nri_connected: Gauge::default(),
             nri_reconnects: Counter::default(),
             reconcile_pods: Family::default(),
+            cri_connected: Gauge::default(),
+            cri_list_errors: Counter::default(),
+            unsolicited_updates: Family::default(),
             memory_drift_tolerance: Gauge::default(),
             memory_drift: Family::default(),
         };
@@ -376,6 +390,21 @@ impl Metrics {
             "Pods the books were reconciled with, by source (startup, nri-sync, ...) and outcome (admitted, rejected, removed)",
             boxed(m.reconcile_pods.clone()),
         );
+        reg(
+            "nmm_cri_connected",
+            "1 while the last CRI list of the runtime's pods succeeded, else 0",
+            boxed(m.cri_connected.clone()),
+        );
+        reg(
+            "nmm_cri_list_errors",
+            "CRI connections or lists of the runtime's pods that failed",
+            boxed(m.cri_list_errors.clone()),
+        );
+        reg(
+            "nmm_unsolicited_updates",
+            "Container cpuset updates sent unprompted with UpdateContainers, by outcome (applied, failed)",
+            boxed(m.unsolicited_updates.clone()),
+        );
         // KEP-6232 memory drift
         reg(
             "nmm_memory_drift_tolerance_bytes",
@@ -492,6 +521,18 @@ impl Metrics {
         self.reconcile_pods
             .get_or_create(&ReconcileLabels {
                 source: source.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc_by(n as u64);
+    }
+
+    /// `n` container updates sent unprompted with `outcome` (`applied`, `failed`).
+    pub fn unsolicited(&self, outcome: &str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.unsolicited_updates
+            .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_string(),
             })
             .inc_by(n as u64);
@@ -627,5 +668,29 @@ mod tests {
         assert!(text.contains("\nnmm_nri_reconnects_total 1\n"));
         m.set_nri_connected(false);
         assert!(!m.nri_is_connected());
+    }
+
+    #[test]
+    fn cri_reconcile_and_unsolicited_updates() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert!(text.contains("\nnmm_cri_connected 0\n"), "{text}");
+        assert!(text.contains("\nnmm_cri_list_errors_total 0\n"), "{text}");
+        m.cri_connected.set(1);
+        m.cri_list_errors.inc();
+        m.reconciled("cri", "removed", 2);
+        m.unsolicited("applied", 855);
+        m.unsolicited("failed", 3);
+        m.unsolicited("failed", 0);
+        let text = m.encode();
+        for line in [
+            "nmm_cri_connected 1",
+            "nmm_cri_list_errors_total 1",
+            "nmm_reconcile_pods_total{source=\"cri\",outcome=\"removed\"} 2",
+            "nmm_unsolicited_updates_total{outcome=\"applied\"} 855",
+            "nmm_unsolicited_updates_total{outcome=\"failed\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
     }
 }

@@ -43,6 +43,7 @@ use nmm_nri::{
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -86,6 +87,7 @@ pub struct NriAgent {
     /// The connected plugin, for unsolicited updates.
     handle: Mutex<Option<PluginHandle>>,
     wake: Notify,
+    list_due: AtomicBool,
 }
 
 impl std::fmt::Debug for NriAgent {
@@ -276,6 +278,7 @@ impl NriAgent {
             log: Box::new(log),
             handle: Mutex::new(None),
             wake: Notify::new(),
+            list_due: AtomicBool::new(false),
         }
     }
 
@@ -313,7 +316,19 @@ impl NriAgent {
 
     /// Wakes the reconcile loop ([`crate::reconcile::run_reconciler`]).
     pub fn wake(&self) {
+        self.list_due.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    /// Wakes the reconcile loop to send the shared containers' pending cpuset updates
+    /// only (no CRI list).
+    pub fn wake_updates(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether [`NriAgent::wake`] asked for a CRI list since the last call.
+    pub(crate) fn take_list_due(&self) -> bool {
+        self.list_due.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) async fn woken(&self) {
@@ -426,7 +441,7 @@ impl NriAgent {
             Err(e) => return Err(agent_rejection(&e)),
         };
         st.needs_drift |= readmitted;
-        let (cpus, mems, updates) = self.agent.inspect_known(|node, knows| {
+        let (cpus, mems, updates) = self.agent.inspect_known(|node, _knows| {
             let shared = shared_text(node);
             let (cpus, mems) = cpuset_texts(node, shared.as_deref(), &uid, &c.name);
             st.containers.insert(
@@ -443,8 +458,12 @@ impl NriAgent {
                     absent: 0,
                 },
             );
-            let updates = st.drift(node, knows, Some(&c.id));
-            (cpus, mems, updates)
+            // Only the new container's cpuset: the shared containers' pool (which
+            // shrank if this container took exclusive CPUs) goes out in an unsolicited
+            // UpdateContainers from the reconcile loop right after (woken by
+            // `create_container`), as the kubelet's reconcile loop moves them after
+            // Allocate. Keeps this answer's cost independent of the number of pods.
+            (cpus, mems, Vec::new())
         });
         Ok(ContainerAdjustment {
             cpuset_cpus: cpus,
@@ -606,7 +625,7 @@ impl NriHandler for NriAgent {
                 }
                 // The shared pool may have widened: the reconcile loop tells the
                 // shared containers (no answer of this event carries updates).
-                self.wake();
+                self.wake_updates();
             }
         }
     }
@@ -618,6 +637,10 @@ impl NriHandler for NriAgent {
     ) -> Result<ContainerAdjustment, Rejection> {
         let mut st = self.lock_state();
         let r = self.create(&mut st, pod, container);
+        drop(st);
+        if r.is_ok() {
+            self.wake_updates();
+        }
         if let Err(rej) = &r {
             self.log(&format!(
                 "refused container {}/{}: {rej}",

@@ -210,6 +210,9 @@ impl NriAgent {
                     for uid in &gone {
                         st.seen.remove(uid);
                     }
+                    self.agent()
+                        .metrics
+                        .reconciled("cri", "removed", gone.len());
                     report.released = gone;
                 }
                 Err(e) => self.log(&format!("releasing pods the runtime no longer runs: {e}")),
@@ -329,16 +332,25 @@ pub async fn run_reconciler(
             opts.interval
         )),
     }
+    // The CRI list runs every `interval` and when `wake` asks for it; `wake_updates`
+    // (a creation, a removal) only sends the pending cpuset updates, so a stream of
+    // creations neither lists the runtime each time nor postpones the periodic list.
+    let mut next_list = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.changed() => {}
-            _ = tokio::time::sleep(opts.interval) => {}
+            _ = tokio::time::sleep_until(next_list) => {}
             _ = handler.woken() => {}
         }
         if *stop.borrow() {
             return;
         }
-        if let Some(path) = &opts.cri_socket {
+        let now = tokio::time::Instant::now();
+        let list_now = handler.take_list_due() || now >= next_list;
+        if list_now {
+            next_list = now + opts.interval;
+        }
+        if let (true, Some(path)) = (list_now, &opts.cri_socket) {
             if cri.is_none() {
                 match CriClient::connect(path).await {
                     Ok(c) => {
@@ -351,6 +363,7 @@ pub async fn run_reconciler(
                         cri = Some(c);
                     }
                     Err(e) => {
+                        handler.agent().metrics.cri_list_errors.inc();
                         let msg = format!(
                             "{e}; until it answers, pods that existed before a runtime restart and are removed later are not detected; retrying"
                         );
@@ -365,6 +378,7 @@ pub async fn run_reconciler(
                 let listed_at = Instant::now();
                 match c.list().await {
                     Ok(view) => {
+                        handler.agent().metrics.cri_connected.set(1);
                         let h = handler.clone();
                         let _ = tokio::task::spawn_blocking(move || {
                             h.reconcile_runtime(&view, listed_at)
@@ -372,6 +386,8 @@ pub async fn run_reconciler(
                         .await;
                     }
                     Err(e) => {
+                        handler.agent().metrics.cri_list_errors.inc();
+                        handler.agent().metrics.cri_connected.set(0);
                         handler.log(&format!("{e}; reconnecting"));
                         cri = None;
                     }
@@ -392,6 +408,9 @@ pub async fn run_reconciler(
             match handler.plugin_handle() {
                 Some(p) => match p.update_containers(&updates).await {
                     Ok(failed) => {
+                        let m = &handler.agent().metrics;
+                        m.unsolicited("applied", updates.len().saturating_sub(failed.len()));
+                        m.unsolicited("failed", failed.len());
                         if !failed.is_empty() {
                             handler.log(&format!(
                                 "the runtime failed {} cpuset updates",
@@ -402,12 +421,14 @@ pub async fn run_reconciler(
                         updates = handler.superseded(&updates);
                     }
                     Err(e) => {
+                        handler.agent().metrics.unsolicited("failed", updates.len());
                         handler.log(&format!("UpdateContainers: {e}"));
                         handler.updates_failed(&updates);
                         break;
                     }
                 },
                 None => {
+                    handler.agent().metrics.unsolicited("failed", updates.len());
                     handler.updates_failed(&updates);
                     break;
                 }

@@ -53,8 +53,8 @@ fn endpoints() -> Endpoints {
 }
 
 /// The old server gave up under 70 slow connections; with 200 clients that send half a
-/// request head and stall (more than the connection limit), health checks still answer
-/// once the header timeout has closed the stalled ones.
+/// request head and stall (more than the connection limit), health checks still answer:
+/// each new connection closes the oldest, and the header timeout closes the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_do_not_starve_the_probes() {
     let d = tempfile::tempdir().unwrap();
@@ -74,7 +74,7 @@ async fn slow_clients_do_not_starve_the_probes() {
     let t0 = Instant::now();
     let r = get(addr, "/healthz").await;
     assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
-    // 200 stalled heads, 16 at a time, 0.5 s each: bounded by the header timeout.
+    // At worst bounded by the header timeout of the stalled heads.
     assert!(t0.elapsed() < Duration::from_secs(9), "{:?}", t0.elapsed());
     // The stalled connections were closed (EOF or reset), not left open.
     let mut closed = 0;
@@ -166,4 +166,40 @@ async fn a_taken_port_is_an_error_at_bind() {
         "{text}"
     );
     assert!(text.contains("--metrics-addr"), "{text}");
+}
+
+/// Idle connections (connected, sending nothing) beyond the connection limit cannot
+/// starve the probes: with a header timeout far longer than the test, the probe is only
+/// answered because a new connection takes the oldest one's slot. The limit holds: the
+/// oldest idle connections are the ones closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_limit_do_not_starve_the_probes() {
+    let d = tempfile::tempdir().unwrap();
+    let patient = HttpOptions {
+        header_timeout: Duration::from_secs(600),
+        idle_timeout: Duration::from_secs(600),
+        max_connections: 16,
+        ..Default::default()
+    };
+    let bound = daemon::bind_with(&endpoints(), false, patient)
+        .await
+        .unwrap();
+    let addr = bound.metrics_addr.unwrap();
+    let running = bound.start(agent(d.path()));
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for path in ["/healthz", "/readyz"] {
+        let r = get(addr, path).await;
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{path}: {r}");
+    }
+    // The first idle connections were closed to make room (EOF or reset).
+    let mut buf = [0u8; 16];
+    let first = tokio::time::timeout(Duration::from_secs(10), idle[0].read(&mut buf))
+        .await
+        .expect("the oldest idle connection is closed");
+    assert!(matches!(first, Ok(0) | Err(_)), "{first:?}");
+    drop(idle);
+    running.stop().await.unwrap();
 }

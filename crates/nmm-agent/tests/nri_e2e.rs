@@ -181,8 +181,10 @@ async fn guaranteed_and_burstable_match_the_managers() {
     assert_eq!(r.adjustment.cpuset_mems, None);
     assert!(r.adjustment.updates.is_empty());
 
-    // Guaranteed, 2 CPUs and 1Gi: exactly what the managers choose; the burstable
-    // container's shared pool shrinks in the same answer.
+    // Guaranteed, 2 CPUs and 1Gi: exactly what the managers choose. The answer carries
+    // the new container's cpuset only; the burstable container's shrunk shared pool
+    // goes out separately (the reconcile loop's UpdateContainers; here, with no loop,
+    // the next answer).
     let (gp, gc) = guaranteed("db", U2, 2, GI);
     fp.run_pod_sandbox(&gp).await.unwrap();
     let r = fp.create_container(&gp, &gc).await.unwrap();
@@ -195,9 +197,14 @@ async fn guaranteed_and_burstable_match_the_managers() {
     assert_eq!(r.adjustment.cpuset_cpus, want.cpus_text());
     assert_eq!(r.adjustment.cpuset_mems, want.mems_text());
     assert_eq!(r.adjustment.cpuset_mems.as_deref(), Some("0"));
+    assert!(
+        r.adjustment.updates.is_empty(),
+        "{:?}",
+        r.adjustment.updates
+    );
     let shared = container_cpuset(&node, U1, "app");
     assert_eq!(
-        r.adjustment.updates,
+        fp.update_container(&bp, &bc, None).await.unwrap(),
         vec![ContainerUpdate {
             container_id: bc.id.clone(),
             cpuset_cpus: shared.cpus_text(),

@@ -504,3 +504,80 @@ fn json_logs_parse_and_the_level_filters() {
     assert_eq!(status.code(), Some(0), "{log:?}");
     assert!(log.iter().all(|l| !l.contains(" INFO ")), "{log:?}");
 }
+
+/// `--memory-drift-tolerance`: a value the kubelet would refuse is the flag's problem
+/// (exit 2, naming the flag, never the `--reconcile` hint meant for checkpoints); a good
+/// value is the bound in effect, in the log and in the metrics.
+#[test]
+fn memory_drift_tolerance_flag() {
+    let d = tempfile::tempdir().unwrap();
+    let gated = d.path().join("gated.yaml");
+    std::fs::write(
+        &gated,
+        format!("{SCENARIO}  featureGates: {{MemoryManagerDriftTolerance: true}}\n"),
+    )
+    .unwrap();
+    let ungated = config(d.path());
+    let state = d.path().join("state");
+    let run = |cfg: &std::path::Path, value: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_nmm"))
+            .arg("agent")
+            .arg("--config")
+            .arg(cfg)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--create-state-dir", "--no-nri", "--metrics-addr", "off"])
+            .arg(format!("--memory-drift-tolerance={value}"))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8(o.stderr).unwrap())
+    };
+    for (cfg, value, why) in [
+        (&gated, "lots", "neither \"off\", \"auto\" nor a quantity"),
+        (&gated, "-1Mi", "is negative"),
+        (&gated, "1e999999999", "--memory-drift-tolerance"),
+        (
+            &ungated,
+            "64Mi",
+            "needs the feature gate MemoryManagerDriftTolerance",
+        ),
+    ] {
+        let (code, err) = run(cfg, value);
+        assert_eq!(code, Some(2), "{value}: {err}");
+        assert!(err.contains("--memory-drift-tolerance"), "{value}: {err}");
+        assert!(err.contains(why), "{value}: {err}");
+        assert!(!err.contains("--reconcile"), "{value}: {err}");
+    }
+
+    // The bound is compared against at a restart: a first start writes checkpoints.
+    let args: [&std::ffi::OsStr; 8] = [
+        "--config".as_ref(),
+        gated.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--create-state-dir".as_ref(),
+        "--no-nri".as_ref(),
+        "--metrics-addr".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ];
+    let mut first = Running::spawn(&args);
+    first.metrics_addr();
+    let (status, log) = first.terminate();
+    assert_eq!(status.code(), Some(0), "{}", log.join("\n"));
+    let mut with_flag = args.to_vec();
+    with_flag.extend([
+        std::ffi::OsStr::new("--memory-drift-tolerance"),
+        "64Mi".as_ref(),
+    ]);
+    let mut agent = Running::spawn(&with_flag);
+    agent.wait_for("memory-drift-tolerance 64Mi: explicit bound");
+    let addr = agent.metrics_addr();
+    let body = http_get(&addr, "/metrics");
+    assert!(
+        body.contains("nmm_memory_drift_tolerance_bytes 67108864"),
+        "{body}"
+    );
+    let (status, log) = agent.terminate();
+    assert_eq!(status.code(), Some(0), "{}", log.join("\n"));
+}

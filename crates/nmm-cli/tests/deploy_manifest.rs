@@ -165,6 +165,29 @@ fn every_flag_value_port_and_probe_exists_in_the_agent() {
             v.name
         );
     }
+    // Sockets lie in a mounted directory, never a mounted socket file: containerd
+    // re-creates its sockets when it restarts, and a file mount keeps the old one.
+    for (flag, p) in [
+        ("--nri-socket", parsed.nri_socket.clone().unwrap()),
+        ("--cri-socket", parsed.cri_socket.clone().unwrap()),
+    ] {
+        let m = mounts
+            .iter()
+            .find(|m| p.starts_with(&m.mount_path))
+            .unwrap();
+        assert_ne!(
+            Path::new(&m.mount_path),
+            p,
+            "{flag}: the socket file is mounted"
+        );
+        let v = volumes.iter().find(|v| v.name == m.name).unwrap();
+        let kind = v.host_path.as_ref().unwrap().type_.as_deref();
+        assert!(
+            matches!(kind, Some("Directory") | Some("DirectoryOrCreate")),
+            "{flag}: volume {} is a {kind:?}, not a directory",
+            v.name
+        );
+    }
     // The node's files the agent only reads are mounted read-only.
     for (flag, p) in [
         ("--config", &parsed.config),
@@ -213,7 +236,73 @@ fn the_dockerfile_builds_and_exposes_what_the_manifest_runs() {
         .unwrap()
         .trim_matches('"');
     assert!(text.contains(&format!("ARG RUST_VERSION={msrv}")), "{msrv}");
+    // Every crate of the workspace declares it.
+    for krate in [
+        "nmm-agent",
+        "nmm-cli",
+        "nmm-core",
+        "nmm-nri",
+        "nmm-scenario",
+        "nmm-sysfs",
+    ] {
+        let toml =
+            std::fs::read_to_string(repo().join("crates").join(krate).join("Cargo.toml")).unwrap();
+        assert!(
+            toml.lines()
+                .any(|l| l.trim() == "rust-version.workspace = true"),
+            "{krate} does not inherit rust-version"
+        );
+    }
     let ds = manifest();
     let c = agent(&ds);
     assert!(c.image.as_deref().unwrap().contains("nmm:"));
+}
+
+fn version_tuple(v: &str) -> Vec<u32> {
+    let mut t: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+    t.resize(3, 0);
+    t
+}
+
+/// The declared minimum Rust version is true: no locked dependency (for Linux, dev
+/// dependencies included) declares a newer one, so `cargo build --locked` with that
+/// toolchain (the Dockerfile's) resolves. Reads the lockfile through `cargo metadata`.
+#[test]
+fn the_declared_rust_version_covers_every_locked_dependency() {
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let out = std::process::Command::new(cargo)
+        .current_dir(repo())
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", "x86_64-unknown-linux-gnu"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let msrv = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"');
+    let declared = version_tuple(msrv);
+    let mut checked = 0;
+    for p in meta["packages"].as_array().unwrap() {
+        if let Some(rv) = p["rust_version"].as_str() {
+            checked += 1;
+            assert!(
+                version_tuple(rv) <= declared,
+                "{} {} needs Rust {rv}, the workspace declares {msrv}",
+                p["name"],
+                p["version"]
+            );
+        }
+    }
+    assert!(
+        checked > 10,
+        "only {checked} packages declare a rust-version"
+    );
 }

@@ -465,3 +465,33 @@ impl Node {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A library caller's machine with a NUMA node id the engine's 64-bit masks cannot
+    /// hold is refused at start, naming the id, instead of running with an empty mask.
+    #[test]
+    fn start_refuses_numa_ids_the_masks_cannot_hold() {
+        let ok = Machine::synthetic(2, 2, 0, 4 << 30, 0);
+        assert!(Node::start(
+            ok.clone(),
+            KubeletConfig::default(),
+            StartOptions::default()
+        )
+        .is_ok());
+        for id in [64, 4_000_000_000] {
+            let mut m = ok.clone();
+            m.nodes[1].id = id;
+            for c in m.cpus.iter_mut().filter(|c| c.numa == 1) {
+                c.numa = id;
+            }
+            let Err(e) = Node::start(m, KubeletConfig::default(), StartOptions::default()) else {
+                panic!("node id {id} accepted");
+            };
+            assert_eq!(e.stage, "machine");
+            assert!(e.message.contains(&id.to_string()), "{e}");
+        }
+    }
+}

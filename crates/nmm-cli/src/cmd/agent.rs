@@ -121,6 +121,37 @@ pub struct Args {
     pub proc_iomem: PathBuf,
 }
 
+/// The Memory Manager's refusal of a checkpoint whose machine state differs.
+const MACHINE_STATE_DIFFERS: &str = "the expected machine state is different from the real one";
+
+/// `--memory-drift-tolerance` checked as the kubelet checks the option it sets (value,
+/// policy, feature gate), with an error naming the flag.
+fn check_drift_flag(args: &Args, config: &nmm_core::kubelet_config::KubeletConfig) -> Result<()> {
+    use nmm_core::memorymanager::drift::{self, DRIFT_TOLERANCE_GATE, DRIFT_TOLERANCE_OPTION};
+    let Some(v) = &args.memory_drift_tolerance else {
+        return Ok(());
+    };
+    let mut only_flag = config.clone();
+    only_flag.memory_manager_policy_options = Some(
+        [(DRIFT_TOLERANCE_OPTION.to_string(), v.clone())]
+            .into_iter()
+            .collect(),
+    );
+    if let Err(e) = drift::parse_policy_options(&only_flag) {
+        bail!(
+            "--memory-drift-tolerance {v:?}: {e}; give off, auto or a size such as 128Mi (it sets memoryManagerPolicyOptions: {{{DRIFT_TOLERANCE_OPTION}}} of {}; `nmm validate --config` checks the file)",
+            args.config.display()
+        );
+    }
+    if !config.feature_gate(DRIFT_TOLERANCE_GATE) {
+        bail!(
+            "--memory-drift-tolerance {v:?}: needs the feature gate {DRIFT_TOLERANCE_GATE} (featureGates: {{{DRIFT_TOLERANCE_GATE}: true}} in {}), as the kubelet does; drop the flag or turn the gate on",
+            args.config.display()
+        );
+    }
+    Ok(())
+}
+
 /// Applies `--memory-drift-tolerance` to the config and resolves `auto` here, at the
 /// edge, from `--proc-iomem` (the engine does no I/O): the config handed to the agent then
 /// holds the bound in bytes. Returns the line to log about the bound in effect.
@@ -267,9 +298,14 @@ fn run(args: &Args) -> Result<i32> {
             format!("--state-dir {}: cannot create it", args.state_dir.display())
         })?;
     }
+    // The flag is configuration too: a value the kubelet would refuse is the flag's
+    // problem (exit 2, naming it), never the checkpoints'.
+    let mut kubelet = cfg.config;
+    check_drift_flag(args, &kubelet)?;
+    let drift_line = apply_drift_tolerance(args, &mut kubelet);
     // A configuration the kubelet refuses is the configuration's problem, whatever the
     // checkpoints hold: say so, and point at the tool that finds the fix.
-    let analysis = nmm_core::diagnose::config::analyze(&machine, &cfg.config, &[]);
+    let analysis = nmm_core::diagnose::config::analyze(&machine, &kubelet, &[]);
     if let Some((stage, msg)) = &analysis.kubelet_error {
         tracing::error!(
             "the kubelet would refuse to start with {} on this machine ({stage}): {msg}",
@@ -335,8 +371,7 @@ fn run(args: &Args) -> Result<i32> {
     };
     // Bind, then restore, then register: a taken port or socket stops the agent here,
     // before it touches the state directory or contacts the runtime.
-    let mut kubelet = cfg.config;
-    if let Some(line) = apply_drift_tolerance(args, &mut kubelet) {
+    if let Some(line) = drift_line {
         tracing::info!("{line}");
     }
     let rt = nri::runtime()?;
@@ -352,6 +387,12 @@ fn run(args: &Args) -> Result<i32> {
         Ok(x) => x,
         Err(AgentError::Startup(e)) if !args.reconcile => {
             tracing::error!("the kubelet would refuse to start: {e}");
+            if e.to_string().contains(MACHINE_STATE_DIFFERS) {
+                tracing::error!(
+                    "hint: if only the nodes' memory sizes changed (firmware, kernel), KEP-6232's memory-drift-tolerance accepts a bounded drift: --memory-drift-tolerance 128Mi (or auto) with the feature gate {} on",
+                    nmm_core::memorymanager::drift::DRIFT_TOLERANCE_GATE
+                );
+            }
             tracing::error!(
                 "hint: start with --reconcile to rebuild the books from the live pods (the agent's record, or --live-pods FILE) instead of draining the node"
             );
