@@ -76,6 +76,11 @@ fn nmm(args: &[&str]) -> Run {
     let o = Command::new(env!("CARGO_BIN_EXE_nmm"))
         .args(args)
         .env("NO_COLOR", "1")
+        // Content, not layout, is checked here (output_cli.rs checks the 80-column fit).
+        .env("COLUMNS", "1000")
+        .env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
         .output()
         .expect("run nmm");
     Run {
