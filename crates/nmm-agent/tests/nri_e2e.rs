@@ -416,7 +416,19 @@ async fn synchronize_after_restart_and_reconnect() {
     assert_eq!(agent.books(), books);
     plugin.stop().await;
     drop(fp2);
+    // One agent per state directory: the old one must be gone (its connection tasks may
+    // still hold it for a moment after the plugin loop stopped; its drop compacts the
+    // journal) before the next starts on the same files.
+    let old = Arc::downgrade(&agent);
     drop(agent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while old.strong_count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old agent is never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     // The agent restarts on its state directory: books restored, synchronize agrees.
     let agent = start_agent(&state);

@@ -239,19 +239,21 @@ fn run(cli: Cli) -> Result<i32> {
             let reader = nmm_sysfs::SysfsReader::new(&sysfs_root);
             let m = reader.read_machine()?;
             let pci = reader.read_pci_devices()?;
+            // cadvisor's machine memory capacity: MemTotal of proc/meminfo beside sys/.
+            let capacity = nmm::load::meminfo_total(&sysfs_root)?;
             for w in &pci.warnings {
                 writeln!(err, "warning: {w}")?;
             }
             let text = match output {
                 Some(Output::Yaml) => format!(
                     "{}{}",
-                    cmd::node::render_machine_yaml(&m),
+                    cmd::node::render_machine_yaml_with_capacity(&m, capacity),
                     cmd::node_pci::render_pci_yaml_hint(&pci)
                 ),
-                Some(Output::Json) => cmd::node::render_json_with_pci(&m, &pci),
+                Some(Output::Json) => cmd::node::render_json_with_pci(&m, capacity, &pci),
                 Some(Output::Table | Output::Wide) | None => format!(
                     "{}{}",
-                    cmd::node::render_table(&m),
+                    cmd::node::render_table_with_capacity(&m, capacity),
                     cmd::node_pci::render_pci_table(&pci)
                 ),
             };

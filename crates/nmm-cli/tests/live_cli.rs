@@ -170,6 +170,12 @@ fn node() -> Option<Node> {
     );
     let m = nmm(&["node", "--sysfs-root", s(&root), "-o", "yaml"]);
     assert_eq!(m.code, 0, "{}", m.stderr);
+    // `nmm node` reads MemTotal beside sys/ into the machine block.
+    assert!(
+        m.stdout.contains("\n  memoryCapacity: 196000000Ki\n"),
+        "{}",
+        m.stdout
+    );
     let indented: String = KUBELET.lines().map(|l| format!("  {l}\n")).collect();
     let history = write(
         &dir,

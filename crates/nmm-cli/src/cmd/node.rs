@@ -105,10 +105,15 @@ fn node_table(m: &Machine, st: crate::render::Style, with_distances: bool) -> Ta
 /// size, distance row — followed by a one-line summary of the machine. Without `-o wide`,
 /// the distance column is dropped when the table would not fit the width otherwise.
 pub fn render_table(m: &Machine) -> String {
-    render_table_styled(m, crate::render::style())
+    render_table_styled(m, None, crate::render::style())
 }
 
-pub fn render_table_styled(m: &Machine, st: crate::render::Style) -> String {
+/// [`render_table`] with the machine's memory capacity (MemTotal) in the summary when known.
+pub fn render_table_with_capacity(m: &Machine, capacity: Option<u64>) -> String {
+    render_table_styled(m, capacity, crate::render::style())
+}
+
+pub fn render_table_styled(m: &Machine, capacity: Option<u64>, st: crate::render::Style) -> String {
     let full = node_table(m, st, true);
     let (t, dropped) = if st.wide || !distances_present(m) {
         (full, false)
@@ -152,6 +157,9 @@ pub fn render_table_styled(m: &Machine, st: crate::render::Style) -> String {
         plural(sockets.len(), "socket"),
         human_bytes(total),
     );
+    if let Some(c) = capacity {
+        let _ = write!(out, " (MemTotal {})", human_bytes(c));
+    }
     if !distances_present(m) {
         out.push_str("; no NUMA distances");
     }
@@ -165,6 +173,12 @@ pub fn render_table_styled(m: &Machine, st: crate::render::Style) -> String {
 /// Quantities are exact (`32Gi`, `32404120Ki`, or plain bytes); a hugepage size with no pages is
 /// kept as `0`, nodes without hugepage sizes have no `hugepages` key.
 pub fn render_machine_yaml(m: &Machine) -> String {
+    render_machine_yaml_with_capacity(m, None)
+}
+
+/// [`render_machine_yaml`] with `memoryCapacity` (MemTotal of `/proc/meminfo`: what the
+/// kubelet's Node Allocatable and percentage eviction thresholds use) when it is known.
+pub fn render_machine_yaml_with_capacity(m: &Machine, capacity: Option<u64>) -> String {
     let mut out = String::from("machine:\n  numaNodes:\n");
     if m.nodes.is_empty() {
         out = String::from("machine:\n  numaNodes: []\n");
@@ -183,6 +197,9 @@ pub fn render_machine_yaml(m: &Machine) -> String {
                 .collect();
             let _ = writeln!(out, "      hugepages: {{{}}}", entries.join(", "));
         }
+    }
+    if let Some(c) = capacity {
+        let _ = writeln!(out, "  memoryCapacity: {}", exact_quantity(c));
     }
     if distances_present(m) {
         out.push_str("  distances:\n");
@@ -246,13 +263,22 @@ pub fn render_json(m: &Machine) -> String {
 /// [`render_json`] plus `pciDevices` (see `node_pci::pci_json`) when sysfs lists any: a
 /// hint for `machine.devices`. Drop that key (`jq 'del(.pciDevices)'`) before using the
 /// object as a scenario's `machine`.
-pub fn render_json_with_pci(m: &Machine, pci: &nmm_sysfs::pci::PciListing) -> String {
-    if pci.devices.is_empty() {
+pub fn render_json_with_pci(
+    m: &Machine,
+    capacity: Option<u64>,
+    pci: &nmm_sysfs::pci::PciListing,
+) -> String {
+    if pci.devices.is_empty() && capacity.is_none() {
         return render_json(m);
     }
     let mut v: Value = serde_json::from_str(&render_json(m)).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
-        o.insert("pciDevices".into(), super::node_pci::pci_json(pci));
+        if let Some(c) = capacity {
+            o.insert("memoryCapacity".into(), json!(c));
+        }
+        if !pci.devices.is_empty() {
+            o.insert("pciDevices".into(), super::node_pci::pci_json(pci));
+        }
     }
     let mut s =
         serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
@@ -397,6 +423,20 @@ mod tests {
 
     /// The YAML parses, and to the same data as the JSON (once quantities are read back).
     #[test]
+    fn memory_capacity_is_printed_when_known() {
+        let m = machine();
+        let y = render_machine_yaml_with_capacity(&m, Some(65_000_000 * 1024));
+        assert!(y.contains("\n  memoryCapacity: 65000000Ki\n"), "{y}");
+        assert!(!render_machine_yaml(&m).contains("memoryCapacity"));
+        let pci = nmm_sysfs::pci::PciListing::default();
+        let j: Value =
+            serde_json::from_str(&render_json_with_pci(&m, Some(1 << 30), &pci)).unwrap();
+        assert_eq!(j["memoryCapacity"], json!(1u64 << 30));
+        let t = render_table_with_capacity(&m, Some(1 << 30));
+        assert!(t.contains("(MemTotal 1Gi)"), "{t}");
+    }
+
+    #[test]
     fn yaml_and_json_agree() {
         let m = machine();
         let y: Value = serde_saphyr::from_str(&render_machine_yaml(&m)).unwrap();
@@ -461,7 +501,7 @@ mod tests {
             ascii: false,
             wide: false,
         };
-        let t = render_table_styled(&machine(), utf8);
+        let t = render_table_styled(&machine(), None, utf8);
         let lines: Vec<&str> = t.lines().collect();
         let cells = |l: &str| -> Vec<String> {
             l.split(['│', '┆']).map(|c| c.trim().to_string()).collect()

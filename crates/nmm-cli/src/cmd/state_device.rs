@@ -5,8 +5,8 @@
 //! `nmm_core::diagnose::checkpoint::read_device_checkpoint`.
 
 use super::state::{write_structured, Style};
-use crate::render::new_table;
 use crate::cmd::Output;
+use crate::render::new_table;
 use anyhow::Result;
 use nmm_core::diagnose::checkpoint::{read_device_checkpoint, DeviceReport};
 use serde_json::{json, Value};
