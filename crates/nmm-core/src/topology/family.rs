@@ -24,6 +24,13 @@
 //!   ([`super::search::covering`]; a list that has T itself as a member settles it at
 //!   once, and nodes a list cannot use cost it nothing to leave out).
 //!
+//! Both walks are also pruned by [`HintFamily::span`] (a mask of `c` nodes that every
+//! list must contain in a member lies within the intersection of the lists' spans of the
+//! partial mask, so fewer than `c` nodes there drop it) and, under prefer-closest, by a
+//! lower bound of the distance sum ([`super::search::distance_bound`]) against the best
+//! mask found so far, ties included when every mask left in the subtree is numerically
+//! above it (see `best_of_size`).
+//!
 //! Every pruning step is exact (an oracle answers "no" only when no mask of the subtree
 //! can qualify), so the result is the kubelet's; only the time depends on the input.
 //! Memory stays linear in the number of nodes (no 2^N tables; the covering memo is
