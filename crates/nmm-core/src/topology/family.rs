@@ -305,14 +305,31 @@ pub fn merge_large_with(
         real.iter()
             .all(|l| extends(l, inn, NumaMask::EMPTY, None, all))
     };
+    // Nodes of `u` that no list can leave out are in every merged mask (a list that
+    // cannot drop a node from any member cannot drop it from one containing T either):
+    // masks without them are never achievable, so the walks skip them. With no list
+    // but "any node" lists this is all of `u`, the only merged mask.
+    let forced = u.ids().fold(NumaMask::EMPTY, |f, n| {
+        let x = NumaMask::single(n);
+        if real
+            .iter()
+            .any(|l| extends(l, NumaMask::EMPTY, x, None, all))
+        {
+            f
+        } else {
+            f.or(x)
+        }
+    });
     let mut order: Vec<u32> = vec![b];
     order.extend((1..b).rev());
     order.extend(b + 1..=nodes.len() as u32);
     for c in order
         .into_iter()
-        .filter(|&c| c >= 1 && c as usize <= nodes.len())
+        .filter(|&c| c >= 1.max(forced.count()) && c as usize <= nodes.len())
     {
-        let ok = |inn: NumaMask, out: NumaMask| room(inn, out, c) && contained(inn, out);
+        let ok = |inn: NumaMask, out: NumaMask| {
+            out.and(forced).is_empty() && room(inn, out, c) && contained(inn, out)
+        };
         let accept = |t: NumaMask| achievable(&real, t, u, all);
         let found = best_of_size(merger, b, false, u, c, &ok, &accept);
         if let Some(h) = found {
