@@ -497,6 +497,61 @@ mod tests {
         }
     }
 
+    /// Lists of "any node" only (a pod-scope merge where every provider had no hint):
+    /// the only merged mask is every node, not preferred; and nodes no list can leave
+    /// out are in the result. (At 16 nodes this once walked all 2^16 masks.)
+    #[test]
+    fn wildcards_and_undroppable_nodes() {
+        let numa = NumaInfo::from_matrix(
+            (0..16u64)
+                .map(|i| {
+                    (0..16u64)
+                        .map(|j| if i == j { 10 } else { 20 + (i + j) % 7 })
+                        .collect()
+                })
+                .collect(),
+        );
+        for closest in [false, true] {
+            let merger = Merger {
+                numa: &numa,
+                closest,
+            };
+            let any = vec![TopologyHint {
+                affinity: None,
+                preferred: false,
+            }];
+            let plain = vec![any.clone(), any.clone()];
+            let large = vec![
+                LargeList::Explicit(any.clone()),
+                LargeList::Explicit(any.clone()),
+            ];
+            assert_eq!(
+                merge_large(&large, &merger),
+                merge_brute_force(&plain, &merger)
+            );
+            assert_eq!(
+                merge_large(&large, &merger),
+                TopologyHint::new(numa.all, false)
+            );
+            // a family whose members all hold nodes 0 and 5, next to a wildcard
+            let members: Vec<(NumaMask, bool)> = [0b10_0001u64, 0b1110_0001, 0b1_0000_0010_0001]
+                .iter()
+                .map(|&m| (NumaMask(m), false))
+                .collect();
+            let hints: Vec<TopologyHint> = members
+                .iter()
+                .map(|&(m, p)| TopologyHint::new(m, p))
+                .collect();
+            let large = vec![
+                LargeList::Family(Rc::new(Listed(members))),
+                LargeList::Explicit(any.clone()),
+            ];
+            let got = merge_large(&large, &merger);
+            assert_eq!(got, merge_brute_force(&[hints, any.clone()], &merger));
+            assert_eq!(got, TopologyHint::new(NumaMask(0b10_0001), false));
+        }
+    }
+
     fn arb_lists(n: u32) -> impl Strategy<Value = Vec<(u8, Vec<(u64, bool)>)>> {
         let member = (1u64..(1u64 << n), any::<bool>());
         // kind: 0-5 a family, 6 the same family as the previous list, 7 explicit
