@@ -22,7 +22,9 @@
 //!   so it prunes partial masks), and each is checked by a covering search: every node
 //!   outside T must be left out by some list whose member still contains T without it
 //!   ([`super::search::covering`]; a list that has T itself as a member settles it at
-//!   once, and nodes a list cannot use cost it nothing to leave out).
+//!   once, and nodes a list cannot use cost it nothing to leave out). Nodes no list can
+//!   leave out from any member are in every merged mask, so masks without them are never
+//!   walked (with "any node" lists only, the one merged mask is every node).
 //!
 //! Both walks are also pruned by [`HintFamily::span`] (a mask of `c` nodes that every
 //! list must contain in a member lies within the intersection of the lists' spans of the
