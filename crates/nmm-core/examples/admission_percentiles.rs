@@ -26,14 +26,30 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    // NMM_SLOW=US prints every admission slower than US microseconds, with its config.
+    let slow_us: Option<u128> = std::env::var("NMM_SLOW").ok().and_then(|s| s.parse().ok());
+    let only: Option<u32> = std::env::var("NMM_NODES").ok().and_then(|s| s.parse().ok());
+    // NMM_CONFIG=policy/scope/closest runs that configuration only; NMM_REPEAT=STEP
+    // admits that step 200 more times (for a profiler).
+    let filter: Option<String> = std::env::var("NMM_CONFIG").ok();
+    let repeat: Option<usize> = std::env::var("NMM_REPEAT")
+        .ok()
+        .and_then(|s| s.parse().ok());
     println!("| nodes | admissions | p50 | p99 | max | slowest run |");
     println!("|---:|---:|---:|---:|---:|---|");
     for nodes in [8u32, 16, 34, 64] {
+        if only.is_some_and(|o| o != nodes) {
+            continue;
+        }
         let mut times: Vec<Duration> = Vec::new();
         let mut worst = (Duration::ZERO, String::new());
         for policy in ["none", "best-effort", "restricted", "single-numa-node"] {
             for scope in ["container", "pod"] {
                 for closest in [false, true] {
+                    let tag = format!("{policy}/{scope}/{closest}");
+                    if filter.as_ref().is_some_and(|f| *f != tag) {
+                        continue;
+                    }
                     for seed in 0..seeds {
                         let shape = Shape {
                             nodes,
@@ -50,6 +66,12 @@ fn main() {
                             match op {
                                 Op::Admit(p) => {
                                     let before = node.clone();
+                                    if repeat == Some(i) {
+                                        for _ in 0..200 {
+                                            let mut again = before.clone();
+                                            let _ = again.admit(&p);
+                                        }
+                                    }
                                     let t = Instant::now();
                                     let r = node.admit(&p).expect("admission");
                                     let mut d = t.elapsed();
@@ -72,9 +94,7 @@ fn main() {
                                         );
                                     }
                                     times.push(d);
-                                    if std::env::var_os("NMM_SLOW").is_some()
-                                        && d.as_micros() > 2000
-                                    {
+                                    if slow_us.is_some_and(|t| d.as_micros() > t) {
                                         let cs: Vec<String> = r
                                             .containers
                                             .iter()

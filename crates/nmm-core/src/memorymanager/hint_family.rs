@@ -260,6 +260,21 @@ impl HintFamily for MemoryHintFamily {
         size.is_none_or(|k| k >= 2) && self.group_exists(inn, NumaMask(self.zero.0 & !out.0), size)
     }
 
+    /// Members of two or more nodes are existing groups (every assigned node of a member
+    /// has it as its cells) or lie among the unassigned nodes; singles and reusable masks
+    /// are listed.
+    fn span(&self, inn: NumaMask) -> NumaMask {
+        let listed = self
+            .listed()
+            .filter(|&m| inn.is_subset_of(m) && self.get(m).is_some())
+            .fold(NumaMask::EMPTY, NumaMask::or);
+        if inn.is_subset_of(self.zero) {
+            listed.or(self.zero)
+        } else {
+            listed
+        }
+    }
+
     fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {
         if k < base.count() || k == 0 || !base.is_subset_of(self.universe) {
             return None;

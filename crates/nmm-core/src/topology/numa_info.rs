@@ -11,6 +11,9 @@ pub struct NumaInfo {
     pub all: NumaMask,
     /// `distances[i]` = row of node i (indexed by node id), empty when unknown.
     distances: Vec<Vec<u64>>,
+    /// `nearest[i]`: the other nodes of `all`, by ascending distance from node i (ties by
+    /// id). Built once per machine; the mean-distance bounds of the merge scan it.
+    nearest: Vec<Vec<u32>>,
 }
 
 impl NumaInfo {
@@ -27,16 +30,35 @@ impl NumaInfo {
             all = all.or(NumaMask::single(n.id));
             distances[n.id as usize] = n.distances.clone();
         }
-        NumaInfo { all, distances }
+        NumaInfo::with_nearest(all, distances)
+    }
+
+    fn with_nearest(all: NumaMask, distances: Vec<Vec<u64>>) -> NumaInfo {
+        let mut info = NumaInfo {
+            all,
+            distances,
+            nearest: Vec::new(),
+        };
+        let max = all.ids().map(|i| i as usize + 1).max().unwrap_or(0);
+        let mut nearest = vec![Vec::new(); max];
+        for i in all.ids() {
+            let mut row: Vec<u32> = all.ids().filter(|&j| j != i).collect();
+            row.sort_by_key(|&j| (info.distance(i, j), j));
+            nearest[i as usize] = row;
+        }
+        info.nearest = nearest;
+        info
+    }
+
+    /// The other nodes of the machine by ascending distance from `i`.
+    pub fn nearest(&self, i: u32) -> &[u32] {
+        self.nearest.get(i as usize).map_or(&[], |r| r.as_slice())
     }
 
     /// For tests: a NUMA info from a plain distance matrix for nodes 0..n.
     pub fn from_matrix(matrix: Vec<Vec<u64>>) -> NumaInfo {
         let all = NumaMask((0..matrix.len()).fold(0u64, |m, i| m | 1 << i));
-        NumaInfo {
-            all,
-            distances: matrix,
-        }
+        NumaInfo::with_nearest(all, matrix)
     }
 
     /// Every node has a distance row (what `prefer-closest-numa-nodes` requires).

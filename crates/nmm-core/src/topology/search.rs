@@ -61,40 +61,48 @@ pub fn distance_sum(numa: &NumaInfo, m: NumaMask) -> u64 {
 }
 
 /// A lower bound of [`distance_sum`] over the masks of `k` nodes that contain `inn` and
-/// avoid `out`, within `u`: the pairs inside `inn`, plus for each node still to add the
-/// cheapest (self distance + its distances to and from `inn`), plus the cheapest
-/// distance for every ordered pair of added nodes (distances need not be symmetric).
+/// avoid `out`, within `u`. A mask `inn ∪ A` sums the pairs inside `inn`, and for each
+/// added node `a`: its self distance, its distances to and from `inn`, and its distances
+/// to the other added nodes, at least the `|A| - 1` smallest from `a` to a candidate
+/// (read from [`NumaInfo::nearest`]; a scan cut short counts the remaining ones at the
+/// last distance read, which the sorted row makes a lower bound). The bound is the pairs
+/// of `inn` plus the `|A|` smallest such per-node amounts. Distances need not be
+/// symmetric: every ordered pair is counted once.
 pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: NumaMask) -> u64 {
     let have = distance_sum(numa, inn);
     let add = k.saturating_sub(inn.count()) as usize;
     if add == 0 {
         return have;
     }
-    let cands: Vec<u32> = NumaMask(u.0 & !inn.0 & !out.0).ids().collect();
-    let mut own: Vec<u64> = cands
-        .iter()
-        .map(|&a| {
-            let to_inn: u64 = inn
-                .ids()
-                .map(|j| numa.distance(a, j) + numa.distance(j, a))
-                .sum();
-            numa.distance(a, a) + to_inn
-        })
-        .collect();
-    own.sort_unstable();
-    let mut pair_min = u64::MAX;
-    for &a in &cands {
-        for &b in &cands {
-            if a != b {
-                pair_min = pair_min.min(numa.distance(a, b));
+    let cands = NumaMask(u.0 & !inn.0 & !out.0);
+    /// Row entries read per candidate before the rest is counted at the last distance.
+    const SCAN: usize = 24;
+    let mut own: Vec<u64> = Vec::with_capacity(cands.count() as usize);
+    for a in cands.ids() {
+        let mut v = numa.distance(a, a);
+        for j in inn.ids() {
+            v += numa.distance(a, j) + numa.distance(j, a);
+        }
+        let mut need = add - 1;
+        let mut last = 0;
+        for &b in numa.nearest(a).iter().take(SCAN) {
+            if need == 0 {
+                break;
+            }
+            last = numa.distance(a, b);
+            if cands.is_set(b) {
+                v += last;
+                need -= 1;
             }
         }
+        v += need as u64 * last;
+        own.push(v);
     }
-    if pair_min == u64::MAX {
-        pair_min = 0;
+    if own.len() < add {
+        return u64::MAX;
     }
-    let pairs = (add * add.saturating_sub(1)) as u64;
-    have + own.iter().take(add).sum::<u64>() + pairs * pair_min
+    own.select_nth_unstable(add - 1);
+    have + own[..add].iter().sum::<u64>()
 }
 
 /// Most failed states the covering search remembers before starting afresh (the memo
@@ -118,6 +126,10 @@ pub fn covering(
     }
     if (0..lists).any(|i| extends(i, rest)) {
         return true;
+    }
+    if lists == 1 {
+        // one list must leave out every node of `rest` itself: answered just above
+        return false;
     }
     let nodes: Vec<u32> = rest.ids().collect();
     let mut cands: Vec<(u32, Vec<usize>)> = nodes
@@ -238,11 +250,14 @@ mod tests {
             .collect();
         let numa = NumaInfo::from_matrix(d);
         let u = NumaMask(0b11_1111);
-        for inn in 0..64u64 {
+        for (inn, out) in (0..64u64).flat_map(|i| [0u64, 0b10_0000, 0b00_0110].map(|o| (i, o))) {
+            if inn & out != 0 {
+                continue;
+            }
             for k in 0..=6 {
-                let b = distance_bound(&numa, u, k, NumaMask(inn), NumaMask::EMPTY);
+                let b = distance_bound(&numa, u, k, NumaMask(inn), NumaMask(out));
                 for m in 0..64u64 {
-                    if m & inn == inn && m.count_ones() == k {
+                    if m & inn == inn && m & out == 0 && m.count_ones() == k {
                         assert!(b <= distance_sum(&numa, NumaMask(m)), "{inn:b} {m:b}");
                     }
                 }

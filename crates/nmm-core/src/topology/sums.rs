@@ -120,11 +120,21 @@ impl Sums<'_> {
                 // no count bound: nothing to sort
                 (cur[d], cur[d] + v.iter().sum::<i128>())
             } else {
-                v.sort_unstable();
-                (
-                    cur[d] + v[..add_min].iter().sum::<i128>(),
-                    cur[d] + v[v.len() - add_max..].iter().sum::<i128>(),
-                )
+                // partial selections, not a sort: this runs at every step of the search
+                let len = v.len();
+                let lo = if add_min == 0 {
+                    0
+                } else {
+                    v.select_nth_unstable(add_min - 1);
+                    v[..add_min].iter().sum::<i128>()
+                };
+                let hi = if add_max == 0 {
+                    0
+                } else {
+                    v.select_nth_unstable(len - add_max);
+                    v[len - add_max..].iter().sum::<i128>()
+                };
+                (cur[d] + lo, cur[d] + hi)
             };
             if !range_meets(lo, hi, need) {
                 return false;

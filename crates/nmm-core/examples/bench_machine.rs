@@ -1,0 +1,88 @@
+//! Times, one by one, the admissions of criterion's `heterogeneous/...` benchmark
+//! (`benches/admission.rs`): the bench's own machine (seed `0xbe9c ^ nodes`, 4 memory
+//! types), filled by 75 steps, then each of the next pods admitted on a copy of it.
+//! Prints every fill step and every measured admission slower than NMM_SLOW us (default 1000).
+//!
+//!   cargo run --release -p nmm-core --example bench_machine [NODES] [policy/scope/closest]
+
+#[path = "../tests/support/hetero.rs"]
+mod hetero;
+
+use hetero::{config, machine, ops, Op, Rng, Shape};
+use nmm_core::node::{Node, StartOptions};
+use std::time::Instant;
+
+fn main() {
+    let nodes: u32 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    let filter = std::env::args().nth(2);
+    let slow_us: u128 = std::env::var("NMM_SLOW")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    for policy in ["best-effort", "restricted"] {
+        for scope in ["container", "pod"] {
+            for closest in [false, true] {
+                let tag = format!("{policy}/{scope}/{closest}");
+                if filter.as_ref().is_some_and(|f| *f != tag) {
+                    continue;
+                }
+                let shape = Shape {
+                    nodes,
+                    memory_types: 4,
+                    wrap_percent: 10,
+                };
+                let mut rng = Rng(0xbe9c ^ nodes as u64);
+                let m = machine(shape, &mut rng);
+                let cfg = config(policy, scope, closest, nodes);
+                let mut base = Node::start(m, cfg, StartOptions::default()).expect("starts");
+                let mut live = Vec::new();
+                let steps = ops(83, shape, &mut rng);
+                let (fill, next) = steps.split_at(75);
+                for (i, op) in fill.iter().enumerate() {
+                    match op {
+                        Op::Admit(p) => {
+                            let t = Instant::now();
+                            let r = base.admit(p).expect("admission");
+                            let d = t.elapsed().as_micros();
+                            if d > slow_us {
+                                println!(
+                                    "{nodes} {tag} fill step {i}: {d} us admitted={}",
+                                    r.admitted
+                                );
+                            }
+                            if r.admitted {
+                                live.push(r.uid);
+                            }
+                        }
+                        Op::Remove(k) if !live.is_empty() => {
+                            let uid = live.remove(k % live.len());
+                            base.remove(&uid);
+                        }
+                        Op::Remove(_) => {}
+                    }
+                }
+                for (i, op) in next.iter().enumerate() {
+                    if let Op::Admit(p) = op {
+                        let mut n = base.clone();
+                        let t = Instant::now();
+                        let r = n.admit(p).expect("admission");
+                        let d = t.elapsed().as_micros();
+                        let cs: Vec<String> = r
+                            .containers
+                            .iter()
+                            .map(|c| format!("{}:{:?}", c.name, c.affinity))
+                            .collect();
+                        println!(
+                            "{nodes} {tag} next pod {i}: {d} us admitted={} {}",
+                            r.admitted,
+                            cs.join(" ")
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
