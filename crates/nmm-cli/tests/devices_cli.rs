@@ -2,17 +2,16 @@
 //! field, the `device_manager_state_canonical` line, the device checkpoint under
 //! `--state-dir`, restarting from it, and bad device input (exit 2, the field named).
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn nmm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nmm"))
+    cli::nmm_command()
         .args(args)
-        // Content, not layout, is checked here (output_cli.rs checks the 80-column fit).
-        .env("COLUMNS", "1000")
-        .env("LANG", "C.UTF-8")
-        .env_remove("LC_ALL")
-        .env_remove("LC_CTYPE")
+        // Content, not layout (output_cli.rs checks the 80-column fit).
         .output()
         .expect("run nmm")
 }

@@ -2,8 +2,10 @@
 //! machine whose per-NUMA memory has since drifted, and `nmm state verify` on it, with
 //! `memory-drift-tolerance` off, a quantity, and `auto` from a `/proc/iomem` copy.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 struct Run {
     code: i32,
@@ -12,13 +14,9 @@ struct Run {
 }
 
 fn nmm(args: &[&str]) -> Run {
-    let o = Command::new(env!("CARGO_BIN_EXE_nmm"))
+    let o = cli::nmm_command()
         .args(args)
-        // Content, not layout, is checked here (output_cli.rs checks the 80-column fit).
-        .env("COLUMNS", "1000")
-        .env("LANG", "C.UTF-8")
-        .env_remove("LC_ALL")
-        .env_remove("LC_CTYPE")
+        // Content, not layout (output_cli.rs checks the 80-column fit).
         .output()
         .expect("run nmm");
     Run {

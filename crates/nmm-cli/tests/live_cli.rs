@@ -4,6 +4,9 @@
 //! `nmm simulate --state-dir` wrote for a scenario whose machine is `nmm node -o yaml` of
 //! the same snapshot. Skipped, with a message, when ../shared or `tar` is absent.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,14 +76,10 @@ struct Run {
 }
 
 fn nmm(args: &[&str]) -> Run {
-    let o = Command::new(env!("CARGO_BIN_EXE_nmm"))
+    let o = cli::nmm_command()
         .args(args)
         .env("NO_COLOR", "1")
-        // Content, not layout, is checked here (output_cli.rs checks the 80-column fit).
-        .env("COLUMNS", "1000")
-        .env("LANG", "C.UTF-8")
-        .env_remove("LC_ALL")
-        .env_remove("LC_CTYPE")
+        // Content, not layout (output_cli.rs checks the 80-column fit).
         .output()
         .expect("run nmm");
     Run {
