@@ -11,9 +11,9 @@ pub struct CpuHintFamily {
     universe: NumaMask,
     /// Indexed by NUMA id.
     avail: Vec<usize>,
-    /// `avail` as one-dimensional sums, and what they must reach beyond the reusable CPUs.
-    vals: Vec<Vec<u64>>,
-    need: [u64; 1],
+    /// `avail` as one-dimensional sums, against what they must reach beyond the
+    /// reusable CPUs.
+    sums: Sums,
     reusable_count: usize,
     reuse_mask: NumaMask,
     request: usize,
@@ -66,8 +66,10 @@ impl CpuHintFamily {
         });
         CpuHintFamily {
             universe,
-            vals: avail.iter().map(|&a| vec![a as u64]).collect(),
-            need: [request.saturating_sub(reusable_count) as u64],
+            sums: Sums::new(
+                avail.iter().map(|&a| vec![a as u64]).collect(),
+                vec![request.saturating_sub(reusable_count) as u64],
+            ),
             avail,
             reusable_count,
             reuse_mask,
@@ -130,22 +132,28 @@ impl HintFamily for CpuHintFamily {
     }
 
     fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
+        self.extends_witness(inn, out, size).0
+    }
+
+    fn extends_witness(
+        &self,
+        inn: NumaMask,
+        out: NumaMask,
+        size: Option<u32>,
+    ) -> (bool, Option<NumaMask>) {
         let inn = inn.or(self.reuse_mask);
         let pool = NumaMask(self.universe.0 & !out.0);
         if !inn.is_subset_of(pool) {
-            return false;
+            return (false, None);
         }
-        match size {
+        let member = match size {
             // Members are closed under adding nodes: the largest candidate decides.
-            None => self.get(pool).is_some(),
+            None => self.get(pool).is_some().then_some(pool),
             Some(k) => {
-                let sums = Sums {
-                    vals: &self.vals,
-                    need: &self.need,
-                };
                 let leaf = |m: NumaMask| self.get(m).is_some();
-                sums.exists(inn, pool, Some(k), 0, &leaf)
+                self.sums.find(inn, pool, Some(k), 0, &leaf)
             }
-        }
+        };
+        (member.is_some(), member)
     }
 }

@@ -26,13 +26,14 @@ pub struct MemoryHintFamily {
     /// Nodes with no assignments: free to join a new group.
     zero: NumaMask,
     groups: Vec<NumaMask>,
-    /// Per node id: allocatable then free per resource, and the need against each: the
-    /// sums a new group of unassigned nodes must reach.
-    both: Vec<Vec<u64>>,
-    both_need: Vec<u64>,
-    /// A reusable mask lies among the unassigned nodes: its free sum gets the reusable
-    /// bytes added, so free sums alone are no bound for new groups.
-    reusable_in_zero: bool,
+    /// The members among singles, existing groups and reusable masks (fixed for the
+    /// family, so found once).
+    listed_members: Vec<NumaMask>,
+    /// The sums a new group of unassigned nodes must reach: per node id, allocatable
+    /// then free per resource, each against the request. Allocatable only when a
+    /// reusable mask lies among the unassigned nodes (its free sum gets the reusable
+    /// bytes added, so free sums alone are no bound for new groups).
+    group: Sums,
     min_affinity: u32,
     min_size: Option<u32>,
 }
@@ -84,14 +85,25 @@ impl MemoryHintFamily {
             })
             .collect();
         let zero = NumaMask(universe.0 & !assigned.0);
-        let both: Vec<Vec<u64>> = alloc
-            .iter()
-            .zip(&free)
-            .map(|(a, f)| a.iter().chain(f).copied().collect())
-            .collect();
         let req: Vec<u64> = req.values().copied().collect();
-        let both_need: Vec<u64> = req.iter().chain(&req).copied().collect();
         let reusable_in_zero = reusable.iter().any(|(m, _)| m.is_subset_of(zero));
+        let group = if reusable_in_zero {
+            Sums::new(alloc.clone(), req.clone())
+        } else {
+            let both = alloc
+                .iter()
+                .zip(&free)
+                .map(|(a, f)| a.iter().chain(f).copied().collect())
+                .collect();
+            Sums::new(both, req.iter().chain(&req).copied().collect())
+        };
+        // minAffinitySize: the fewest nodes of any mask whose allocatable sums (wrapping)
+        // reach the request, every node counted (groups and assignments play no part).
+        let sums = Sums::new(alloc.clone(), req.clone());
+        let leaf = |m: NumaMask| sums.satisfied(m);
+        let min_affinity = (1..=universe.count())
+            .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
+            .unwrap_or(universe.count());
         let mut f = MemoryHintFamily {
             universe,
             req,
@@ -103,22 +115,15 @@ impl MemoryHintFamily {
             reusable,
             zero,
             groups,
-            both,
-            both_need,
-            reusable_in_zero,
-            min_affinity: universe.count(),
+            listed_members: Vec::new(),
+            group,
+            min_affinity,
             min_size: None,
         };
-        // minAffinitySize: the fewest nodes of any mask whose allocatable sums (wrapping)
-        // reach the request, every node counted (groups and assignments play no part).
-        let sums = Sums {
-            vals: &f.alloc,
-            need: &f.req,
-        };
-        let leaf = |m: NumaMask| sums.satisfied(m);
-        f.min_affinity = (1..=universe.count())
-            .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
-            .unwrap_or(universe.count());
+        let mut members: Vec<NumaMask> = f.listed().filter(|&m| f.get(m).is_some()).collect();
+        members.sort_unstable();
+        members.dedup();
+        f.listed_members = members;
         f.min_size = f.compute_min_size();
         f
     }
@@ -132,29 +137,18 @@ impl MemoryHintFamily {
             .unwrap_or(0)
     }
 
-    /// The sums every new group of unassigned nodes must reach: allocatable and free,
-    /// or allocatable only when a reusable mask lies among those nodes.
-    fn group_sums(&self) -> Sums<'_> {
-        let dims = if self.reusable_in_zero {
-            self.req.len()
-        } else {
-            2 * self.req.len()
-        };
-        Sums {
-            vals: &self.both,
-            need: &self.both_need[..dims],
-        }
-    }
-
-    /// Whether a new group of at least two unassigned nodes, `inn ⊆ m ⊆ pool`, with
-    /// `size` nodes if given, is a member.
-    fn group_exists(&self, inn: NumaMask, pool: NumaMask, size: Option<u32>) -> bool {
+    /// A new group of at least two unassigned nodes, `inn ⊆ m ⊆ pool`, with `size`
+    /// nodes if given, that is a member.
+    fn group_member(&self, inn: NumaMask, pool: NumaMask, size: Option<u32>) -> Option<NumaMask> {
         if !inn.is_subset_of(self.zero) {
-            return false;
+            return None;
         }
         let leaf = |m: NumaMask| m.count() >= 2 && self.get(m).is_some();
-        self.group_sums()
-            .exists(inn, pool.and(self.zero), size, 2, &leaf)
+        self.group.find(inn, pool.and(self.zero), size, 2, &leaf)
+    }
+
+    fn group_exists(&self, inn: NumaMask, pool: NumaMask, size: Option<u32>) -> bool {
+        self.group_member(inn, pool, size).is_some()
     }
 
     /// Singles, existing groups and masks with reusable memory: the members that are
@@ -168,11 +162,7 @@ impl MemoryHintFamily {
     }
 
     fn compute_min_size(&self) -> Option<u32> {
-        let listed = self
-            .listed()
-            .filter(|&m| self.get(m).is_some())
-            .map(|m| m.count())
-            .min();
+        let listed = self.listed_members.iter().map(|m| m.count()).min();
         if listed == Some(1) {
             return Some(1);
         }
@@ -245,19 +235,27 @@ impl HintFamily for MemoryHintFamily {
     }
 
     fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
+        self.extends_witness(inn, out, size).0
+    }
+
+    fn extends_witness(
+        &self,
+        inn: NumaMask,
+        out: NumaMask,
+        size: Option<u32>,
+    ) -> (bool, Option<NumaMask>) {
         if !inn.is_subset_of(self.universe) || !inn.and(out).is_empty() {
-            return false;
+            return (false, None);
         }
-        let fits = |m: NumaMask| {
-            inn.is_subset_of(m)
-                && m.and(out).is_empty()
-                && size.is_none_or(|k| m.count() == k)
-                && self.get(m).is_some()
+        let fits = |m: &&NumaMask| {
+            inn.is_subset_of(**m) && m.and(out).is_empty() && size.is_none_or(|k| m.count() == k)
         };
-        if self.listed().any(fits) {
-            return true;
-        }
-        size.is_none_or(|k| k >= 2) && self.group_exists(inn, NumaMask(self.zero.0 & !out.0), size)
+        let member = self.listed_members.iter().find(fits).copied().or_else(|| {
+            size.is_none_or(|k| k >= 2)
+                .then(|| self.group_member(inn, NumaMask(self.zero.0 & !out.0), size))
+                .flatten()
+        });
+        (member.is_some(), member)
     }
 
     /// Members of two or more nodes are existing groups (every assigned node of a member
@@ -265,9 +263,10 @@ impl HintFamily for MemoryHintFamily {
     /// are listed.
     fn span(&self, inn: NumaMask) -> NumaMask {
         let listed = self
-            .listed()
-            .filter(|&m| inn.is_subset_of(m) && self.get(m).is_some())
-            .fold(NumaMask::EMPTY, NumaMask::or);
+            .listed_members
+            .iter()
+            .filter(|&&m| inn.is_subset_of(m))
+            .fold(NumaMask::EMPTY, |u, &m| u.or(m));
         if inn.is_subset_of(self.zero) {
             listed.or(self.zero)
         } else {
@@ -280,13 +279,15 @@ impl HintFamily for MemoryHintFamily {
             return None;
         }
         let listed = self
-            .listed()
-            .filter(|&m| m.count() == k && base.is_subset_of(m) && self.get(m).is_some())
+            .listed_members
+            .iter()
+            .copied()
+            .filter(|&m| m.count() == k && base.is_subset_of(m))
             .min();
         let group = (k >= 2 && base.is_subset_of(self.zero))
             .then(|| {
                 let leaf = |m: NumaMask| self.get(m).is_some();
-                self.group_sums().smallest(base, self.zero, k, &leaf)
+                self.group.smallest(base, self.zero, k, &leaf)
             })
             .flatten();
         match (listed, group) {

@@ -71,6 +71,17 @@ pub trait HintFamily: Debug {
     /// Whether some member `m` has `inn ⊆ m`, `m ∩ out = ∅` and, when `size` is given,
     /// exactly `size` nodes. Must be exact (the merge prunes on it).
     fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool;
+    /// [`HintFamily::extends`], with the member that proves a yes when the family's
+    /// search found one: the merge keeps such members and answers later questions they
+    /// also answer without asking again. The default names none.
+    fn extends_witness(
+        &self,
+        inn: NumaMask,
+        out: NumaMask,
+        size: Option<u32>,
+    ) -> (bool, Option<NumaMask>) {
+        (self.extends(inn, out, size), None)
+    }
     /// A superset of the union of the members that contain `inn` (the nodes that can
     /// join `inn` in a member). Only prunes the merge's walk, so any superset is right;
     /// the default is the universe.
@@ -167,6 +178,54 @@ fn extends(l: &LargeList, inn: NumaMask, out: NumaMask, size: Option<u32>, all: 
             let m = h.affinity.unwrap_or(all);
             inn.is_subset_of(m) && m.and(out).is_empty() && size.is_none_or(|k| m.count() == k)
         }),
+    }
+}
+
+/// A list of the merge with the members its family named while answering
+/// [`HintFamily::extends`] (a few, the latest kept): the walks ask about nested partial
+/// masks, and the member that proved a parent usually proves one of its children.
+#[derive(Debug)]
+struct Cached<'a> {
+    list: &'a LargeList,
+    all: NumaMask,
+    seen: std::cell::RefCell<(usize, Vec<NumaMask>)>,
+}
+
+/// Members remembered per list.
+const WITNESSES: usize = 16;
+
+impl<'a> Cached<'a> {
+    fn new(list: &'a LargeList, all: NumaMask) -> Cached<'a> {
+        Cached {
+            list,
+            all,
+            seen: std::cell::RefCell::new((0, Vec::with_capacity(WITNESSES))),
+        }
+    }
+
+    /// [`extends`], answered from a remembered member when one fits.
+    fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
+        let LargeList::Family(f) = self.list else {
+            return extends(self.list, inn, out, size, self.all);
+        };
+        let fits = |m: &NumaMask| {
+            inn.is_subset_of(*m) && m.and(out).is_empty() && size.is_none_or(|k| m.count() == k)
+        };
+        if self.seen.borrow().1.iter().any(fits) {
+            return true;
+        }
+        let (yes, member) = f.extends_witness(inn, out, size);
+        if let Some(m) = member.filter(|m| yes && fits(m)) {
+            let mut seen = self.seen.borrow_mut();
+            let (next, v) = &mut *seen;
+            if v.len() < WITNESSES {
+                v.push(m);
+            } else {
+                v[*next] = m;
+            }
+            *next = (*next + 1) % WITNESSES;
+        }
+        yes
     }
 }
 
@@ -277,7 +336,8 @@ pub fn merge_large_with(
         return TopologyHint::new(all, false);
     }
     let b = lists.iter().map(min_count).max().unwrap_or(0);
-    if let Some(h) = best_preferred(lists, merger, b) {
+    let cached: Vec<Cached> = lists.iter().map(|l| Cached::new(l, all)).collect();
+    if let Some(h) = best_preferred(&cached, merger, b) {
         return h;
     }
 
@@ -294,29 +354,26 @@ pub fn merge_large_with(
         return fold_best(merger, b, false, closure).unwrap_or(TopologyHint::new(all, false));
     }
     // Lists of "any node" only leave every node in: they take no part below.
-    let real: Vec<&LargeList> = lists.iter().filter(|l| !is_wildcard(l)).collect();
+    let real: Vec<&Cached> = cached.iter().filter(|l| !is_wildcard(l.list)).collect();
     // A merged mask of `c` nodes containing `inn` lies, for every list, within the
     // nodes that can join `inn` in one of its members.
     let room = |inn: NumaMask, out: NumaMask, c: u32| {
         real.iter()
-            .fold(NumaMask(u.0 & !out.0), |p, l| p.and(list_span(l, inn, all)))
+            .fold(NumaMask(u.0 & !out.0), |p, l| {
+                p.and(list_span(l.list, inn, all))
+            })
             .count()
             >= c
     };
-    let contained = |inn: NumaMask, _out: NumaMask| {
-        real.iter()
-            .all(|l| extends(l, inn, NumaMask::EMPTY, None, all))
-    };
+    let contained =
+        |inn: NumaMask, _out: NumaMask| real.iter().all(|l| l.extends(inn, NumaMask::EMPTY, None));
     // Nodes of `u` that no list can leave out are in every merged mask (a list that
     // cannot drop a node from any member cannot drop it from one containing T either):
     // masks without them are never achievable, so the walks skip them. With no list
     // but "any node" lists this is all of `u`, the only merged mask.
     let forced = u.ids().fold(NumaMask::EMPTY, |f, n| {
         let x = NumaMask::single(n);
-        if real
-            .iter()
-            .any(|l| extends(l, NumaMask::EMPTY, x, None, all))
-        {
+        if real.iter().any(|l| l.extends(NumaMask::EMPTY, x, None)) {
             f
         } else {
             f.or(x)
@@ -332,7 +389,7 @@ pub fn merge_large_with(
         let ok = |inn: NumaMask, out: NumaMask| {
             out.and(forced).is_empty() && room(inn, out, c) && contained(inn, out)
         };
-        let accept = |t: NumaMask| achievable(&real, t, u, all);
+        let accept = |t: NumaMask| achievable(&real, t, u);
         let found = best_of_size(merger, b, false, u, c, &ok, &accept);
         if let Some(h) = found {
             return h;
@@ -342,13 +399,16 @@ pub fn merge_large_with(
 }
 
 /// The best preferred merged hint, if there is one.
-fn best_preferred(lists: &[LargeList], merger: &Merger, b: u32) -> Option<TopologyHint> {
+fn best_preferred(lists: &[Cached], merger: &Merger, b: u32) -> Option<TopologyHint> {
     let all = merger.numa.all;
-    let constraining: Vec<&LargeList> = lists.iter().filter(|l| !has_preferred_any(l)).collect();
+    let constraining: Vec<&Cached> = lists
+        .iter()
+        .filter(|l| !has_preferred_any(l.list))
+        .collect();
     if constraining.is_empty() {
         // Every list has a preferred "any node": the default mask, and every preferred
         // mask of a list (the others picking "any") are preferred candidates.
-        let masks = lists.iter().flat_map(|l| match l {
+        let masks = lists.iter().flat_map(|l| match l.list {
             LargeList::Explicit(v) => v
                 .iter()
                 .filter(|h| h.preferred)
@@ -359,8 +419,8 @@ fn best_preferred(lists: &[LargeList], merger: &Merger, b: u32) -> Option<Topolo
         return fold_best(merger, b, true, std::iter::once(all).chain(masks));
     }
     let is_preferred_everywhere =
-        |m: NumaMask| constraining.iter().all(|l| get(l, m) == Some(true));
-    let explicit_seed = constraining.iter().find_map(|l| match l {
+        |m: NumaMask| constraining.iter().all(|l| get(l.list, m) == Some(true));
+    let explicit_seed = constraining.iter().find_map(|l| match l.list {
         LargeList::Explicit(v) => Some(v),
         _ => None,
     });
@@ -375,16 +435,16 @@ fn best_preferred(lists: &[LargeList], merger: &Merger, b: u32) -> Option<Topolo
     }
     let u = constraining
         .iter()
-        .fold(all, |u, l| u.and(list_universe(l, all)));
-    let mut distinct: Vec<&LargeList> = Vec::new();
+        .fold(all, |u, l| u.and(list_universe(l.list, all)));
+    let mut distinct: Vec<&Cached> = Vec::new();
     for l in &constraining {
-        if !distinct.iter().any(|d| same_list(d, l)) {
+        if !distinct.iter().any(|d| same_list(d.list, l.list)) {
             distinct.push(l);
         }
     }
     let mut sizes: Option<Vec<u32>> = None;
     for l in &distinct {
-        if let LargeList::Family(f) = l {
+        if let LargeList::Family(f) = l.list {
             let s = f.preferred_sizes();
             sizes = Some(match sizes {
                 None => s,
@@ -400,10 +460,12 @@ fn best_preferred(lists: &[LargeList], merger: &Merger, b: u32) -> Option<Topolo
         let ok = |inn: NumaMask, out: NumaMask| {
             distinct
                 .iter()
-                .fold(NumaMask(u.0 & !out.0), |p, l| p.and(list_span(l, inn, all)))
+                .fold(NumaMask(u.0 & !out.0), |p, l| {
+                    p.and(list_span(l.list, inn, all))
+                })
                 .count()
                 >= k
-                && distinct.iter().all(|l| extends(l, inn, out, Some(k), all))
+                && distinct.iter().all(|l| l.extends(inn, out, Some(k)))
         };
         // a smaller preferred size always beats a larger one
         if let Some(h) = best_of_size(merger, b, true, u, k, &ok, &is_preferred_everywhere) {
@@ -416,19 +478,16 @@ fn best_preferred(lists: &[LargeList], merger: &Merger, b: u32) -> Option<Topolo
 /// Can one member per list be picked so that their intersection (within `u`) is exactly
 /// `t`? Every list must have a member containing `t`, and every node of `u` outside `t`
 /// must be left out by some list's pick.
-fn achievable(lists: &[&LargeList], t: NumaMask, u: NumaMask, all: NumaMask) -> bool {
-    if !lists
-        .iter()
-        .all(|l| extends(l, t, NumaMask::EMPTY, None, all))
-    {
+fn achievable(lists: &[&Cached], t: NumaMask, u: NumaMask) -> bool {
+    if !lists.iter().all(|l| l.extends(t, NumaMask::EMPTY, None)) {
         return false;
     }
     let rest = NumaMask(u.0 & !t.0);
     covering(
         lists.len(),
         rest,
-        &|i, out| extends(lists[i], t, out, None, all),
-        &|i, j| same_list(lists[i], lists[j]),
+        &|i, out| lists[i].extends(t, out, None),
+        &|i, j| same_list(lists[i].list, lists[j].list),
     )
 }
 

@@ -38,22 +38,77 @@ fn range_meets(lo: i128, hi: i128, need: u64) -> bool {
 }
 
 /// Necessary sum conditions of a search: every set the leaf predicate accepts has, in
-/// every dimension, a wrapped sum of at least `need[dim]`.
-#[derive(Debug, Clone, Copy)]
-pub struct Sums<'a> {
+/// every dimension, a wrapped sum of at least `need[dim]`. Built once per hint list
+/// ([`Sums::new`] sorts each dimension), then asked many times during a merge.
+#[derive(Debug, Clone)]
+pub struct Sums {
     /// `vals[node][dim]`, indexed by node id (missing rows count as zeros).
-    pub vals: &'a [Vec<u64>],
-    pub need: &'a [u64],
+    vals: Vec<Vec<u64>>,
+    need: Vec<u64>,
+    /// Per dimension, the node ids of `vals` by value, largest first (ties: lower id).
+    /// The bound reads the largest and smallest values of a pool from these without
+    /// sorting at every step of the search.
+    order: Vec<Vec<u32>>,
+    /// The order the search decides nodes in: nodes with a wrapped value first
+    /// (deciding them early narrows the reachable ranges below one wrap, where the
+    /// bound prunes), then the nodes that go furthest towards the need (so the first
+    /// branch taken usually holds a member), then by id.
+    rank: Vec<u32>,
 }
 
-impl Sums<'_> {
+/// The state of one [`Sums::find`] search.
+struct Search<'a> {
+    s: &'a Sums,
+    lo_count: u32,
+    hi_count: u32,
+    leaf: &'a dyn Fn(NumaMask) -> bool,
+    /// Exact sums of the nodes taken so far, and of the nodes still undecided.
+    cur: Vec<i128>,
+    rest_sum: Vec<i128>,
+}
+
+impl Sums {
+    pub fn new(vals: Vec<Vec<u64>>, need: Vec<u64>) -> Sums {
+        let dims = need.len();
+        let n = vals.len() as u32;
+        let order = (0..dims)
+            .map(|d| {
+                let mut ids: Vec<u32> = (0..n.min(64)).collect();
+                ids.sort_unstable_by_key(|&i| (std::cmp::Reverse(vals[i as usize][d]), i));
+                ids
+            })
+            .collect();
+        let big = |i: u32| vals[i as usize].iter().any(|&v| v >= 1u64 << 63);
+        // How far a node goes towards the need, each dimension capped at its need.
+        let reach = |i: u32| -> f64 {
+            (0..dims)
+                .filter(|&d| need[d] > 0)
+                .map(|d| vals[i as usize][d].min(need[d]) as f64 / need[d] as f64)
+                .sum()
+        };
+        let mut keyed: Vec<(bool, f64, u32)> =
+            (0..n.min(64)).map(|i| (!big(i), -reach(i), i)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let rank = keyed.into_iter().map(|k| k.2).collect();
+        Sums {
+            vals,
+            need,
+            order,
+            rank,
+        }
+    }
+
+    pub fn need(&self) -> &[u64] {
+        &self.need
+    }
+
     fn val(&self, n: u32, d: usize) -> i128 {
         self.vals.get(n as usize).map_or(0, |v| v[d] as i128)
     }
 
     /// Whether the wrapped sums of `m` reach the need in every dimension.
     pub fn satisfied(&self, m: NumaMask) -> bool {
-        (0..self.need.len()).all(|d| wrapping_sum(self.vals, m, d) >= self.need[d])
+        (0..self.need.len()).all(|d| wrapping_sum(&self.vals, m, d) >= self.need[d])
     }
 
     /// Whether some set `m` with `inn ⊆ m ⊆ inn ∪ pool`, `|m| >= min_count` and, when
@@ -67,96 +122,85 @@ impl Sums<'_> {
         min_count: u32,
         leaf: &dyn Fn(NumaMask) -> bool,
     ) -> bool {
+        self.find(inn, pool, size, min_count, leaf).is_some()
+    }
+
+    /// [`Sums::exists`], returning the set `leaf` accepted.
+    pub fn find(
+        &self,
+        inn: NumaMask,
+        pool: NumaMask,
+        size: Option<u32>,
+        min_count: u32,
+        leaf: &dyn Fn(NumaMask) -> bool,
+    ) -> Option<NumaMask> {
         let pool = NumaMask(pool.0 & !inn.0);
-        // Nodes with a wrapped value first: deciding them early narrows the reachable
-        // ranges below one wrap, where the bound prunes.
-        let mut ids: Vec<u32> = pool.ids().collect();
-        let big = |n: u32| (0..self.need.len()).any(|d| self.val(n, d) >= 1i128 << 63);
-        ids.sort_by_key(|&n| (!big(n), n));
-        let cur: Vec<i128> = (0..self.need.len())
+        // Nodes without a row have only zeros: they go last, after the ranked ones.
+        let mut ids: Vec<u32> = self
+            .rank
+            .iter()
+            .copied()
+            .filter(|&n| pool.is_set(n))
+            .collect();
+        let ranked = self.rank.len() as u32;
+        ids.extend(pool.ids().filter(|&n| n >= ranked));
+        let dims = self.need.len();
+        let cur: Vec<i128> = (0..dims)
             .map(|d| inn.ids().map(|n| self.val(n, d)).sum())
+            .collect();
+        let rest_sum: Vec<i128> = (0..dims)
+            .map(|d| pool.ids().map(|n| self.val(n, d)).sum())
             .collect();
         let (lo_count, hi_count) = match size {
             Some(k) => (k.max(min_count), k),
             None => (min_count, u32::MAX),
         };
-        self.rec(&ids, inn, &cur, lo_count, hi_count, leaf)
-    }
-
-    fn rec(
-        &self,
-        ids: &[u32],
-        inn: NumaMask,
-        cur: &[i128],
-        lo_count: u32,
-        hi_count: u32,
-        leaf: &dyn Fn(NumaMask) -> bool,
-    ) -> bool {
-        let have = inn.count();
-        if have > hi_count {
-            return false;
-        }
-        let add_min = lo_count.saturating_sub(have) as usize;
-        let add_max = ((hi_count - have) as usize).min(ids.len());
-        if add_min > add_max {
-            return false;
-        }
-        let take_all = inn.or(ids
-            .iter()
-            .fold(NumaMask::EMPTY, |m, &n| m.or(NumaMask::single(n))));
-        if add_max == ids.len() && leaf(take_all) {
-            return true;
-        }
-        if add_max == 0 {
-            return leaf(inn);
-        }
-        // Bound: the reachable sums lie between the add_min smallest and the add_max
-        // largest additions, per dimension.
-        let mut v: Vec<i128> = Vec::with_capacity(ids.len());
-        for (d, &need) in self.need.iter().enumerate() {
-            v.clear();
-            v.extend(ids.iter().map(|&n| self.val(n, d)));
-            let (lo, hi) = if add_min == 0 && add_max == v.len() {
-                // no count bound: nothing to sort
-                (cur[d], cur[d] + v.iter().sum::<i128>())
-            } else {
-                // partial selections, not a sort: this runs at every step of the search
-                let len = v.len();
-                let lo = if add_min == 0 {
-                    0
-                } else {
-                    v.select_nth_unstable(add_min - 1);
-                    v[..add_min].iter().sum::<i128>()
-                };
-                let hi = if add_max == 0 {
-                    0
-                } else {
-                    v.select_nth_unstable(len - add_max);
-                    v[len - add_max..].iter().sum::<i128>()
-                };
-                (cur[d] + lo, cur[d] + hi)
-            };
-            if !range_meets(lo, hi, need) {
-                return false;
-            }
-        }
-        let (first, rest) = (ids[0], &ids[1..]);
-        let with: Vec<i128> = cur
-            .iter()
-            .enumerate()
-            .map(|(d, &c)| c + self.val(first, d))
-            .collect();
-        if self.rec(
-            rest,
-            inn.or(NumaMask::single(first)),
-            &with,
+        let mut search = Search {
+            s: self,
             lo_count,
             hi_count,
             leaf,
-        ) {
-            return true;
+            cur,
+            rest_sum,
+        };
+        search.rec(&ids, inn, pool)
+    }
+
+    /// The sum of the `t` largest (`top`) or smallest values of dimension `d` over the
+    /// nodes of `pool`, read from the sorted order.
+    fn extreme(&self, d: usize, pool: NumaMask, t: usize, top: bool) -> i128 {
+        if t == 0 {
+            return 0;
         }
-        rest.len() >= add_min && self.rec(rest, inn, cur, lo_count, hi_count, leaf)
+        let order = &self.order[d];
+        let with_rows = if order.len() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << order.len()) - 1
+        };
+        // nodes of the pool without a row count as zeros: the smallest values
+        let rowless = (pool.0 & !with_rows).count_ones() as usize;
+        let mut left = t;
+        let mut sum = 0i128;
+        if top {
+            for &n in order.iter().filter(|&&n| pool.is_set(n)) {
+                if left == 0 {
+                    break;
+                }
+                sum += self.vals[n as usize][d] as i128;
+                left -= 1;
+            }
+        } else {
+            left = left.saturating_sub(rowless);
+            for &n in order.iter().rev().filter(|&&n| pool.is_set(n)) {
+                if left == 0 {
+                    break;
+                }
+                sum += self.vals[n as usize][d] as i128;
+                left -= 1;
+            }
+        }
+        sum
     }
 
     /// The numerically smallest set of exactly `k` nodes with `inn ⊆ m ⊆ inn ∪ pool`
@@ -172,9 +216,9 @@ impl Sums<'_> {
     ) -> Option<NumaMask> {
         let mut pool = NumaMask(pool.0 & !inn.0);
         let mut inn = inn;
-        if !self.exists(inn, pool, Some(k), 0, leaf) {
-            return None;
-        }
+        // a set found is a witness: while it avoids the node being dropped, a set
+        // without that node exists and no search is needed
+        let mut witness = self.find(inn, pool, Some(k), 0, leaf)?;
         let mut ids: Vec<u32> = pool.ids().collect();
         ids.reverse();
         for n in ids {
@@ -182,7 +226,10 @@ impl Sums<'_> {
                 break;
             }
             let without = NumaMask(pool.0 & !NumaMask::single(n).0);
-            if self.exists(inn, without, Some(k), 0, leaf) {
+            if !witness.is_set(n) {
+                pool = without;
+            } else if let Some(w) = self.find(inn, without, Some(k), 0, leaf) {
+                witness = w;
                 pool = without;
             } else {
                 inn = inn.or(NumaMask::single(n));
@@ -190,6 +237,74 @@ impl Sums<'_> {
             }
         }
         (inn.count() == k && leaf(inn)).then_some(inn)
+    }
+}
+
+impl Search<'_> {
+    /// `ids` are the undecided nodes (their mask is `rest`), `inn` the nodes taken.
+    fn rec(&mut self, ids: &[u32], inn: NumaMask, rest: NumaMask) -> Option<NumaMask> {
+        let have = inn.count();
+        if have > self.hi_count {
+            return None;
+        }
+        let len = ids.len();
+        let add_min = self.lo_count.saturating_sub(have) as usize;
+        let add_max = ((self.hi_count - have) as usize).min(len);
+        if add_min > add_max {
+            return None;
+        }
+        if add_max == len && (self.leaf)(inn.or(rest)) {
+            return Some(inn.or(rest));
+        }
+        if add_max == 0 {
+            return (self.leaf)(inn).then_some(inn);
+        }
+        // Bound: the reachable sums lie between the add_min smallest and the add_max
+        // largest additions, per dimension.
+        let s = self.s;
+        for d in 0..s.need.len() {
+            let total = self.rest_sum[d];
+            let lo = if add_min == 0 {
+                0
+            } else if add_min * 2 <= len {
+                s.extreme(d, rest, add_min, false)
+            } else {
+                total - s.extreme(d, rest, len - add_min, true)
+            };
+            let hi = if add_max == len {
+                total
+            } else if add_max * 2 <= len {
+                s.extreme(d, rest, add_max, true)
+            } else {
+                total - s.extreme(d, rest, len - add_max, false)
+            };
+            if !range_meets(self.cur[d] + lo, self.cur[d] + hi, s.need[d]) {
+                return None;
+            }
+        }
+        let (first, tail) = (ids[0], &ids[1..]);
+        let x = NumaMask::single(first);
+        let tail_mask = NumaMask(rest.0 & !x.0);
+        for d in 0..s.need.len() {
+            let v = s.val(first, d);
+            self.rest_sum[d] -= v;
+            self.cur[d] += v;
+        }
+        let with = self.rec(tail, inn.or(x), tail_mask);
+        for d in 0..s.need.len() {
+            self.cur[d] -= s.val(first, d);
+        }
+        let found = with.or_else(|| {
+            if tail.len() >= add_min {
+                self.rec(tail, inn, tail_mask)
+            } else {
+                None
+            }
+        });
+        for d in 0..s.need.len() {
+            self.rest_sum[d] += s.val(first, d);
+        }
+        found
     }
 }
 
@@ -205,7 +320,7 @@ mod tests {
         pool: NumaMask,
         size: Option<u32>,
     ) -> Vec<NumaMask> {
-        let s = Sums { vals, need };
+        let s = Sums::new(vals.to_vec(), need.to_vec());
         let all = inn.or(pool);
         let mut out = vec![];
         for m in 0..(1u64 << vals.len()) {
@@ -253,7 +368,7 @@ mod tests {
             let full = (1u64 << n) - 1;
             let need: Vec<u64> = need_seed[..vals[0].len()].to_vec();
             let (inn, pool) = (NumaMask(inn & full & !pool), NumaMask(pool & full));
-            let s = Sums { vals: &vals, need: &need };
+            let s = Sums::new(vals.clone(), need.clone());
             let size = sized.then_some(k);
             let leaf = |m: NumaMask| s.satisfied(m);
             let found = brute(&vals, &need, inn, pool, size);
