@@ -24,6 +24,7 @@ pub mod agent;
 pub mod cgroup;
 pub mod cri;
 pub mod daemon;
+pub mod devices;
 pub mod http;
 pub mod journal;
 pub mod logging;
