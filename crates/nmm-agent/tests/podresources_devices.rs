@@ -186,7 +186,7 @@ async fn fixture(initial: Option<&str>) -> (Fixture, daemon::Running) {
         let r = agent.admit_pod(p).unwrap();
         assert!(r.admitted, "{:?}", r.message);
     }
-    assert_eq!(agent.inspect(|node, _| node.devices.is_active()), false);
+    assert!(!agent.inspect(|node, _| node.devices.is_active()));
     let agent = Arc::new(agent);
     let socket = state.path().join("pod-resources.sock");
     let running = daemon::serve(

@@ -667,7 +667,7 @@ fn devices_from_machine_devices_and_the_kubelets_checkpoint() {
         std::fs::write(&bad, text).unwrap();
         let o = Command::new(env!("CARGO_BIN_EXE_nmm"))
             .arg("agent")
-            .args(&args)
+            .args(args)
             .arg("--devices")
             .arg(&bad)
             .env_remove("RUST_LOG")
