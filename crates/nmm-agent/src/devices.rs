@@ -32,10 +32,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// The largest device checkpoint read: 64 MiB. The kubelet's own file holds one entry
-/// per container and resource with the plugin's `Allocate` response; even thousands of
-/// containers stay far below this.
-pub const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
+/// The largest device checkpoint read: 16 MiB. The kubelet's file holds one entry per
+/// container and device resource with the plugin's `Allocate` response (environment,
+/// mounts, device nodes: typically well under 2 KiB): 250 pods of 5 containers with two
+/// device resources each stay under 4 MiB. Reading a file costs about 6 times its size in
+/// memory for a moment (JSON tree, the decoded responses twice for the checksum), so the
+/// limit keeps that under 100 MiB (docs/BENCHMARKS.md).
+pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 20;
 
 /// The kubelet's default root directory (`--root-dir`).
 pub const DEFAULT_KUBELET_ROOT_DIR: &str = "/var/lib/kubelet";
@@ -452,7 +455,7 @@ mod tests {
         drop(f);
         assert_eq!(d.refresh(&m), Refresh::Rejected);
         assert!(
-            matches!(d.status(), CheckpointStatus::Rejected(t) if t.contains("over 67108864 bytes"))
+            matches!(d.status(), CheckpointStatus::Rejected(t) if t.contains(&format!("over {MAX_CHECKPOINT_BYTES} bytes")))
         );
         assert_eq!(held(&d.view(), "uid-a").len(), 1);
         // A directory in its place.
