@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 /// The largest device checkpoint read: 16 MiB. The kubelet's file holds one entry per
 /// container and device resource with the plugin's `Allocate` response (environment,
 /// mounts, device nodes: typically well under 2 KiB): 250 pods of 5 containers with two
-/// device resources each stay under 4 MiB. Reading a file costs about 6 times its size in
+/// device resources each stay under 4 MiB. Reading a file costs about 5 times its size in
 /// memory for a moment (JSON tree, the decoded responses twice for the checksum), so the
 /// limit keeps that under 100 MiB (docs/BENCHMARKS.md).
 pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 20;

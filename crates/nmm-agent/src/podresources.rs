@@ -13,9 +13,10 @@
 //! * `devices` (both calls) come from the kubelet's devices as the agent reads them
 //!   ([`crate::devices`]: `machine.devices` and the kubelet's device checkpoint, looked
 //!   at again before every call), through `nmm_core::devicemanager::view`: what each
-//!   container holds, one entry per resource and NUMA node the kubelet recorded the ids
-//!   under (none for devices without topology); allocatable = every healthy registered
-//!   device, one entry per device and NUMA node. The agent allocates no devices itself.
+//!   container holds, under the NUMA nodes the kubelet recorded (none for devices without
+//!   topology); allocatable = every healthy registered device. Both as the kubelet sends
+//!   them: one entry per device and NUMA node ([`devices_of`]). The agent allocates no
+//!   devices itself.
 //! * Calls are rate limited like the kubelet's (100 per second, bursts of 10);
 //!   over the limit the answer is `ResourceExhausted: rejected by rate limit`.
 //! * Requests over [`MAX_REQUEST_BYTES`] are refused (gRPC's default server limit, which
@@ -95,16 +96,35 @@ fn memory_of(blocks: &[Block]) -> Vec<ContainerMemory> {
         .collect()
 }
 
-/// The books' device lists (`nmm_core::devicemanager::view`) as PodResources messages.
+/// Device lists (`nmm_core::devicemanager::view`) as PodResources messages the way kubelet
+/// v1.32's `containerDevicesFromResourceDeviceInstances` builds them: one
+/// `ContainerDevices` per device and NUMA node (the library's lists group the ids recorded
+/// under one node), one without topology for a device without it. Sorted by resource,
+/// device id, then node (the kubelet iterates Go maps), so a device's nodes stay together.
 pub fn devices_of(
     list: Vec<nmm_core::devicemanager::view::TopologyDevices>,
 ) -> Vec<ContainerDevices> {
-    list.into_iter()
-        .map(|d| ContainerDevices {
-            resource_name: d.resource,
-            device_ids: d.ids,
-            topology: d.nodes.map(|nodes| TopologyInfo {
-                nodes: nodes.into_iter().map(|id| NumaNode { id }).collect(),
+    let mut flat: Vec<(String, String, Option<i64>)> = Vec::new();
+    for d in list {
+        for id in d.ids {
+            match &d.nodes {
+                None => flat.push((d.resource.clone(), id, None)),
+                Some(nodes) => flat.extend(
+                    nodes
+                        .iter()
+                        .map(|&n| (d.resource.clone(), id.clone(), Some(n))),
+                ),
+            }
+        }
+    }
+    flat.sort();
+    flat.dedup();
+    flat.into_iter()
+        .map(|(resource_name, id, node)| ContainerDevices {
+            resource_name,
+            device_ids: vec![id],
+            topology: node.map(|id| TopologyInfo {
+                nodes: vec![NumaNode { id }],
             }),
         })
         .collect()
@@ -339,6 +359,40 @@ mod tests {
             numa,
             healthy,
         }
+    }
+
+    #[test]
+    fn one_entry_per_device_and_numa_node_as_the_kubelet_sends_them() {
+        use nmm_core::devicemanager::view::TopologyDevices;
+        let t = |r: &str, ids: &[&str], nodes: Option<Vec<i64>>| TopologyDevices {
+            resource: r.into(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            nodes,
+        };
+        let got: Vec<(String, Vec<String>, Option<Vec<i64>>)> = devices_of(vec![
+            t("nvidia.com/gpu", &["gpu-1", "gpu-0"], Some(vec![1])),
+            t("nvidia.com/gpu", &["gpu-1"], Some(vec![0])),
+            t("example.com/nic", &["nic-0"], None),
+        ])
+        .into_iter()
+        .map(|d| {
+            (
+                d.resource_name,
+                d.device_ids,
+                d.topology.map(|t| t.nodes.iter().map(|n| n.id).collect()),
+            )
+        })
+        .collect();
+        let e = |r: &str, id: &str, n: Option<Vec<i64>>| (r.to_string(), vec![id.to_string()], n);
+        assert_eq!(
+            got,
+            vec![
+                e("example.com/nic", "nic-0", None),
+                e("nvidia.com/gpu", "gpu-0", Some(vec![1])),
+                e("nvidia.com/gpu", "gpu-1", Some(vec![0])),
+                e("nvidia.com/gpu", "gpu-1", Some(vec![1])),
+            ]
+        );
     }
 
     #[test]

@@ -281,7 +281,8 @@ async fn list_get_and_allocatable_report_the_kubelets_devices() {
     );
 
     // A bad checksum: the agent keeps serving the last good view, says so, counts it.
-    let moved = checkpoint(&[(UID_TRAIN, "main", "nvidia.com/gpu", 0, &["gpu-0"])]);
+    // (Two GPUs on one node: one entry each, as the kubelet sends them.)
+    let moved = checkpoint(&[(UID_TRAIN, "main", "nvidia.com/gpu", 0, &["gpu-0", "gpu-3"])]);
     let corrupted = moved.replace("\"Checksum\":", "\"Checksum\":9");
     replace(&f.checkpoint, &corrupted);
     assert_eq!(
@@ -314,7 +315,10 @@ async fn list_get_and_allocatable_report_the_kubelets_devices() {
         vec![
             (
                 "train".to_string(),
-                vec![d("nvidia.com/gpu", &["gpu-0"], Some(vec![0]))]
+                vec![
+                    d("nvidia.com/gpu", &["gpu-0"], Some(vec![0])),
+                    d("nvidia.com/gpu", &["gpu-3"], Some(vec![0]))
+                ]
             ),
             ("web".to_string(), vec![])
         ]
