@@ -373,3 +373,70 @@ async fn a_bad_checkpoint_at_start_is_no_allocations_and_a_good_one_later_is_rea
     );
     running.stop().await.unwrap();
 }
+
+/// With NRI the reconcile loop looks at the checkpoint on every pass: a new version is read
+/// and a bad one logged and counted even when no client calls PodResources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_loop_reads_the_checkpoint_without_any_call() {
+    use nmm_agent::nri::NriAgent;
+    use nmm_agent::reconcile::{run_reconciler, ReconcileOptions};
+    use std::time::Duration;
+    let state = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let opts = DeviceOptions::kubelet_root(root.path(), registered());
+    let path = opts.checkpoint.clone().unwrap();
+    let (agent, _) = Agent::start(AgentOptions {
+        machine: testkit::machine(),
+        kubelet: testkit::kubelet_config(),
+        state_dir: state.path().to_path_buf(),
+        reconcile: None,
+        cgroup_root: None,
+        devices: opts,
+    })
+    .unwrap();
+    assert_eq!(agent.devices().status(), CheckpointStatus::Missing);
+    let handler = Arc::new(NriAgent::with_logger(Arc::new(agent), |_| {}));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_reconciler(
+        handler.clone(),
+        ReconcileOptions {
+            cri_socket: None,
+            interval: Duration::from_millis(20),
+            compact_idle: Duration::from_secs(60),
+        },
+        rx,
+    ));
+    // Eventually (bounded at 10 s, a liveness bound, not a timing assertion).
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the reconcile loop never got to: {what}");
+    }
+    let good = checkpoint(&[(UID_TRAIN, "main", "nvidia.com/gpu", 1, &["gpu-1"])]);
+    replace(&path, &good);
+    let agent = handler.agent().clone();
+    until("the new checkpoint read", || {
+        agent.devices().status() == CheckpointStatus::Loaded { pods: 1 }
+    })
+    .await;
+    replace(&path, &good.replace("\"Checksum\":", "\"Checksum\":9"));
+    until("the corrupted checkpoint counted", || {
+        errors_metric(&agent) == "nmm_device_checkpoint_read_errors_total 1"
+    })
+    .await;
+    // The last good view stayed.
+    assert_eq!(
+        agent
+            .devices()
+            .view()
+            .topology_devices_of(UID_TRAIN, "main")
+            .len(),
+        1
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
