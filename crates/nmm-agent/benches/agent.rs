@@ -44,6 +44,7 @@ fn handler(dir: &std::path::Path) -> NriAgent {
         state_dir: dir.to_path_buf(),
         reconcile: None,
         cgroup_root: None,
+        devices: Default::default(),
     })
     .unwrap();
     NriAgent::with_logger(Arc::new(agent), |_| {})

@@ -155,6 +155,7 @@ fn main() {
         state_dir,
         reconcile: None,
         cgroup_root,
+        devices: Default::default(),
     })
     .unwrap_or_else(|e| {
         eprintln!("enforce: the agent did not start: {e}");

@@ -35,6 +35,7 @@ fn main() {
         state_dir,
         reconcile: None,
         cgroup_root: None,
+        devices: Default::default(),
     };
     let out = std::io::stdout();
     let agent = match Agent::start(opts) {

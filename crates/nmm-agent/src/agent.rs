@@ -10,6 +10,7 @@
 //! the state directory, which holds exactly the acknowledged changes.
 
 use crate::cgroup::{CgroupEnforcer, CgroupError, ContainerCpuset};
+use crate::devices::{DeviceOptions, KubeletDevices, Refresh};
 use crate::journal::{Journal, Op, Replay, OPS_FILE};
 use crate::metrics::Metrics;
 use crate::store::{Snapshot, Store, StoreError, CPU_FILE, MEMORY_FILE, PODS_FILE};
@@ -47,6 +48,9 @@ pub struct AgentOptions {
     pub reconcile: Option<Vec<Pod>>,
     /// Write `cpuset.cpus` / `cpuset.mems` of containers under this cgroup v2 root.
     pub cgroup_root: Option<PathBuf>,
+    /// The devices PodResources reports: the device plugins' devices and the kubelet's
+    /// device checkpoint, read only ([`crate::devices`]). The default reads nothing.
+    pub devices: DeviceOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +183,8 @@ pub struct Agent {
     state_dir: PathBuf,
     pod_level_resources: bool,
     pub(crate) sidecars: bool,
+    /// The kubelet's devices (not the books': the agent allocates none).
+    devices: KubeletDevices,
 }
 
 impl std::fmt::Debug for Agent {
@@ -659,7 +665,9 @@ impl Agent {
             state_dir: opts.state_dir.clone(),
             pod_level_resources,
             sidecars,
+            devices: KubeletDevices::new(&opts.machine, opts.devices.clone()),
         };
+        agent.devices.refresh(&agent.metrics);
         {
             let mut g = agent.lock();
             report.wrote_state = agent.compact_locked(&mut g)?;
@@ -689,6 +697,17 @@ impl Agent {
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// Looks at the kubelet's device checkpoint again and reads it if it changed
+    /// ([`KubeletDevices::refresh`]).
+    pub fn refresh_devices(&self) -> Refresh {
+        self.devices.refresh(&self.metrics)
+    }
+
+    /// The kubelet's devices as last read: registered devices and who holds which.
+    pub fn devices(&self) -> &KubeletDevices {
+        &self.devices
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -813,6 +832,7 @@ impl Agent {
             state_dir: self.state_dir.clone(),
             reconcile: None,
             cgroup_root: None,
+            devices: DeviceOptions::default(),
         };
         match load_books(&opts, &mut StartReport::default()) {
             Ok(l) => {

@@ -340,6 +340,7 @@ mod tests {
             state_dir: d.path().to_path_buf(),
             reconcile: None,
             cgroup_root: None,
+            devices: Default::default(),
         })
         .unwrap();
         let agent = Arc::new(agent);

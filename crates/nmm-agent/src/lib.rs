@@ -8,7 +8,9 @@
 //!   `reconcile` to rebuild the books from the live pods.
 //! * [`cgroup::CgroupEnforcer`]: writes `cpuset.cpus` / `cpuset.mems` on cgroup v2 or
 //!   in the cgroup v1 cpuset hierarchy (chosen from `/proc/self/mountinfo`).
-//! * [`podresources`]: the kubelet's PodResources v1 gRPC service.
+//! * [`podresources`]: the kubelet's PodResources v1 gRPC service; its `devices` come from
+//!   [`devices`]: the device plugins' devices and the kubelet's own device checkpoint,
+//!   read only (the agent allocates no devices).
 //! * [`nri`]: the agent as an NRI plugin (pod and container lifecycle from the runtime).
 //! * [`cri`], [`reconcile`]: the runtime's CRI lists, so that the books release pods the
 //!   runtime no longer runs (containerd does not report removals of pods older than its
@@ -24,6 +26,7 @@ pub mod agent;
 pub mod cgroup;
 pub mod cri;
 pub mod daemon;
+pub mod devices;
 pub mod http;
 pub mod journal;
 pub mod logging;

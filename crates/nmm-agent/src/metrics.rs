@@ -30,6 +30,8 @@
 //! | `nmm_admission_duration_seconds` | | histogram of the managers' admission time |
 //! | `nmm_checkpoint_writes_total` / `nmm_checkpoint_write_errors_total` | | commits of the state directory |
 //! | `nmm_cgroup_write_errors_total` | | failed cpuset writes |
+//! | `nmm_device_checkpoint_reads_total` | | versions of the kubelet's device checkpoint read and verified (the PodResources device view) |
+//! | `nmm_device_checkpoint_read_errors_total` | | versions of it that could not be used (bad checksum, malformed, too large, unreadable); the last good view was kept |
 //! | `nmm_nri_connected` | | 1 while registered with the runtime over NRI (and synchronized), else 0 |
 //! | `nmm_nri_reconnects_total` | | connections to the runtime lost or refused, each followed by a new attempt |
 //! | `nmm_reconcile_pods_total` | `source`, `outcome` | pods the books were reconciled with: `source` = `startup`, `nri-sync`, `cri` (the runtime's CRI lists no longer have them), `outcome` = `admitted`, `rejected`, `removed` |
@@ -179,6 +181,9 @@ pub struct Metrics {
     pub checkpoint_writes: Counter,
     pub checkpoint_write_errors: Counter,
     pub cgroup_write_errors: Counter,
+    // --- the kubelet's device checkpoint ---
+    pub device_checkpoint_reads: Counter,
+    pub device_checkpoint_read_errors: Counter,
     // --- runtime connection and reconcile ---
     pub nri_connected: Gauge,
     pub nri_reconnects: Counter,
@@ -243,6 +248,8 @@ impl Metrics {
             checkpoint_writes: Counter::default(),
             checkpoint_write_errors: Counter::default(),
             cgroup_write_errors: Counter::default(),
+            device_checkpoint_reads: Counter::default(),
+            device_checkpoint_read_errors: Counter::default(),
             nri_connected: Gauge::default(),
             nri_reconnects: Counter::default(),
             reconcile_pods: Family::default(),
@@ -373,6 +380,17 @@ impl Metrics {
             "nmm_cgroup_write_errors",
             "Failed cpuset.cpus / cpuset.mems writes",
             boxed(m.cgroup_write_errors.clone()),
+        );
+        // the kubelet's device checkpoint
+        reg(
+            "nmm_device_checkpoint_reads",
+            "Versions of the kubelet's device checkpoint read and verified for PodResources",
+            boxed(m.device_checkpoint_reads.clone()),
+        );
+        reg(
+            "nmm_device_checkpoint_read_errors",
+            "Versions of the kubelet's device checkpoint that could not be used (the last good device view was kept)",
+            boxed(m.device_checkpoint_read_errors.clone()),
         );
         // runtime connection and reconcile
         reg(

@@ -10,11 +10,13 @@
 //!   (sidecars) when the `SidecarContainers` gate is on (the v1.32 default).
 //! * `GetAllocatableResources`: every CPU but the reserved ones (static policy), and per
 //!   NUMA node and memory type with a non-zero allocatable amount, that amount.
-//! * `devices` (both calls) come from the books' Device Manager
-//!   (`nmm_core::devicemanager::view`): what each container holds, one entry per
-//!   resource and NUMA node; allocatable = every healthy registered device, one entry per
-//!   device and NUMA node. The agent registers no device plugins today (see
-//!   docs/agent.md), so its answers carry devices only when its books hold some.
+//! * `devices` (both calls) come from the kubelet's devices as the agent reads them
+//!   ([`crate::devices`]: `machine.devices` and the kubelet's device checkpoint, looked
+//!   at again before every call), through `nmm_core::devicemanager::view`: what each
+//!   container holds, under the NUMA nodes the kubelet recorded (none for devices without
+//!   topology); allocatable = every healthy registered device. Both as the kubelet sends
+//!   them: one entry per device and NUMA node ([`devices_of`]). The agent allocates no
+//!   devices itself.
 //! * Calls are rate limited like the kubelet's (100 per second, bursts of 10);
 //!   over the limit the answer is `ResourceExhausted: rejected by rate limit`.
 //! * Requests over [`MAX_REQUEST_BYTES`] are refused (gRPC's default server limit, which
@@ -25,6 +27,7 @@
 
 use crate::agent::Agent;
 use nmm_core::cpumanager::CpuPolicy;
+use nmm_core::devicemanager::DeviceManager;
 use nmm_core::memorymanager::state::Block;
 use nmm_core::node::Node;
 use std::sync::{Arc, Mutex};
@@ -93,23 +96,42 @@ fn memory_of(blocks: &[Block]) -> Vec<ContainerMemory> {
         .collect()
 }
 
-/// The books' device lists (`nmm_core::devicemanager::view`) as PodResources messages.
+/// Device lists (`nmm_core::devicemanager::view`) as PodResources messages the way kubelet
+/// v1.32's `containerDevicesFromResourceDeviceInstances` builds them: one
+/// `ContainerDevices` per device and NUMA node (the library's lists group the ids recorded
+/// under one node), one without topology for a device without it. Sorted by resource,
+/// device id, then node (the kubelet iterates Go maps), so a device's nodes stay together.
 pub fn devices_of(
     list: Vec<nmm_core::devicemanager::view::TopologyDevices>,
 ) -> Vec<ContainerDevices> {
-    list.into_iter()
-        .map(|d| ContainerDevices {
-            resource_name: d.resource,
-            device_ids: d.ids,
-            topology: d.nodes.map(|nodes| TopologyInfo {
-                nodes: nodes.into_iter().map(|id| NumaNode { id }).collect(),
+    let mut flat: Vec<(String, String, Option<i64>)> = Vec::new();
+    for d in list {
+        for id in d.ids {
+            match &d.nodes {
+                None => flat.push((d.resource.clone(), id, None)),
+                Some(nodes) => flat.extend(
+                    nodes
+                        .iter()
+                        .map(|&n| (d.resource.clone(), id.clone(), Some(n))),
+                ),
+            }
+        }
+    }
+    flat.sort();
+    flat.dedup();
+    flat.into_iter()
+        .map(|(resource_name, id, node)| ContainerDevices {
+            resource_name,
+            device_ids: vec![id],
+            topology: node.map(|id| TopologyInfo {
+                nodes: vec![NumaNode { id }],
             }),
         })
         .collect()
 }
 
-/// `GetAllocatableResources`' answer for the books `node`.
-pub fn allocatable_of(node: &Node) -> AllocatableResourcesResponse {
+/// `GetAllocatableResources`' answer for the books `node` and the device view `devices`.
+pub fn allocatable_of(node: &Node, devices: &DeviceManager) -> AllocatableResourcesResponse {
     let cpu_ids = match &node.cpu.policy {
         CpuPolicy::Static(p) => p
             .topology
@@ -136,13 +158,18 @@ pub fn allocatable_of(node: &Node) -> AllocatableResourcesResponse {
         }
     }
     AllocatableResourcesResponse {
-        devices: devices_of(node.devices.allocatable_topology_devices()),
+        devices: devices_of(devices.allocatable_topology_devices()),
         cpu_ids,
         memory,
     }
 }
 
-fn container_resources(node: &Node, uid: &str, name: &str) -> ContainerResources {
+fn container_resources(
+    node: &Node,
+    devices: &DeviceManager,
+    uid: &str,
+    name: &str,
+) -> ContainerResources {
     let cpu_ids = match &node.cpu.policy {
         CpuPolicy::Static(p) => p
             .assignments
@@ -160,7 +187,7 @@ fn container_resources(node: &Node, uid: &str, name: &str) -> ContainerResources
         .unwrap_or_default();
     ContainerResources {
         name: name.to_string(),
-        devices: devices_of(node.devices.topology_devices_of(uid, name)),
+        devices: devices_of(devices.topology_devices_of(uid, name)),
         cpu_ids,
         memory,
         dynamic_resources: Vec::new(),
@@ -169,6 +196,7 @@ fn container_resources(node: &Node, uid: &str, name: &str) -> ContainerResources
 
 fn pod_resources(
     node: &Node,
+    devices: &DeviceManager,
     uid: &str,
     pod: &k8s_openapi::api::core::v1::Pod,
     sidecars: bool,
@@ -178,12 +206,12 @@ fn pod_resources(
         if sidecars {
             for c in spec.init_containers.iter().flatten() {
                 if c.restart_policy.as_deref() == Some("Always") {
-                    containers.push(container_resources(node, uid, &c.name));
+                    containers.push(container_resources(node, devices, uid, &c.name));
                 }
             }
         }
         for c in &spec.containers {
-            containers.push(container_resources(node, uid, &c.name));
+            containers.push(container_resources(node, devices, uid, &c.name));
         }
     }
     PodResources {
@@ -222,20 +250,28 @@ impl PodResourcesService {
         }
     }
 
+    /// The device view, the kubelet's checkpoint looked at again first.
+    fn devices(agent: &Agent) -> Arc<DeviceManager> {
+        agent.refresh_devices();
+        agent.devices().view()
+    }
+
     /// `List`'s answer.
     pub fn list(agent: &Agent) -> ListPodResourcesResponse {
         let sidecars = agent.sidecars;
+        let devices = Self::devices(agent);
         agent.inspect(|node, pods| ListPodResourcesResponse {
             pod_resources: pods
                 .iter()
-                .map(|(uid, pod)| pod_resources(node, uid, pod, sidecars))
+                .map(|(uid, pod)| pod_resources(node, &devices, uid, pod, sidecars))
                 .collect(),
         })
     }
 
     /// `GetAllocatableResources`' answer.
     pub fn allocatable(agent: &Agent) -> AllocatableResourcesResponse {
-        agent.inspect(|node, _| allocatable_of(node))
+        let devices = Self::devices(agent);
+        agent.inspect(|node, _| allocatable_of(node, &devices))
     }
 
     /// `Get`'s answer, or the kubelet's error text.
@@ -245,6 +281,7 @@ impl PodResourcesService {
         namespace: &str,
     ) -> Result<GetPodResourcesResponse, String> {
         let sidecars = agent.sidecars;
+        let devices = Self::devices(agent);
         agent.inspect(|node, pods| {
             pods.iter()
                 .find(|(_, p)| {
@@ -252,11 +289,19 @@ impl PodResourcesService {
                         && p.metadata.namespace.as_deref().unwrap_or("default") == namespace
                 })
                 .map(|(uid, pod)| GetPodResourcesResponse {
-                    pod_resources: Some(pod_resources(node, uid, pod, sidecars)),
+                    pod_resources: Some(pod_resources(node, &devices, uid, pod, sidecars)),
                 })
                 .ok_or_else(|| format!("pod {name} in namespace {namespace} not found"))
         })
     }
+}
+
+/// Runs an answer on the blocking pool: it may read and decode a changed device
+/// checkpoint, and waits for the books' lock.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("the answer could not be computed: {e}")))
 }
 
 #[tonic::async_trait]
@@ -266,7 +311,10 @@ impl PodResourcesLister for PodResourcesService {
         _req: Request<ListPodResourcesRequest>,
     ) -> Result<Response<ListPodResourcesResponse>, Status> {
         self.admit()?;
-        Ok(Response::new(Self::list(&self.agent)))
+        let agent = self.agent.clone();
+        blocking(move || Self::list(&agent))
+            .await
+            .map(Response::new)
     }
 
     async fn get_allocatable_resources(
@@ -274,7 +322,10 @@ impl PodResourcesLister for PodResourcesService {
         _req: Request<AllocatableResourcesRequest>,
     ) -> Result<Response<AllocatableResourcesResponse>, Status> {
         self.admit()?;
-        Ok(Response::new(Self::allocatable(&self.agent)))
+        let agent = self.agent.clone();
+        blocking(move || Self::allocatable(&agent))
+            .await
+            .map(Response::new)
     }
 
     async fn get(
@@ -283,8 +334,10 @@ impl PodResourcesLister for PodResourcesService {
     ) -> Result<Response<GetPodResourcesResponse>, Status> {
         self.admit()?;
         let r = req.into_inner();
+        let agent = self.agent.clone();
         // The kubelet returns a plain Go error here, which gRPC sends as code Unknown.
-        Self::get_pod(&self.agent, &r.pod_name, &r.pod_namespace)
+        blocking(move || Self::get_pod(&agent, &r.pod_name, &r.pod_namespace))
+            .await?
             .map(Response::new)
             .map_err(Status::unknown)
     }
@@ -309,7 +362,42 @@ mod tests {
     }
 
     #[test]
-    fn devices_are_reported_with_their_numa_nodes_from_the_books() {
+    fn one_entry_per_device_and_numa_node_as_the_kubelet_sends_them() {
+        use nmm_core::devicemanager::view::TopologyDevices;
+        let t = |r: &str, ids: &[&str], nodes: Option<Vec<i64>>| TopologyDevices {
+            resource: r.into(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            nodes,
+        };
+        let got: Vec<(String, Vec<String>, Option<Vec<i64>>)> = devices_of(vec![
+            t("nvidia.com/gpu", &["gpu-1", "gpu-0"], Some(vec![1])),
+            t("nvidia.com/gpu", &["gpu-1"], Some(vec![0])),
+            t("example.com/nic", &["nic-0"], None),
+        ])
+        .into_iter()
+        .map(|d| {
+            (
+                d.resource_name,
+                d.device_ids,
+                d.topology.map(|t| t.nodes.iter().map(|n| n.id).collect()),
+            )
+        })
+        .collect();
+        let e = |r: &str, id: &str, n: Option<Vec<i64>>| (r.to_string(), vec![id.to_string()], n);
+        assert_eq!(
+            got,
+            vec![
+                e("example.com/nic", "nic-0", None),
+                e("nvidia.com/gpu", "gpu-0", Some(vec![1])),
+                e("nvidia.com/gpu", "gpu-1", Some(vec![0])),
+                e("nvidia.com/gpu", "gpu-1", Some(vec![1])),
+            ]
+        );
+    }
+
+    #[test]
+    fn devices_are_reported_with_their_numa_nodes() {
+        // Any Device Manager view: here one whose devices the engine allocated.
         let opts = StartOptions {
             devices: vec![
                 gpu("gpu-0", Some(vec![0]), true),
@@ -331,14 +419,14 @@ mod tests {
             .unwrap();
         assert!(r.admitted, "{:?}", r.message);
 
-        let c = container_resources(&node, "uid-p", "c");
+        let c = container_resources(&node, &node.devices, "uid-p", "c");
         assert_eq!(c.devices.len(), 1, "{:?}", c.devices);
         let d = &c.devices[0];
         assert_eq!(d.resource_name, "nvidia.com/gpu");
         assert_eq!(d.device_ids, vec!["gpu-0".to_string()]);
         assert_eq!(d.topology.as_ref().unwrap().nodes, vec![NumaNode { id: 0 }]);
 
-        let a = allocatable_of(&node);
+        let a = allocatable_of(&node, &node.devices);
         let got: Vec<(String, Option<Vec<i64>>)> = a
             .devices
             .iter()
@@ -361,7 +449,7 @@ mod tests {
             ]
         );
         // A container without devices reports none.
-        assert!(container_resources(&node, "uid-p", "other")
+        assert!(container_resources(&node, &node.devices, "uid-p", "other")
             .devices
             .is_empty());
     }

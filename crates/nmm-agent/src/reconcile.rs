@@ -12,7 +12,8 @@
 //! * [`run_reconciler`]: the loop that does it after every NRI (re)connection, when a
 //!   release widened the shared pool, and periodically (default every 3 s; a pod is
 //!   released once two lists in a row miss it, so within about 6 s of its removal), sends the unsolicited `UpdateContainers` (the kubelet's
-//!   CPU Manager reconcile), and compacts the change journal when the agent is idle.
+//!   CPU Manager reconcile), looks at the kubelet's device checkpoint again
+//!   ([`crate::devices`]), and compacts the change journal when the agent is idle.
 
 use crate::cri::{CriClient, RuntimeView};
 use crate::nri::NriAgent;
@@ -436,7 +437,13 @@ pub async fn run_reconciler(
         }
         let agent = handler.agent().clone();
         let idle = opts.compact_idle;
-        let r = tokio::task::spawn_blocking(move || agent.compact_if_idle(idle)).await;
+        // The kubelet's device checkpoint, looked at again (read when it changed; a bad
+        // one is logged and counted here even when nobody asks PodResources).
+        let r = tokio::task::spawn_blocking(move || {
+            agent.refresh_devices();
+            agent.compact_if_idle(idle)
+        })
+        .await;
         if let Ok(Err(e)) = r {
             handler.log(&format!("compacting the change journal: {e}"));
         }

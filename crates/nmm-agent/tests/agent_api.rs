@@ -15,6 +15,7 @@ fn opts(dir: &Path) -> AgentOptions {
         state_dir: dir.to_path_buf(),
         reconcile: None,
         cgroup_root: None,
+        devices: Default::default(),
     }
 }
 

@@ -73,6 +73,7 @@ fn drifted_checkpoint_is_rebased_rewritten_and_exported() {
         state_dir: dir.path().to_path_buf(),
         reconcile: None,
         cgroup_root: None,
+        devices: Default::default(),
     };
     // The exact comparison refuses it, as kubelet v1.32 does.
     let e = Agent::start(opts(None)).unwrap_err().to_string();

@@ -40,6 +40,7 @@ async fn fixture() -> Fixture {
         state_dir: state.path().to_path_buf(),
         reconcile: None,
         cgroup_root: None,
+        devices: Default::default(),
     })
     .unwrap();
     let web = pod(UID_A, "web", &[("app", "2", "1Gi", Some("128Mi"))], &[]);

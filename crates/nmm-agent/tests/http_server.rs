@@ -18,6 +18,7 @@ fn agent(dir: &std::path::Path) -> Arc<Agent> {
         state_dir: dir.to_path_buf(),
         reconcile: None,
         cgroup_root: None,
+        devices: Default::default(),
     })
     .unwrap();
     Arc::new(a)

@@ -25,6 +25,7 @@ fn start_agent(dir: &Path) -> Arc<Agent> {
         state_dir: dir.to_path_buf(),
         reconcile: None,
         cgroup_root: None,
+        devices: Default::default(),
     })
     .unwrap();
     Arc::new(agent)

@@ -69,6 +69,7 @@ impl Running {
             state_dir: state.to_path_buf(),
             reconcile: None,
             cgroup_root: None,
+            devices: Default::default(),
         })
         .unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));

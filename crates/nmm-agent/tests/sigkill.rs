@@ -113,6 +113,7 @@ fn opts(dir: &Path) -> AgentOptions {
         state_dir: dir.to_path_buf(),
         reconcile: None,
         cgroup_root: None,
+        devices: Default::default(),
     }
 }
 

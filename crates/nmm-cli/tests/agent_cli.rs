@@ -581,3 +581,100 @@ fn memory_drift_tolerance_flag() {
     let (status, log) = agent.terminate();
     assert_eq!(status.code(), Some(0), "{}", log.join("\n"));
 }
+
+/// PodResources devices: `machine.devices` of the scenario given as `--config`, and the
+/// kubelet's device checkpoint under `--kubelet-root-dir`, read at start. A corrupted
+/// checkpoint is a warning naming the file and a metric, never a stop; a bad `--devices`
+/// file is exit 2 naming the file and the field.
+#[test]
+fn devices_from_machine_devices_and_the_kubelets_checkpoint() {
+    use nmm_core::checkpoint::device::{encode, DeviceCheckpoint};
+    use nmm_core::devicemanager::pod_devices::AllocInfo;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("node.yaml");
+    let devices = "  devices:\n    - {resource: nvidia.com/gpu, id: gpu-0, numa: [0]}\n    - {resource: nvidia.com/gpu, id: gpu-1, numa: [1]}\nkubelet:\n";
+    std::fs::write(&cfg, SCENARIO.replacen("kubelet:\n", devices, 1)).unwrap();
+    let root = d.path().join("kubelet");
+    let file = root.join("device-plugins/kubelet_internal_checkpoint");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let mut cp = DeviceCheckpoint::default();
+    let mut info = AllocInfo::default();
+    info.by_numa.insert(1, ["gpu-1".to_string()].into());
+    cp.pod_devices
+        .insert("uid-a", "app", "nvidia.com/gpu", info);
+    let good = encode(&cp);
+    let state = d.path().join("state");
+    let args: [&std::ffi::OsStr; 10] = [
+        "--config".as_ref(),
+        cfg.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--create-state-dir".as_ref(),
+        "--no-nri".as_ref(),
+        "--metrics-addr".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--kubelet-root-dir".as_ref(),
+        root.as_os_str(),
+    ];
+    let metric = |body: &str, name: &str| {
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} not in {body}"))
+            .to_string()
+    };
+    for (text, line, reads, errors) in [
+        (
+            good.clone(),
+            "read the kubelet's device allocations (1 pods hold devices)",
+            1,
+            0,
+        ),
+        (
+            good.replace("\"Checksum\":", "\"Checksum\":9"),
+            "the kubelet's device checkpoint cannot be used (checkpoint is corrupted)",
+            0,
+            1,
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let mut agent = Running::spawn(&args);
+        agent.wait_for("PodResources devices: 2 registered devices (machine.devices)");
+        let l = agent.wait_for(line);
+        assert!(l.contains(&file.display().to_string()), "{l}");
+        let addr = agent.metrics_addr();
+        let body = http_get(&addr, "/metrics");
+        assert_eq!(
+            metric(&body, "nmm_device_checkpoint_reads_total"),
+            format!("nmm_device_checkpoint_reads_total {reads}")
+        );
+        assert_eq!(
+            metric(&body, "nmm_device_checkpoint_read_errors_total"),
+            format!("nmm_device_checkpoint_read_errors_total {errors}")
+        );
+        let (status, log) = agent.terminate();
+        assert_eq!(status.code(), Some(0), "{}", log.join("\n"));
+    }
+
+    // --devices: a NUMA node the machine does not have, or no devices list at all.
+    let bad = d.path().join("bad.yaml");
+    for (text, want) in [
+        (
+            "devices:\n  - {resource: nvidia.com/gpu, id: gpu-0, numa: [7]}\n",
+            "bad.yaml: machine.devices[0].numa[0]: 7 is not a NUMA node",
+        ),
+        ("numaNodes: []\n", "bad.yaml: devices: missing"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_nmm"))
+            .arg("agent")
+            .args(args)
+            .arg("--devices")
+            .arg(&bad)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

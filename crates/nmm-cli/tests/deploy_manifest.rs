@@ -202,6 +202,23 @@ fn every_flag_value_port_and_probe_exists_in_the_agent() {
             .unwrap();
         assert_eq!(m.read_only, Some(true), "{flag}");
     }
+    // The kubelet's device checkpoint (PodResources devices) lies in a mounted directory,
+    // read-only: the kubelet replaces the file by rename, which a file mount would miss.
+    let device_checkpoint = parsed
+        .kubelet_root_dir
+        .join(nmm_core::devicemanager::STATE_FILE);
+    let m = mounts
+        .iter()
+        .find(|m| device_checkpoint.starts_with(&m.mount_path))
+        .expect("the kubelet's device checkpoint is on a volume mount");
+    assert_ne!(Path::new(&m.mount_path), device_checkpoint);
+    assert_eq!(m.read_only, Some(true), "--kubelet-root-dir");
+    let v = volumes.iter().find(|v| v.name == m.name).unwrap();
+    let kind = v.host_path.as_ref().unwrap().type_.as_deref();
+    assert!(
+        matches!(kind, Some("Directory") | Some("DirectoryOrCreate")),
+        "{kind:?}"
+    );
     let cg = mounts
         .iter()
         .find(|m| m.mount_path == "/sys/fs/cgroup")

@@ -2,9 +2,10 @@
 //! `kubelet:` block) and a machine file (a scenario's `machine:` block or `nmm node -o
 //! yaml`'s output). Every error names the file and the field.
 
-use crate::scenario::{parse_machine, parse_pod, read_yaml_file};
-use anyhow::{bail, Result};
+use crate::scenario::{parse_machine, parse_pod, parse_yaml, read_yaml_file};
+use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
+use nmm_core::devicemanager::Device;
 use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::Machine;
 use serde_json::{json, Value};
@@ -85,6 +86,25 @@ pub fn load_machine(path: &Path) -> Result<Machine> {
     )
 }
 
+/// The device plugins' devices with their NUMA nodes (which no checkpoint records):
+/// `machine.devices` of a machine or scenario file, or a `devices:` list at the top of a
+/// file, checked against `machine` as the scenario format says. `None` when the file has
+/// no devices list.
+pub fn load_devices(path: &Path, machine: &Machine) -> Result<Option<Vec<Device>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the file", path.display()))?;
+    let v = parse_yaml(&text, path)?;
+    let mv = v.get("machine").filter(|m| !m.is_null()).unwrap_or(&v);
+    if mv.get("devices").is_none() {
+        return Ok(None);
+    }
+    let devices = crate::scenario_devices::parse_devices(mv, machine, path)?;
+    if !devices.is_empty() {
+        crate::scenario_devices::check_healthy_spelling(&text, path)?;
+    }
+    Ok(Some(devices))
+}
+
 /// Reads a v1 Pod file (YAML or JSON), strictly as the API server reads it: an unknown
 /// field is an error naming the file and the field's path (`spec.containers[0].resource`).
 pub fn load_pod_file(path: &Path) -> Result<Pod> {
@@ -149,5 +169,47 @@ mod tests {
         );
         assert_eq!(parse_meminfo_total("MemFree: 1 kB\n"), None);
         assert_eq!(parse_meminfo_total("MemTotal: x kB\n"), None);
+    }
+
+    #[test]
+    fn devices_from_machine_files_and_device_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = Machine::synthetic(2, 2, 0, 1 << 30, 1 << 30);
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let m = file(
+            "m.yaml",
+            "machine:\n  numaNodes: []\n  devices:\n    - {resource: nvidia.com/gpu, id: gpu-0, numa: [1]}\n    - {resource: nvidia.com/gpu, id: gpu-1, healthy: false}\n",
+        );
+        let d = load_devices(&m, &machine).unwrap().unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].numa, Some(vec![1]));
+        assert!(!d[1].healthy && d[1].numa.is_none());
+        let top = file(
+            "d.yaml",
+            "devices:\n  - {resource: example.com/nic, id: nic-0}\n",
+        );
+        assert_eq!(
+            load_devices(&top, &machine).unwrap().unwrap()[0].id,
+            "nic-0"
+        );
+        let none = file("n.yaml", "machine:\n  numaNodes: []\n");
+        assert!(load_devices(&none, &machine).unwrap().is_none());
+        // A node the machine does not have, and a YAML 1.1 boolean: errors naming the field.
+        let bad = file(
+            "b.yaml",
+            "machine:\n  devices:\n    - {resource: r, id: a, numa: [5]}\n",
+        );
+        let e = format!("{:#}", load_devices(&bad, &machine).unwrap_err());
+        assert!(e.contains("b.yaml: machine.devices[0].numa[0]"), "{e}");
+        let yes = file(
+            "y.yaml",
+            "machine:\n  devices:\n    - resource: r\n      id: a\n      healthy: yes\n",
+        );
+        let e = format!("{:#}", load_devices(&yes, &machine).unwrap_err());
+        assert!(e.contains("machine.devices[0].healthy"), "{e}");
     }
 }

@@ -6,12 +6,13 @@
 //! through `tracing` on stderr (`--log-format`, `--log-level`). See docs/agent.md and
 //! docs/deploy.md.
 
-use crate::load::{load_config, load_machine};
+use crate::load::{load_config, load_devices, load_machine};
 use crate::scenario::{parse_pod, read_yaml_file};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use nmm_agent::cri::DEFAULT_CRI_SOCKET;
 use nmm_agent::daemon::{self, Endpoints, DEFAULT_METRICS_ADDR};
+use nmm_agent::devices::{DeviceOptions, DEFAULT_KUBELET_ROOT_DIR};
 use nmm_agent::logging::{self, LogFormat};
 use nmm_agent::nri::{self, NriOptions};
 use nmm_agent::reconcile::ReconcileOptions;
@@ -35,6 +36,9 @@ Examples:
   nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --nri-socket /run/nri/nri.sock
   # Without NRI, write container cpusets directly (cgroup v2, or v1's cpuset hierarchy):
   nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --no-nri --cgroup-root /sys/fs/cgroup
+  # PodResources devices: the device plugins' devices from a file, who holds which from
+  # the kubelet's device checkpoint under its root directory (read only):
+  nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --devices devices.yaml --kubelet-root-dir /var/lib/kubelet
   # JSON logs at debug level for the NRI plugin:
   nmm agent --config kubelet.yaml --state-dir /var/lib/nmm --log-format json --log-level info,nmm_agent::nri=debug";
 
@@ -59,6 +63,16 @@ pub struct Args {
     /// The machine from a file (a `machine:` block or a whole scenario) instead of sysfs.
     #[arg(long, value_name = "FILE", conflicts_with = "sysfs_root")]
     pub machine: Option<PathBuf>,
+    /// The device plugins' devices with their NUMA nodes, for PodResources' `devices`: a
+    /// file with `machine.devices` (or a `devices:` list)
+    /// [default: the machine.devices of --machine FILE, if any].
+    #[arg(long, value_name = "FILE")]
+    pub devices: Option<PathBuf>,
+    /// The kubelet's root directory (its --root-dir). The agent reads, never writes,
+    /// `device-plugins/kubelet_internal_checkpoint` there: which container holds which
+    /// device (the kubelet allocates them, not the agent).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT_DIR)]
+    pub kubelet_root_dir: PathBuf,
     /// When the checkpoints fail the kubelet's restart validation, rebuild the books by
     /// admitting the live pods again instead of refusing to start.
     #[arg(long)]
@@ -235,6 +249,32 @@ pub fn load_live_pods(path: &Path) -> Result<Vec<Pod>> {
     Ok(pods)
 }
 
+/// The device plugins' devices: `--devices FILE`, else `machine.devices` of the file the
+/// machine came from (`--machine FILE`, or a scenario given as `--config`).
+fn registered_devices(
+    args: &Args,
+    machine: &nmm_core::machine::Machine,
+    config_has_machine: bool,
+) -> Result<Vec<nmm_core::devicemanager::Device>> {
+    if let Some(f) = &args.devices {
+        return load_devices(f, machine)?.ok_or_else(|| {
+            anyhow!(
+                "--devices {}: devices: missing; write the device plugins' devices as a list, e.g. devices: [{{resource: nvidia.com/gpu, id: gpu-0, numa: [0]}}] (the scenario format's machine.devices)",
+                f.display()
+            )
+        });
+    }
+    let source = match (
+        &args.machine,
+        config_has_machine && args.sysfs_root.is_none(),
+    ) {
+        (Some(f), _) => f,
+        (None, true) => &args.config,
+        (None, false) => return Ok(Vec::new()),
+    };
+    Ok(load_devices(source, machine)?.unwrap_or_default())
+}
+
 fn metrics_addr(text: &str) -> Result<Option<SocketAddr>> {
     if text == "off" || text.is_empty() {
         return Ok(None);
@@ -280,6 +320,7 @@ fn run(args: &Args) -> Result<i32> {
                 .with_context(|| format!("reading the machine under {}", root.display()))?
         }
     };
+    let devices = registered_devices(args, &machine, cfg.machine.is_some())?;
     let metrics = metrics_addr(&args.metrics_addr)?;
     if !args.state_dir.is_dir() {
         if args.state_dir.exists() {
@@ -376,12 +417,21 @@ fn run(args: &Args) -> Result<i32> {
     }
     let rt = nri::runtime()?;
     let bound = rt.block_on(daemon::bind(&ep, nri_opts.is_some()))?;
+    let device_opts = DeviceOptions::kubelet_root(&args.kubelet_root_dir, devices);
+    if let Some(cp) = &device_opts.checkpoint {
+        tracing::info!(
+            "PodResources devices: {} registered devices (machine.devices), held devices from {} (read only)",
+            device_opts.registered.len(),
+            cp.display()
+        );
+    }
     let started = Agent::start(AgentOptions {
         machine,
         kubelet,
         state_dir: args.state_dir.clone(),
         reconcile,
         cgroup_root,
+        devices: device_opts,
     });
     let (agent, report) = match started {
         Ok(x) => x,

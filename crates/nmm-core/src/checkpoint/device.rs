@@ -52,12 +52,7 @@ pub fn checksum(cp: &DeviceCheckpoint) -> u32 {
                     (
                         "AllocResp",
                         "[]uint8".into(),
-                        Spew::Slice(
-                            info.alloc_resp
-                                .iter()
-                                .map(|&b| Spew::uint(b.into()))
-                                .collect(),
-                        ),
+                        Spew::Bytes(info.alloc_resp.clone()),
                     ),
                 ]));
             }
@@ -310,9 +305,7 @@ fn file_order_checksum(raw: &RawData) -> u64 {
                             "AllocResp",
                             "[]uint8".into(),
                             match base64_decode(&e.alloc) {
-                                Some(b) => {
-                                    Spew::Slice(b.iter().map(|&x| Spew::uint(x.into())).collect())
-                                }
+                                Some(b) => Spew::Bytes(b),
                                 None => Spew::Nil,
                             },
                         ),

@@ -33,6 +33,10 @@ pub enum Spew {
     Map(Vec<(Spew, Spew)>),
     /// A non-nil slice.
     Slice(Vec<Spew>),
+    /// A non-nil `[]uint8`: rendered exactly as a [`Spew::Slice`] of its bytes in decimal,
+    /// without one node per byte (a device checkpoint's `AllocResp` bytes would otherwise
+    /// cost tens of bytes of memory each).
+    Bytes(Vec<u8>),
 }
 
 impl Spew {
@@ -113,6 +117,26 @@ pub fn render<W: Write + ?Sized>(out: &mut W, v: &Spew) -> fmt::Result {
             }
             out.write_char(']')
         }
+        Spew::Bytes(bytes) => {
+            out.write_char('[')?;
+            for (i, &b) in bytes.iter().enumerate() {
+                if i > 0 {
+                    out.write_char(' ')?;
+                }
+                let digits = [b / 100, b / 10 % 10, b % 10];
+                let skip = if b >= 100 {
+                    0
+                } else if b >= 10 {
+                    1
+                } else {
+                    2
+                };
+                for d in &digits[skip..] {
+                    out.write_char(char::from(b'0' + d))?;
+                }
+            }
+            out.write_char(']')
+        }
     }
 }
 
@@ -165,6 +189,27 @@ mod tests {
              C:([]int)[0 -1]} 1:<nil>] E:(map[string]int)map[]}"
         );
         assert_eq!(sprint_typed("*pkg.T", &Spew::Nil), "(*pkg.T)<nil>");
+    }
+
+    #[test]
+    fn bytes_render_as_a_slice_of_decimal_bytes() {
+        let all: Vec<u8> = (0..=255).collect();
+        let slice = Spew::Slice(all.iter().map(|&b| Spew::uint(b.into())).collect());
+        for v in [vec![], vec![0], vec![9, 10, 99, 100, 255], all.clone()] {
+            let s = Spew::Slice(v.iter().map(|&b| Spew::uint(b.into())).collect());
+            assert_eq!(
+                sprint_typed("[]uint8", &Spew::Bytes(v.clone())),
+                sprint_typed("[]uint8", &s)
+            );
+        }
+        assert_eq!(
+            hash_typed("[]uint8", &Spew::Bytes(all)),
+            hash_typed("[]uint8", &slice)
+        );
+        assert_eq!(
+            sprint_typed("[]uint8", &Spew::Bytes(vec![7, 42, 200])),
+            "([]uint8)[7 42 200]"
+        );
     }
 
     #[test]
