@@ -11,9 +11,8 @@
 #[path = "../tests/support/hetero.rs"]
 mod hetero;
 
-use hetero::{config, machine, ops, Op, Rng, Shape};
+use hetero::{config, machine, ops, thread_cpu_time, Op, Rng, Shape};
 use nmm_core::node::{Node, StartOptions};
-use std::time::Instant;
 
 fn main() {
     let nodes: u32 = std::env::args()
@@ -56,9 +55,9 @@ fn main() {
                             let mut d = u128::MAX;
                             for _ in 0..5 {
                                 let mut copy = base.clone();
-                                let t = Instant::now();
+                                let t = thread_cpu_time();
                                 copy.admit(p).expect("admission");
-                                d = d.min(t.elapsed().as_micros());
+                                d = d.min((thread_cpu_time() - t).as_micros());
                                 if d <= 100 {
                                     break;
                                 }
@@ -88,10 +87,16 @@ fn main() {
                 }
                 for (i, op) in next.iter().enumerate() {
                     if let Op::Admit(p) = op {
-                        let mut n = base.clone();
-                        let t = Instant::now();
-                        let r = n.admit(p).expect("admission");
-                        let d = t.elapsed().as_micros();
+                        let mut d = u128::MAX;
+                        let mut r = None;
+                        for _ in 0..5 {
+                            let mut n = base.clone();
+                            let t = thread_cpu_time();
+                            let got = n.admit(p).expect("admission");
+                            d = d.min((thread_cpu_time() - t).as_micros());
+                            r = Some(got);
+                        }
+                        let r = r.expect("admitted at least once");
                         let cs: Vec<String> = r
                             .containers
                             .iter()

@@ -272,11 +272,11 @@ pub fn merge_large(lists: &[LargeList], merger: &Merger) -> TopologyHint {
 /// least mean distance (ties to the lower mask), the walk pruned by a distance bound.
 ///
 /// Under prefer-closest, with `best` the best mask found so far and `s` its distance
-/// sum, a partial decision `(inn, out)` is dropped when the bound of its masks exceeds
-/// `s`, or equals it and its masks are all numerically above `best`: the walk decides
-/// nodes from the highest down, so every mask below it agrees with `inn` on the decided
-/// nodes `inn ∪ out`, and all lie above `best` when `inn` is above `best ∩ (inn ∪ out)`
-/// (such a mask can at best tie, and ties go to the lower mask).
+/// sum, a partial decision `(inn, out)` is dropped when the bound of its masks reaches
+/// `s`: the walk is in ascending numeric order, so every mask of a subtree entered after
+/// `best` was found lies numerically above it, and such a mask can at best tie (the
+/// same node count makes equal mean distances equal sums), and ties go to the lower
+/// mask.
 fn best_of_size(
     merger: &Merger,
     b: u32,
@@ -287,16 +287,15 @@ fn best_of_size(
     accept: &dyn Fn(NumaMask) -> bool,
 ) -> Option<TopologyHint> {
     let mut found: Option<TopologyHint> = None;
-    let best = std::cell::Cell::new(None::<(u64, NumaMask)>);
+    let best = std::cell::Cell::new(None::<u64>);
     let closest = merger.closest;
     walk(
         u,
         k,
         &mut |inn, out| {
             if closest {
-                if let Some((s, m)) = best.get() {
-                    let bound = distance_bound(merger.numa, u, k, inn, out);
-                    if bound > s || (bound == s && inn.0 > m.0 & (inn.0 | out.0)) {
+                if let Some(s) = best.get() {
+                    if distance_bound(merger.numa, u, k, inn, out) >= s {
                         return false;
                     }
                 }
@@ -313,7 +312,7 @@ fn best_of_size(
                 return false;
             }
             if found.and_then(|h| h.affinity) == Some(m) {
-                best.set(Some((distance_sum(merger.numa, m), m)));
+                best.set(Some(distance_sum(merger.numa, m)));
             }
             true
         },
