@@ -10,12 +10,13 @@
 //! since such devices never overlap; devices on several nodes use a depth-first search
 //! bounded by the best remaining gains.
 
+use super::topology_hints::HintInputs;
 use super::DeviceManager;
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::family::{HintFamily, LargeList};
 use crate::topology::hint::LargeHints;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Masks of the devices a mask may touch, and how many of them it must touch.
@@ -251,50 +252,16 @@ impl DeviceManager {
         resource: &str,
         requested: i64,
     ) -> Option<LargeList> {
-        if !self.has_topology_alignment(resource) {
-            return None;
-        }
-        let allocated = match c {
-            Some(c) => self
-                .pod_devices
-                .container_devices(&pod.uid, &c.name, resource)
-                .unwrap_or_default(),
-            None => self.pod_devices.pod_devices(&pod.uid, resource),
-        };
-        let (available, reusable) = if !allocated.is_empty() {
-            if allocated.len() as i64 != requested {
-                return Some(LargeList::Explicit(Vec::new()));
-            }
-            (allocated, BTreeSet::new())
-        } else {
-            let available = self.available_devices(resource);
-            let reusable = match c {
-                Some(_) => self.reusable(&pod.uid, resource),
-                None => BTreeSet::new(),
-            };
-            if (available.union(&reusable).count() as i64) < requested {
-                return Some(LargeList::Explicit(Vec::new()));
-            }
-            (available, reusable)
+        let (all, avail, reuse) = match self.hint_inputs(pod, c, resource, requested) {
+            HintInputs::NoPreference => return None,
+            HintInputs::Unsatisfiable => return Some(LargeList::Explicit(Vec::new())),
+            HintInputs::Masks { all, avail, reuse } => (all, avail, reuse),
         };
         let universe = self
             .numa_nodes
             .iter()
             .fold(NumaMask::EMPTY, |m, &n| m.or(NumaMask::single(n)));
-        let all: Vec<NumaMask> = self.devices_of(resource).map(|d| d.mask()).collect();
-        let avail: Vec<NumaMask> = available
-            .iter()
-            .map(|d| self.device_mask(resource, d))
-            .collect();
-        let reuse: Vec<NumaMask> = reusable
-            .iter()
-            .filter(|d| {
-                self.devices_of(resource)
-                    .any(|x| &x.id == *d && x.numa.is_some())
-            })
-            .map(|d| self.device_mask(resource, d))
-            .collect();
-        let family = DeviceFamily::new(universe, &all, &avail, &reuse, requested);
+        let family = DeviceFamily::new(universe, all, &avail, &reuse, requested);
         // No member at all (e.g. only topology-less devices left) is the kubelet's empty
         // list, which the policies read as "cannot satisfy" / "any node, not preferred".
         if family.min_size().is_none() {
