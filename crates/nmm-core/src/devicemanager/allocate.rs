@@ -11,6 +11,7 @@
 
 use super::pod_devices::AllocInfo;
 use super::{DeviceManager, NODE_WITHOUT_TOPOLOGY};
+use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::hint::TopologyHint;
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,7 +67,10 @@ impl DeviceManager {
                     .remove_container_from(&pod.uid, &c.name, &mut reuse);
             }
         }
-        self.reuse.insert(pod.uid.clone(), reuse);
+        // An empty entry would read as no reusable devices, as no entry does.
+        if !reuse.is_empty() {
+            self.reuse.insert(pod.uid.clone(), reuse);
+        }
         result
     }
 
@@ -101,20 +105,19 @@ impl DeviceManager {
                 return Err(format!("endpoint {resource} has been stopped"));
             }
             let mut info = AllocInfo::default();
+            let x = self.index_of(resource);
             for d in &devs {
-                let nodes = self
-                    .all
-                    .get(resource)
-                    .and_then(|m| m.get(d))
-                    .and_then(|dev| dev.numa.clone())
-                    .unwrap_or_default();
-                if nodes.is_empty() {
+                // The device's NUMA nodes (none: unknown, or without topology).
+                let mask = x
+                    .and_then(|x| Some(x.masks[x.pos(d)?]))
+                    .unwrap_or(NumaMask::EMPTY);
+                if mask.is_empty() {
                     info.by_numa
                         .entry(NODE_WITHOUT_TOPOLOGY)
                         .or_default()
                         .insert(d.clone());
                 }
-                for n in nodes {
+                for n in mask.ids() {
                     info.by_numa
                         .entry(i64::from(n))
                         .or_default()

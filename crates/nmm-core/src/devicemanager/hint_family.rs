@@ -29,70 +29,87 @@ struct Coverage {
 
 impl Coverage {
     fn covered(&self, m: NumaMask) -> i64 {
-        self.devices.iter().filter(|d| !d.and(m).is_empty()).count() as i64
+        covered(&self.devices, m)
     }
 
     /// The fewest nodes of `allowed` (outside `base`) to add to `base` so that every
     /// `hit` mask is met and `need` devices are touched; `None` if impossible.
     fn min_extra(&self, base: NumaMask, allowed: NumaMask, hit: &[NumaMask]) -> Option<u32> {
-        let allowed = NumaMask(allowed.0 & !base.0);
-        let open_hits: Vec<NumaMask> = hit
+        min_extra(&self.devices, self.need, base, allowed, hit)
+    }
+}
+
+fn covered(devices: &[NumaMask], m: NumaMask) -> i64 {
+    devices.iter().filter(|d| !d.and(m).is_empty()).count() as i64
+}
+
+/// [`Coverage::min_extra`] of `devices` and `need`.
+fn min_extra(
+    devices: &[NumaMask],
+    need: i64,
+    base: NumaMask,
+    allowed: NumaMask,
+    hit: &[NumaMask],
+) -> Option<u32> {
+    let allowed = NumaMask(allowed.0 & !base.0);
+    let open_hits: Vec<NumaMask> = hit
+        .iter()
+        .copied()
+        .filter(|h| h.and(base).is_empty())
+        .collect();
+    if open_hits.iter().any(|h| h.and(allowed).is_empty()) {
+        return None;
+    }
+    let is_open = |d: &NumaMask| d.and(base).is_empty() && !d.and(allowed).is_empty();
+    let n_open = devices.iter().filter(|d| is_open(d)).count();
+    let need = (need - covered(devices, base)).max(0);
+    if need > n_open as i64 {
+        return None;
+    }
+    let single = devices
+        .iter()
+        .filter(|d| is_open(d))
+        .chain(&open_hits)
+        .all(|d| d.and(allowed).count() == 1);
+    if single {
+        // Disjoint single-node contributions: forced nodes first, then the best ones.
+        let forced = open_hits
             .iter()
-            .copied()
-            .filter(|h| h.and(base).is_empty())
-            .collect();
-        if open_hits.iter().any(|h| h.and(allowed).is_empty()) {
-            return None;
-        }
-        let open: Vec<NumaMask> = self
-            .devices
-            .iter()
-            .copied()
-            .filter(|d| d.and(base).is_empty() && !d.and(allowed).is_empty())
-            .collect();
-        let need = (self.need - self.covered(base)).max(0);
-        if need > open.len() as i64 {
-            return None;
-        }
-        let single = open
-            .iter()
-            .chain(&open_hits)
-            .all(|d| d.and(allowed).count() == 1);
-        if single {
-            // Disjoint single-node contributions: forced nodes first, then the best ones.
-            let forced = open_hits
+            .fold(NumaMask::EMPTY, |m, h| m.or(h.and(allowed)));
+        let mut left = need
+            - devices
                 .iter()
-                .fold(NumaMask::EMPTY, |m, h| m.or(h.and(allowed)));
-            let mut left = need - open.iter().filter(|d| !d.and(forced).is_empty()).count() as i64;
-            let mut extra = forced.count();
+                .filter(|d| is_open(d) && !d.and(forced).is_empty())
+                .count() as i64;
+        let mut extra = forced.count();
+        if left <= 0 {
+            return Some(extra);
+        }
+        // Devices per node (a mask has at most 64 nodes), best nodes first.
+        let mut gains = [0i64; 64];
+        for d in devices.iter().filter(|d| is_open(d)) {
+            let n = d.and(allowed);
+            if n.and(forced).is_empty() {
+                gains[n.ids().next().unwrap_or(0) as usize] += 1;
+            }
+        }
+        gains.sort_unstable_by(|a, b| b.cmp(a));
+        for x in gains.into_iter().take_while(|&x| x > 0) {
+            left -= x;
+            extra += 1;
             if left <= 0 {
                 return Some(extra);
             }
-            let mut gains: BTreeMap<u32, i64> = BTreeMap::new();
-            for d in &open {
-                let n = d.and(allowed);
-                if n.and(forced).is_empty() {
-                    *gains.entry(n.ids().next().unwrap_or(0)).or_default() += 1;
-                }
-            }
-            let mut g: Vec<i64> = gains.into_values().collect();
-            g.sort_unstable_by(|a, b| b.cmp(a));
-            for x in g {
-                left -= x;
-                extra += 1;
-                if left <= 0 {
-                    return Some(extra);
-                }
-            }
-            return None;
         }
-        let nodes: Vec<u32> = allowed
-            .ids()
-            .filter(|&n| open.iter().chain(&open_hits).any(|d| d.is_set(n)))
-            .collect();
-        (0..=nodes.len() as u32)
-            .find(|&j| search(&nodes, 0, j, NumaMask::EMPTY, &open, &open_hits, need))
+        return None;
     }
+    let open: Vec<NumaMask> = devices.iter().copied().filter(is_open).collect();
+    let nodes: Vec<u32> = allowed
+        .ids()
+        .filter(|&n| open.iter().chain(&open_hits).any(|d| d.is_set(n)))
+        .collect();
+    (0..=nodes.len() as u32)
+        .find(|&j| search(&nodes, 0, j, NumaMask::EMPTY, &open, &open_hits, need))
 }
 
 /// Whether `j` more nodes of `nodes[from..]` added to `chosen` meet every hit mask and
@@ -159,13 +176,8 @@ impl DeviceFamily {
         reusable_with_topology: &[NumaMask],
         request: i64,
     ) -> DeviceFamily {
-        let everything = Coverage {
-            devices: all.to_vec(),
-            need: request,
-        };
         let n = universe.count();
-        let preferred_size = everything
-            .min_extra(NumaMask::EMPTY, universe, &[])
+        let preferred_size = min_extra(all, request, NumaMask::EMPTY, universe, &[])
             .map(|k| k.max(1))
             .filter(|&k| k < n)
             .unwrap_or(n);

@@ -166,10 +166,17 @@ impl DeviceManager {
                 x.allocated.set(i);
             }
         }
-        self.allocated
-            .entry(resource.to_string())
-            .or_default()
-            .insert(id.to_string());
+        match self.allocated.get_mut(resource) {
+            Some(books) => {
+                if !books.contains(id) {
+                    books.insert(id.to_string());
+                }
+            }
+            None => {
+                self.allocated
+                    .insert(resource.to_string(), [id.to_string()].into());
+            }
+        }
     }
 
     /// The index of a registered resource.

@@ -482,6 +482,22 @@ mod tests {
         }
     }
 
+    /// The reusable devices as they read: empty sets and maps are no entries.
+    fn reuse_view(m: &DeviceManager) -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+        m.reuse
+            .iter()
+            .map(|(p, rs)| {
+                let rs: BTreeMap<String, BTreeSet<String>> = rs
+                    .iter()
+                    .filter(|(_, ids)| !ids.is_empty())
+                    .map(|(r, ids)| (r.clone(), ids.clone()))
+                    .collect();
+                (p.clone(), rs)
+            })
+            .filter(|(_, rs)| !rs.is_empty())
+            .collect()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -539,7 +555,7 @@ mod tests {
                             prop_assert_eq!(&got, &want);
                             prop_assert_eq!(&m.pod_devices, &r.pod_devices);
                             prop_assert_eq!(&m.allocated, &r.allocated);
-                            prop_assert_eq!(&m.reuse, &r.reuse);
+                            prop_assert_eq!(reuse_view(&m), reuse_view(&r));
                             prop_assert!(m.index_matches_books());
                             for res in RESOURCES {
                                 prop_assert_eq!(
