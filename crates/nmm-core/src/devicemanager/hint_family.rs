@@ -5,7 +5,7 @@
 //! touches enough available devices (reusable ones count once each). Both conditions
 //! only get easier when nodes are added, so members are closed under adding nodes. They
 //! are not a per-node sum: a device on several nodes counts once if any of its nodes is in
-//! the mask. The searches below ([`DeviceFamily::min_extra`]) are exact: single-node
+//! the mask. The searches below (`min_extra`) are exact: single-node
 //! devices (the common case: NICs, GPUs) take the best nodes greedily, which is optimal
 //! since such devices never overlap; devices on several nodes use a depth-first search
 //! bounded by the best remaining gains.

@@ -2,8 +2,8 @@
 //! resource sorted once at registration (bytewise, the order of the `BTreeSet<String>`s the
 //! books keep), each device's NUMA mask, and bit sets of the healthy and the allocated
 //! devices by position. The string books in [`DeviceManager`] stay the truth (checkpoint,
-//! renderers); the allocated bits follow them: [`DeviceManager::mark_allocated`] sets both,
-//! and every wholesale change of the books goes through [`DeviceManager::set_allocated`].
+//! renderers); the allocated bits follow them: `DeviceManager::mark_allocated` sets both,
+//! and every wholesale change of the books goes through `DeviceManager::set_allocated`.
 
 use super::{Device, DeviceManager};
 use crate::bitmask::NumaMask;
