@@ -2,7 +2,8 @@
 //! plugin resources: the Device Manager is the first hint provider) on a half-full machine
 //! of 8 NUMA nodes (two GPUs and two NICs per node) and on a GB200-like tray of 34 nodes
 //! (2 Grace nodes with CPUs, GPUs and NICs attached to them, 32 CPU-less GPU memory
-//! nodes), under every Topology Manager policy. `docs/BENCHMARKS.md` reports the figures.
+//! nodes), under every Topology Manager policy; and the same pod without devices, for the
+//! CPU and Memory Managers' share. `docs/BENCHMARKS.md` reports the figures.
 //!
 //!   cargo bench -p nmm-core --bench device_admission
 
@@ -19,12 +20,17 @@ use std::time::Duration;
 
 const GI: u64 = 1 << 30;
 
+/// A pod of one container; device counts of 0 are left out of its limits.
 fn pod(uid: &str, cpu: u32, mem_gi: u64, gpus: u32, nics: u32) -> PodInfo {
+    let mut limits = json!({"cpu": cpu.to_string(), "memory": format!("{mem_gi}Gi")});
+    for (r, n) in [("nvidia.com/gpu", gpus), ("example.com/nic", nics)] {
+        if n > 0 {
+            limits[r] = json!(n.to_string());
+        }
+    }
     let p: Pod = serde_json::from_value(json!({
         "metadata": {"name": uid, "uid": uid},
-        "spec": {"containers": [{"name": "c", "resources": {"limits": {
-            "cpu": cpu.to_string(), "memory": format!("{mem_gi}Gi"),
-            "nvidia.com/gpu": gpus.to_string(), "example.com/nic": nics.to_string()}}}]}
+        "spec": {"containers": [{"name": "c", "resources": {"limits": limits}}]}
     }))
     .unwrap();
     PodInfo::from_pod(&p, false).unwrap()
@@ -103,19 +109,24 @@ fn bench(c: &mut Criterion) {
     for nodes in [8u32, 34] {
         for policy in ["none", "best-effort", "restricted", "single-numa-node"] {
             let base = half_full(nodes, policy);
-            let p = pod("bench-gpu", 4, 16, 1, 1);
-            let id = BenchmarkId::new(format!("{policy}/gpu+nic"), nodes);
-            g.bench_with_input(id, &p, |b, p| {
-                b.iter_batched_ref(
-                    || base.clone(),
-                    |n| {
-                        let r = n.admit(p).unwrap();
-                        assert!(r.admitted);
-                        r
-                    },
-                    BatchSize::SmallInput,
-                )
-            });
+            // The same pod without devices: what the CPU and Memory Managers cost alone.
+            for (what, p) in [
+                ("gpu+nic", pod("bench-gpu", 4, 16, 1, 1)),
+                ("no-devices", pod("bench-plain", 4, 16, 0, 0)),
+            ] {
+                let id = BenchmarkId::new(format!("{policy}/{what}"), nodes);
+                g.bench_with_input(id, &p, |b, p| {
+                    b.iter_batched_ref(
+                        || base.clone(),
+                        |n| {
+                            let r = n.admit(p).unwrap();
+                            assert!(r.admitted);
+                            r
+                        },
+                        BatchSize::SmallInput,
+                    )
+                });
+            }
         }
     }
     g.finish();

@@ -10,8 +10,8 @@
 //! the scenario format calls out.
 
 use super::pod_devices::AllocInfo;
-use super::types::preferred_allocation;
 use super::{DeviceManager, NODE_WITHOUT_TOPOLOGY};
+use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::hint::TopologyHint;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +24,17 @@ pub struct Filtered {
     pub no_affinity: BTreeSet<String>,
 }
 
+/// The signature of [`DeviceManager::devices_to_allocate`].
+pub(super) type DevicesToAllocate = fn(
+    &mut DeviceManager,
+    &str,
+    &str,
+    &str,
+    i64,
+    &BTreeSet<String>,
+    TopologyHint,
+) -> Result<BTreeSet<String>, String>;
+
 impl DeviceManager {
     /// `Allocate(pod, container)`.
     pub fn allocate_container(
@@ -32,9 +43,20 @@ impl DeviceManager {
         c: &ContainerInfo,
         hint: TopologyHint,
     ) -> Result<(), String> {
+        self.allocate_container_with(pod, c, hint, Self::devices_to_allocate)
+    }
+
+    /// `Allocate` with a given `devicesToAllocate` (the tests compare two of them).
+    pub(super) fn allocate_container_with(
+        &mut self,
+        pod: &PodInfo,
+        c: &ContainerInfo,
+        hint: TopologyHint,
+        to_allocate: DevicesToAllocate,
+    ) -> Result<(), String> {
         self.reuse.retain(|uid, _| *uid == pod.uid);
         let mut reuse = self.reuse.remove(&pod.uid).unwrap_or_default();
-        let result = self.allocate_container_resources(pod, c, hint, &reuse);
+        let result = self.allocate_container_resources(pod, c, hint, &reuse, to_allocate);
         if result.is_ok() {
             if c.is_regular_init() {
                 self.pod_devices
@@ -45,7 +67,10 @@ impl DeviceManager {
                     .remove_container_from(&pod.uid, &c.name, &mut reuse);
             }
         }
-        self.reuse.insert(pod.uid.clone(), reuse);
+        // An empty entry would read as no reusable devices, as no entry does.
+        if !reuse.is_empty() {
+            self.reuse.insert(pod.uid.clone(), reuse);
+        }
         result
     }
 
@@ -56,6 +81,7 @@ impl DeviceManager {
         c: &ContainerInfo,
         hint: TopologyHint,
         reuse: &BTreeMap<String, BTreeSet<String>>,
+        to_allocate: DevicesToAllocate,
     ) -> Result<(), String> {
         // Go ranges over the limits map; sorted here (see the module comment).
         for (resource, q) in &c.limits {
@@ -65,35 +91,33 @@ impl DeviceManager {
             let needed = q.value();
             let empty = BTreeSet::new();
             let reusable = reuse.get(resource).unwrap_or(&empty);
-            let devs =
-                self.devices_to_allocate(&pod.uid, &c.name, resource, needed, reusable, hint)?;
+            let devs = to_allocate(self, &pod.uid, &c.name, resource, needed, reusable, hint)?;
             if devs.is_empty() {
                 continue;
             }
             if !self.endpoints.contains_key(resource.as_str()) {
-                self.allocated = self.pod_devices.devices();
+                self.set_allocated(self.pod_devices.devices());
                 return Err(format!("unknown Device Plugin {resource}"));
             }
             if self.endpoints.get(resource.as_str()) == Some(&false) {
                 // A plugin known only from the checkpoint, not registered again.
-                self.allocated = self.pod_devices.devices();
+                self.set_allocated(self.pod_devices.devices());
                 return Err(format!("endpoint {resource} has been stopped"));
             }
             let mut info = AllocInfo::default();
+            let x = self.index_of(resource);
             for d in &devs {
-                let nodes = self
-                    .all
-                    .get(resource)
-                    .and_then(|m| m.get(d))
-                    .and_then(|dev| dev.numa.clone())
-                    .unwrap_or_default();
-                if nodes.is_empty() {
+                // The device's NUMA nodes (none: unknown, or without topology).
+                let mask = x
+                    .and_then(|x| Some(x.masks[x.pos(d)?]))
+                    .unwrap_or(NumaMask::EMPTY);
+                if mask.is_empty() {
                     info.by_numa
                         .entry(NODE_WITHOUT_TOPOLOGY)
                         .or_default()
                         .insert(d.clone());
                 }
-                for n in nodes {
+                for n in mask.ids() {
                     info.by_numa
                         .entry(i64::from(n))
                         .or_default()
@@ -106,6 +130,9 @@ impl DeviceManager {
     }
 
     /// `devicesToAllocate`: the ids to hand to the plugin's `Allocate` (empty: nothing to do).
+    ///
+    /// Works on device positions (see [`super::index`]): ids ascend with positions, so "the
+    /// first ids of a set in sorted order" is "its lowest positions".
     pub fn devices_to_allocate(
         &mut self,
         pod: &str,
@@ -148,68 +175,66 @@ impl DeviceManager {
         if needed <= 0 {
             return Ok(BTreeSet::new());
         }
-        let mut allocated: BTreeSet<String> = BTreeSet::new();
-        // Reusable devices first.
-        if self.take_from(resource, reusable, &mut allocated, &mut needed) {
-            return Ok(allocated);
+        // The books get an entry for the resource, taken from or not (`allocateRemainingFrom`).
+        if !self.allocated.contains_key(resource) {
+            self.allocated.insert(resource.to_string(), BTreeSet::new());
         }
-        let available = self.available_devices(resource);
-        if (available.len() as i64) < needed {
-            return Err(format!(
-                "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {}",
-                available.len()
-            ));
-        }
-        let f = self.filter_by_affinity(resource, &available, hint);
-        let size = required.max(0) as usize;
-        if needed < f.aligned.len() as i64 {
-            let offered: BTreeSet<String> = f.aligned.union(&allocated).cloned().collect();
-            let preferred = preferred_allocation(&offered, &allocated, size);
-            let pick: BTreeSet<String> = preferred.intersection(&f.aligned).cloned().collect();
-            if self.take_from(resource, &pick, &mut allocated, &mut needed)
-                || self.take_from(resource, &f.aligned, &mut allocated, &mut needed)
-            {
-                return Ok(allocated);
-            }
-            return Err(short(required, needed));
-        }
-        if self.take_from(resource, &f.aligned, &mut allocated, &mut needed) {
-            return Ok(allocated);
-        }
-        let offered: BTreeSet<String> = available.union(&allocated).cloned().collect();
-        let preferred = preferred_allocation(&offered, &allocated, size);
-        let pick: BTreeSet<String> = preferred.intersection(&available).cloned().collect();
-        if self.take_from(resource, &pick, &mut allocated, &mut needed)
-            || self.take_from(resource, &f.unaligned, &mut allocated, &mut needed)
-            || self.take_from(resource, &f.no_affinity, &mut allocated, &mut needed)
-        {
-            return Ok(allocated);
-        }
-        Err(short(required, needed))
-    }
-
-    /// `allocateRemainingFrom`: takes devices of `from` not taken yet (marking them
-    /// allocated at once, as the kubelet does) until none is needed; true when done.
-    fn take_from(
-        &mut self,
-        resource: &str,
-        from: &BTreeSet<String>,
-        allocated: &mut BTreeSet<String>,
-        needed: &mut i64,
-    ) -> bool {
-        let books = self.allocated.entry(resource.to_string()).or_default();
-        for d in from {
-            if allocated.contains(d) {
+        // Reusable devices first (by id: they may be devices no plugin reports any more).
+        let mut reused: BTreeSet<String> = BTreeSet::new();
+        for d in reusable {
+            if reused.contains(d) {
                 continue;
             }
-            books.insert(d.clone());
-            allocated.insert(d.clone());
-            *needed -= 1;
-            if *needed == 0 {
-                return true;
+            self.mark_allocated(resource, d);
+            reused.insert(d.clone());
+            needed -= 1;
+            if needed == 0 {
+                return Ok(reused);
             }
         }
-        false
+        // Healthy devices are reported ones, so a resource with healthy devices has an index.
+        let Some(x) = self.index_of(resource) else {
+            return Err(format!(
+                "requested number of devices unavailable for {resource}. Requested: {needed}, Available: 0"
+            ));
+        };
+        let available = x.available();
+        let n_available = available.count();
+        if (n_available as i64) < needed {
+            return Err(format!(
+                "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
+            ));
+        }
+        let f = filter_positions(x, &available, hint);
+        // The reused devices are allocated already, hence never available: the preferred
+        // allocation (must-include: the devices chosen so far, then the lowest others
+        // offered, up to `required` in all) adds the lowest `needed` offered positions.
+        let mut chosen: Vec<usize> = Vec::new();
+        if needed < f.aligned.len() as i64 {
+            chosen.extend(f.aligned.iter().take(needed as usize));
+        } else {
+            chosen.extend(&f.aligned);
+            if (chosen.len() as i64) < needed {
+                let more = (needed as usize) - chosen.len();
+                let rest: Vec<usize> = available
+                    .ones()
+                    .filter(|i| f.aligned.binary_search(i).is_err())
+                    .take(more)
+                    .collect();
+                chosen.extend(rest);
+            }
+        }
+        if (chosen.len() as i64) < needed {
+            // Not reached: at least `needed` devices are available.
+            needed -= chosen.len() as i64;
+            return Err(short(required, needed));
+        }
+        let ids: Vec<String> = chosen.iter().map(|&i| x.ids[i].clone()).collect();
+        for id in &ids {
+            self.mark_allocated(resource, id);
+        }
+        reused.extend(ids);
+        Ok(reused)
     }
 
     /// `filterByAffinity`: available devices on a node of the hint, on other nodes, and
@@ -221,31 +246,71 @@ impl DeviceManager {
         available: &BTreeSet<String>,
         hint: TopologyHint,
     ) -> Filtered {
-        let mut f = Filtered::default();
-        let affinity = match hint.affinity {
-            Some(a) if self.has_topology_alignment(resource) => a,
-            _ => {
-                f.no_affinity = available.clone();
-                return f;
-            }
+        let Some(x) = self.index_of(resource) else {
+            return Filtered {
+                no_affinity: available.clone(),
+                ..Default::default()
+            };
         };
+        let mut bits = super::index::Bits::new(x.ids.len());
+        let mut unknown = BTreeSet::new();
         for d in available {
-            let has_nodes = self
-                .all
-                .get(resource)
-                .and_then(|m| m.get(d))
-                .is_some_and(|dev| dev.has_nodes());
-            let mask = self.device_mask(resource, d);
-            if !has_nodes {
-                f.no_affinity.insert(d.clone());
-            } else if !mask.and(affinity).is_empty() {
-                f.aligned.insert(d.clone());
-            } else {
-                f.unaligned.insert(d.clone());
+            match x.pos(d) {
+                Some(i) => bits.set(i),
+                None => {
+                    unknown.insert(d.clone());
+                }
             }
         }
+        let p = filter_positions(x, &bits, hint);
+        let ids = |v: &[usize]| v.iter().map(|&i| x.ids[i].clone()).collect();
+        let mut f = Filtered {
+            aligned: ids(&p.aligned),
+            unaligned: ids(&p.unaligned),
+            no_affinity: ids(&p.no_affinity),
+        };
+        // Devices no plugin reports have no topology.
+        f.no_affinity.extend(unknown);
         f
     }
+}
+
+/// [`Filtered`] by position, ascending.
+#[derive(Debug, Default)]
+struct FilteredPositions {
+    aligned: Vec<usize>,
+    unaligned: Vec<usize>,
+    no_affinity: Vec<usize>,
+}
+
+fn filter_positions(
+    x: &super::index::ResourceIndex,
+    available: &super::index::Bits,
+    hint: TopologyHint,
+) -> FilteredPositions {
+    let mut f = FilteredPositions::default();
+    let affinity = match hint.affinity {
+        Some(a) if x.aligned => a,
+        _ => {
+            f.no_affinity = available.ones().collect();
+            return f;
+        }
+    };
+    for i in available.ones() {
+        if !x.has_nodes.get(i) {
+            f.no_affinity.push(i);
+        } else if !x.masks[i].and(affinity).is_empty() {
+            f.aligned.push(i);
+        } else {
+            f.unaligned.push(i);
+        }
+    }
+    f
+}
+
+#[cfg(test)]
+pub(super) fn short_for_tests(required: i64, needed: i64) -> String {
+    short(required, needed)
 }
 
 fn short(required: i64, needed: i64) -> String {

@@ -5,17 +5,18 @@
 //! touches enough available devices (reusable ones count once each). Both conditions
 //! only get easier when nodes are added, so members are closed under adding nodes. They
 //! are not a per-node sum: a device on several nodes counts once if any of its nodes is in
-//! the mask. The searches below ([`DeviceFamily::min_extra`]) are exact: single-node
+//! the mask. The searches below (`min_extra`) are exact: single-node
 //! devices (the common case: NICs, GPUs) take the best nodes greedily, which is optimal
 //! since such devices never overlap; devices on several nodes use a depth-first search
 //! bounded by the best remaining gains.
 
+use super::topology_hints::HintInputs;
 use super::DeviceManager;
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::family::{HintFamily, LargeList};
 use crate::topology::hint::LargeHints;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Masks of the devices a mask may touch, and how many of them it must touch.
@@ -28,70 +29,87 @@ struct Coverage {
 
 impl Coverage {
     fn covered(&self, m: NumaMask) -> i64 {
-        self.devices.iter().filter(|d| !d.and(m).is_empty()).count() as i64
+        covered(&self.devices, m)
     }
 
     /// The fewest nodes of `allowed` (outside `base`) to add to `base` so that every
     /// `hit` mask is met and `need` devices are touched; `None` if impossible.
     fn min_extra(&self, base: NumaMask, allowed: NumaMask, hit: &[NumaMask]) -> Option<u32> {
-        let allowed = NumaMask(allowed.0 & !base.0);
-        let open_hits: Vec<NumaMask> = hit
+        min_extra(&self.devices, self.need, base, allowed, hit)
+    }
+}
+
+fn covered(devices: &[NumaMask], m: NumaMask) -> i64 {
+    devices.iter().filter(|d| !d.and(m).is_empty()).count() as i64
+}
+
+/// [`Coverage::min_extra`] of `devices` and `need`.
+fn min_extra(
+    devices: &[NumaMask],
+    need: i64,
+    base: NumaMask,
+    allowed: NumaMask,
+    hit: &[NumaMask],
+) -> Option<u32> {
+    let allowed = NumaMask(allowed.0 & !base.0);
+    let open_hits: Vec<NumaMask> = hit
+        .iter()
+        .copied()
+        .filter(|h| h.and(base).is_empty())
+        .collect();
+    if open_hits.iter().any(|h| h.and(allowed).is_empty()) {
+        return None;
+    }
+    let is_open = |d: &NumaMask| d.and(base).is_empty() && !d.and(allowed).is_empty();
+    let n_open = devices.iter().filter(|d| is_open(d)).count();
+    let need = (need - covered(devices, base)).max(0);
+    if need > n_open as i64 {
+        return None;
+    }
+    let single = devices
+        .iter()
+        .filter(|d| is_open(d))
+        .chain(&open_hits)
+        .all(|d| d.and(allowed).count() == 1);
+    if single {
+        // Disjoint single-node contributions: forced nodes first, then the best ones.
+        let forced = open_hits
             .iter()
-            .copied()
-            .filter(|h| h.and(base).is_empty())
-            .collect();
-        if open_hits.iter().any(|h| h.and(allowed).is_empty()) {
-            return None;
-        }
-        let open: Vec<NumaMask> = self
-            .devices
-            .iter()
-            .copied()
-            .filter(|d| d.and(base).is_empty() && !d.and(allowed).is_empty())
-            .collect();
-        let need = (self.need - self.covered(base)).max(0);
-        if need > open.len() as i64 {
-            return None;
-        }
-        let single = open
-            .iter()
-            .chain(&open_hits)
-            .all(|d| d.and(allowed).count() == 1);
-        if single {
-            // Disjoint single-node contributions: forced nodes first, then the best ones.
-            let forced = open_hits
+            .fold(NumaMask::EMPTY, |m, h| m.or(h.and(allowed)));
+        let mut left = need
+            - devices
                 .iter()
-                .fold(NumaMask::EMPTY, |m, h| m.or(h.and(allowed)));
-            let mut left = need - open.iter().filter(|d| !d.and(forced).is_empty()).count() as i64;
-            let mut extra = forced.count();
+                .filter(|d| is_open(d) && !d.and(forced).is_empty())
+                .count() as i64;
+        let mut extra = forced.count();
+        if left <= 0 {
+            return Some(extra);
+        }
+        // Devices per node (a mask has at most 64 nodes), best nodes first.
+        let mut gains = [0i64; 64];
+        for d in devices.iter().filter(|d| is_open(d)) {
+            let n = d.and(allowed);
+            if n.and(forced).is_empty() {
+                gains[n.ids().next().unwrap_or(0) as usize] += 1;
+            }
+        }
+        gains.sort_unstable_by(|a, b| b.cmp(a));
+        for x in gains.into_iter().take_while(|&x| x > 0) {
+            left -= x;
+            extra += 1;
             if left <= 0 {
                 return Some(extra);
             }
-            let mut gains: BTreeMap<u32, i64> = BTreeMap::new();
-            for d in &open {
-                let n = d.and(allowed);
-                if n.and(forced).is_empty() {
-                    *gains.entry(n.ids().next().unwrap_or(0)).or_default() += 1;
-                }
-            }
-            let mut g: Vec<i64> = gains.into_values().collect();
-            g.sort_unstable_by(|a, b| b.cmp(a));
-            for x in g {
-                left -= x;
-                extra += 1;
-                if left <= 0 {
-                    return Some(extra);
-                }
-            }
-            return None;
         }
-        let nodes: Vec<u32> = allowed
-            .ids()
-            .filter(|&n| open.iter().chain(&open_hits).any(|d| d.is_set(n)))
-            .collect();
-        (0..=nodes.len() as u32)
-            .find(|&j| search(&nodes, 0, j, NumaMask::EMPTY, &open, &open_hits, need))
+        return None;
     }
+    let open: Vec<NumaMask> = devices.iter().copied().filter(is_open).collect();
+    let nodes: Vec<u32> = allowed
+        .ids()
+        .filter(|&n| open.iter().chain(&open_hits).any(|d| d.is_set(n)))
+        .collect();
+    (0..=nodes.len() as u32)
+        .find(|&j| search(&nodes, 0, j, NumaMask::EMPTY, &open, &open_hits, need))
 }
 
 /// Whether `j` more nodes of `nodes[from..]` added to `chosen` meet every hit mask and
@@ -158,13 +176,8 @@ impl DeviceFamily {
         reusable_with_topology: &[NumaMask],
         request: i64,
     ) -> DeviceFamily {
-        let everything = Coverage {
-            devices: all.to_vec(),
-            need: request,
-        };
         let n = universe.count();
-        let preferred_size = everything
-            .min_extra(NumaMask::EMPTY, universe, &[])
+        let preferred_size = min_extra(all, request, NumaMask::EMPTY, universe, &[])
             .map(|k| k.max(1))
             .filter(|&k| k < n)
             .unwrap_or(n);
@@ -251,50 +264,16 @@ impl DeviceManager {
         resource: &str,
         requested: i64,
     ) -> Option<LargeList> {
-        if !self.has_topology_alignment(resource) {
-            return None;
-        }
-        let allocated = match c {
-            Some(c) => self
-                .pod_devices
-                .container_devices(&pod.uid, &c.name, resource)
-                .unwrap_or_default(),
-            None => self.pod_devices.pod_devices(&pod.uid, resource),
-        };
-        let (available, reusable) = if !allocated.is_empty() {
-            if allocated.len() as i64 != requested {
-                return Some(LargeList::Explicit(Vec::new()));
-            }
-            (allocated, BTreeSet::new())
-        } else {
-            let available = self.available_devices(resource);
-            let reusable = match c {
-                Some(_) => self.reusable(&pod.uid, resource),
-                None => BTreeSet::new(),
-            };
-            if (available.union(&reusable).count() as i64) < requested {
-                return Some(LargeList::Explicit(Vec::new()));
-            }
-            (available, reusable)
+        let (all, avail, reuse) = match self.hint_inputs(pod, c, resource, requested) {
+            HintInputs::NoPreference => return None,
+            HintInputs::Unsatisfiable => return Some(LargeList::Explicit(Vec::new())),
+            HintInputs::Masks { all, avail, reuse } => (all, avail, reuse),
         };
         let universe = self
             .numa_nodes
             .iter()
             .fold(NumaMask::EMPTY, |m, &n| m.or(NumaMask::single(n)));
-        let all: Vec<NumaMask> = self.devices_of(resource).map(|d| d.mask()).collect();
-        let avail: Vec<NumaMask> = available
-            .iter()
-            .map(|d| self.device_mask(resource, d))
-            .collect();
-        let reuse: Vec<NumaMask> = reusable
-            .iter()
-            .filter(|d| {
-                self.devices_of(resource)
-                    .any(|x| &x.id == *d && x.numa.is_some())
-            })
-            .map(|d| self.device_mask(resource, d))
-            .collect();
-        let family = DeviceFamily::new(universe, &all, &avail, &reuse, requested);
+        let family = DeviceFamily::new(universe, all, &avail, &reuse, requested);
         // No member at all (e.g. only topology-less devices left) is the kubelet's empty
         // list, which the policies read as "cannot satisfy" / "any node, not preferred".
         if family.min_size().is_none() {

@@ -7,11 +7,13 @@
 //! * [`topology_hints`]: `GetTopologyHints` / `GetPodTopologyHints`.
 //! * [`allocate`]: `Allocate` and `devicesToAllocate`.
 //! * [`hint_family`]: the hint list described for large machines.
+//! * [`index`]: per-resource device positions and bit sets (the admission's hot path).
 //!
 //! The checkpoint bytes live in [`crate::checkpoint::device`].
 
 pub mod allocate;
 pub mod hint_family;
+pub mod index;
 pub mod pod_devices;
 pub mod topology_hints;
 pub mod types;
@@ -49,6 +51,8 @@ pub struct DeviceManager {
     endpoints: BTreeMap<String, bool>,
     /// Plugins in registration order.
     order: Vec<String>,
+    /// Per registered resource: its devices by position, healthy and allocated bits.
+    index: BTreeMap<String, index::ResourceIndex>,
     /// Describe hint lists instead of listing every mask.
     pub large: bool,
     /// Why the checkpoint could not be read (the kubelet logs it and starts empty).
@@ -74,7 +78,7 @@ impl DeviceManager {
             Some(Err(e)) => self.checkpoint_error = Some(e),
             Some(Ok(cp)) => {
                 self.pod_devices = cp.pod_devices;
-                self.allocated = self.pod_devices.devices();
+                self.set_allocated(self.pod_devices.devices());
                 for r in cp.registered.keys() {
                     self.healthy.insert(r.clone(), BTreeSet::new());
                     self.unhealthy.insert(r.clone(), BTreeSet::new());
@@ -100,6 +104,7 @@ impl DeviceManager {
         self.healthy.insert(resource.to_string(), healthy);
         self.unhealthy.insert(resource.to_string(), unhealthy);
         self.all.insert(resource.to_string(), all);
+        self.reindex(resource);
         if self.endpoints.insert(resource.to_string(), true).is_none()
             || !self.order.iter().any(|r| r == resource)
         {
@@ -130,18 +135,10 @@ impl DeviceManager {
         self.healthy.contains_key(resource) || self.allocated.contains_key(resource)
     }
 
-    pub(crate) fn reusable(&self, pod: &str, resource: &str) -> BTreeSet<String> {
-        self.reuse
-            .get(pod)
-            .and_then(|m| m.get(resource))
-            .cloned()
-            .unwrap_or_default()
-    }
-
     /// `UpdateAllocatedDevices` for a pod that is gone (removed, or rejected).
     pub fn remove_pod(&mut self, uid: &str) {
         if self.pod_devices.delete(uid) {
-            self.allocated = self.pod_devices.devices();
+            self.set_allocated(self.pod_devices.devices());
         }
     }
 
@@ -245,5 +242,7 @@ impl HintProvider for DeviceManager {
     }
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

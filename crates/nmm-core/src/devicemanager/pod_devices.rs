@@ -21,6 +21,14 @@ impl AllocInfo {
 /// pod uid -> container name -> resource -> allocation.
 pub type PodMap = BTreeMap<String, BTreeMap<String, BTreeMap<String, AllocInfo>>>;
 
+/// `set[r]`, created empty when missing (without allocating a key when present).
+fn entry<'a>(set: &'a mut BTreeMap<String, BTreeSet<String>>, r: &str) -> &'a mut BTreeSet<String> {
+    if !set.contains_key(r) {
+        set.insert(r.to_string(), BTreeSet::new());
+    }
+    set.get_mut(r).expect("inserted above")
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodDevices {
     pub devs: PodMap,
@@ -85,8 +93,9 @@ impl PodDevices {
         container: &str,
         set: &mut BTreeMap<String, BTreeSet<String>>,
     ) {
-        for (r, ids) in self.container_all(pod, container) {
-            set.entry(r).or_default().extend(ids);
+        for (r, info) in self.container_resources(pod, container) {
+            let e = entry(set, r);
+            e.extend(info.by_numa.values().flatten().cloned());
         }
     }
 
@@ -97,12 +106,26 @@ impl PodDevices {
         container: &str,
         set: &mut BTreeMap<String, BTreeSet<String>>,
     ) {
-        for (r, ids) in self.container_all(pod, container) {
-            let e = set.entry(r).or_default();
-            for id in ids {
-                e.remove(&id);
+        for (r, info) in self.container_resources(pod, container) {
+            if let Some(e) = set.get_mut(r) {
+                for id in info.by_numa.values().flatten() {
+                    e.remove(id);
+                }
             }
         }
+    }
+
+    /// One container's allocations by resource.
+    fn container_resources(
+        &self,
+        pod: &str,
+        container: &str,
+    ) -> impl Iterator<Item = (&String, &AllocInfo)> {
+        self.devs
+            .get(pod)
+            .and_then(|c| c.get(container))
+            .into_iter()
+            .flatten()
     }
 
     /// `devices()`: resource -> every id any container holds (the allocated devices).

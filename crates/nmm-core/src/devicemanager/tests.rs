@@ -86,7 +86,7 @@ fn hold(m: &mut DeviceManager, pod: &str, c: &str, resource: &str, ids: &[&str])
         }
     }
     m.pod_devices.insert(pod, c, resource, info);
-    m.allocated = m.pod_devices.devices();
+    m.set_allocated(m.pod_devices.devices());
 }
 
 fn hints_of(m: &DeviceManager, p: &PodInfo, r: &str) -> Option<Vec<TopologyHint>> {
@@ -449,6 +449,7 @@ fn allocation_errors_are_the_kubelets() {
     let mut m = manager(&[0], &[("nic", vec![numa("n0", 0), numa("n1", 0)])]);
     hold(&mut m, "fakePod", "c", "nic", &["n0"]);
     m.healthy.get_mut("nic").unwrap().remove("n0");
+    m.reindex("nic");
     let p = pod(vec![container("c", false, &[("nic", "1")])]);
     assert_eq!(
         m.allocate_container(&p, &p.containers[0], TopologyHint::NONE),

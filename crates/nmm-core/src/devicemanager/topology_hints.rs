@@ -2,6 +2,7 @@
 //! requested device resource, the NUMA masks with enough available devices; preferred
 //! when of the minimal size all of the resource's devices could fill.
 
+use super::index::ResourceIndex;
 use super::DeviceManager;
 use crate::bitmask::{iterate_masks, NumaMask};
 use crate::pod::{ContainerInfo, PodInfo};
@@ -11,6 +12,26 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A device count as the kubelet reads it (`int(quantity.Value())`).
 fn count(q: &crate::quantity::Quantity) -> i64 {
     q.value()
+}
+
+/// See [`DeviceManager::hint_inputs`].
+pub(super) enum HintInputs<'a> {
+    NoPreference,
+    Unsatisfiable,
+    Masks {
+        all: &'a [NumaMask],
+        avail: Vec<NumaMask>,
+        reuse: Vec<NumaMask>,
+    },
+}
+
+/// The masks of the reusable devices that report a topology (`Topology != nil`).
+fn reuse_masks(x: &ResourceIndex, reusable: &BTreeSet<String>) -> Vec<NumaMask> {
+    reusable
+        .iter()
+        .filter_map(|d| x.pos(d).filter(|&i| x.has_topology.get(i)))
+        .map(|i| x.masks[i])
+        .collect()
 }
 
 impl DeviceManager {
@@ -72,40 +93,25 @@ impl DeviceManager {
 
     /// `deviceHasTopologyAlignment`: some device of the resource has NUMA nodes.
     pub fn has_topology_alignment(&self, resource: &str) -> bool {
-        self.all
-            .get(resource)
-            .is_some_and(|m| m.values().any(|d| d.has_nodes()))
+        self.index_of(resource).is_some_and(|x| x.aligned)
     }
 
     /// `getAvailableDevices`: healthy and not allocated.
     pub fn available_devices(&self, resource: &str) -> BTreeSet<String> {
-        let healthy = self.healthy.get(resource);
-        let used = self.allocated.get(resource);
-        healthy
-            .into_iter()
-            .flatten()
-            .filter(|d| !used.is_some_and(|u| u.contains(*d)))
-            .cloned()
-            .collect()
+        self.index_of(resource)
+            .map(|x| x.available().ones().map(|i| x.ids[i].clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The device's NUMA mask (empty when unknown or without topology).
     pub(super) fn device_mask(&self, resource: &str, id: &str) -> NumaMask {
-        self.all
-            .get(resource)
-            .and_then(|m| m.get(id))
-            .map_or(NumaMask::EMPTY, |d| d.mask())
-    }
-
-    /// Whether the device reports a topology at all (`Topology != nil`).
-    fn device_has_topology(&self, resource: &str, id: &str) -> bool {
-        self.all
-            .get(resource)
-            .and_then(|m| m.get(id))
-            .is_some_and(|d| d.numa.is_some())
+        self.index_of(resource)
+            .and_then(|x| Some(x.masks[x.pos(id)?]))
+            .unwrap_or(NumaMask::EMPTY)
     }
 
     /// `generateDeviceTopologyHints`, listing every mask in `IterateBitMasks` order.
+    /// `available` and `reusable` are ids (reusable ones without topology do not count).
     pub fn generate_hints(
         &self,
         resource: &str,
@@ -113,20 +119,26 @@ impl DeviceManager {
         reusable: &BTreeSet<String>,
         request: i64,
     ) -> Vec<TopologyHint> {
-        let all_masks: Vec<NumaMask> = self
-            .all
-            .get(resource)
-            .map(|m| m.values().map(|d| d.mask()).collect())
-            .unwrap_or_default();
-        let avail_masks: Vec<NumaMask> = available
+        let Some(x) = self.index_of(resource) else {
+            return self.hints_of_masks(&[], &[], &[], request);
+        };
+        let avail: Vec<NumaMask> = available
             .iter()
             .map(|d| self.device_mask(resource, d))
             .collect();
-        let reuse_masks: Vec<NumaMask> = reusable
-            .iter()
-            .filter(|d| self.device_has_topology(resource, d))
-            .map(|d| self.device_mask(resource, d))
-            .collect();
+        let reuse = reuse_masks(x, reusable);
+        self.hints_of_masks(&x.masks, &avail, &reuse, request)
+    }
+
+    /// `generateDeviceTopologyHints` on masks: of every device of the resource, of the
+    /// available ones and of the reusable ones with topology.
+    fn hints_of_masks(
+        &self,
+        all_masks: &[NumaMask],
+        avail_masks: &[NumaMask],
+        reuse_masks: &[NumaMask],
+        request: i64,
+    ) -> Vec<TopologyHint> {
         let mut min_size = self.numa_nodes.len() as u32;
         let mut hints = Vec::new();
         iterate_masks(&self.numa_nodes, |mask| {
@@ -151,6 +163,66 @@ impl DeviceManager {
             h.preferred = h.affinity.is_some_and(|m| m.count() == min_size);
         }
         hints
+    }
+
+    /// What one resource's hints are made of (shared by the listed and the described
+    /// hints): no preference for a resource without topology, nothing when the request
+    /// cannot be met, else the masks of the resource's devices, of the devices to count
+    /// (the ones the container or pod holds already, or the available ones) and of the
+    /// reusable ones with topology. `c` is `None` for pod scope (no init-container reuse).
+    pub(super) fn hint_inputs(
+        &self,
+        pod: &PodInfo,
+        c: Option<&ContainerInfo>,
+        resource: &str,
+        requested: i64,
+    ) -> HintInputs<'_> {
+        let Some(x) = self.index_of(resource).filter(|x| x.aligned) else {
+            return HintInputs::NoPreference;
+        };
+        let allocated = match c {
+            Some(c) => self
+                .pod_devices
+                .container_devices(&pod.uid, &c.name, resource)
+                .unwrap_or_default(),
+            None => self.pod_devices.pod_devices(&pod.uid, resource),
+        };
+        if !allocated.is_empty() {
+            if allocated.len() as i64 != requested {
+                return HintInputs::Unsatisfiable;
+            }
+            let avail = allocated
+                .iter()
+                .map(|d| x.pos(d).map_or(NumaMask::EMPTY, |i| x.masks[i]))
+                .collect();
+            return HintInputs::Masks {
+                all: &x.masks,
+                avail,
+                reuse: Vec::new(),
+            };
+        }
+        let available = x.available();
+        let empty = BTreeSet::new();
+        let reusable = match c {
+            Some(_) => self
+                .reuse
+                .get(&pod.uid)
+                .and_then(|m| m.get(resource))
+                .unwrap_or(&empty),
+            None => &empty,
+        };
+        let outside = reusable
+            .iter()
+            .filter(|d| !x.pos(d).is_some_and(|i| available.get(i)))
+            .count();
+        if ((available.count() + outside) as i64) < requested {
+            return HintInputs::Unsatisfiable;
+        }
+        HintInputs::Masks {
+            all: &x.masks,
+            avail: available.ones().map(|i| x.masks[i]).collect(),
+            reuse: reuse_masks(x, reusable),
+        }
     }
 
     /// `GetTopologyHints` for one container.
@@ -178,8 +250,7 @@ impl DeviceManager {
     }
 
     /// One resource's answer: `None` (no preference) for a resource without topology, an
-    /// empty list when the request cannot be met, else the generated hints. `c` is `None`
-    /// for pod scope (no init-container reuse there).
+    /// empty list when the request cannot be met, else the generated hints.
     fn resource_hints(
         &self,
         pod: &PodInfo,
@@ -187,30 +258,12 @@ impl DeviceManager {
         resource: &str,
         requested: i64,
     ) -> Option<Vec<TopologyHint>> {
-        if !self.has_topology_alignment(resource) {
-            return None;
-        }
-        let allocated = match c {
-            Some(c) => self
-                .pod_devices
-                .container_devices(&pod.uid, &c.name, resource)
-                .unwrap_or_default(),
-            None => self.pod_devices.pod_devices(&pod.uid, resource),
-        };
-        if !allocated.is_empty() {
-            if allocated.len() as i64 != requested {
-                return Some(Vec::new());
+        match self.hint_inputs(pod, c, resource, requested) {
+            HintInputs::NoPreference => None,
+            HintInputs::Unsatisfiable => Some(Vec::new()),
+            HintInputs::Masks { all, avail, reuse } => {
+                Some(self.hints_of_masks(all, &avail, &reuse, requested))
             }
-            return Some(self.generate_hints(resource, &allocated, &BTreeSet::new(), requested));
         }
-        let available = self.available_devices(resource);
-        let reusable = match c {
-            Some(_) => self.reusable(&pod.uid, resource),
-            None => BTreeSet::new(),
-        };
-        if (available.union(&reusable).count() as i64) < requested {
-            return Some(Vec::new());
-        }
-        Some(self.generate_hints(resource, &available, &reusable, requested))
     }
 }

@@ -34,6 +34,8 @@ impl Device {
 
 /// The `GetPreferredAllocation` answer of the scenario's plugins: the must-include ids,
 /// then the lowest other available ids in bytewise order, until `size` ids are chosen.
+/// (`devicesToAllocate` applies the same rule on device positions, see
+/// [`super::index`]; this form is the tests' oracle.)
 pub fn preferred_allocation(
     available: &BTreeSet<String>,
     must_include: &BTreeSet<String>,
