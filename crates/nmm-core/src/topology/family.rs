@@ -276,13 +276,16 @@ pub fn merge_large(lists: &[LargeList], merger: &Merger) -> TopologyHint {
 /// `s`: the walk is in ascending numeric order, so every mask of a subtree entered after
 /// `best` was found lies numerically above it, and such a mask can at best tie (the
 /// same node count makes equal mean distances equal sums), and ties go to the lower
-/// mask.
+/// mask. Every mask `ok` lets through holds the nodes of `must`, so the bound counts
+/// them as taken.
+#[allow(clippy::too_many_arguments)]
 fn best_of_size(
     merger: &Merger,
     b: u32,
     preferred: bool,
     u: NumaMask,
     k: u32,
+    must: NumaMask,
     ok: &dyn Fn(NumaMask, NumaMask) -> bool,
     accept: &dyn Fn(NumaMask) -> bool,
 ) -> Option<TopologyHint> {
@@ -295,7 +298,7 @@ fn best_of_size(
         &mut |inn, out| {
             if closest {
                 if let Some(s) = best.get() {
-                    if distance_bound(merger.numa, u, k, inn, out) >= s {
+                    if distance_bound(merger.numa, u, k, inn.or(must), out) >= s {
                         return false;
                     }
                 }
@@ -389,7 +392,7 @@ pub fn merge_large_with(
             out.and(forced).is_empty() && room(inn, out, c) && contained(inn, out)
         };
         let accept = |t: NumaMask| achievable(&real, t, u);
-        let found = best_of_size(merger, b, false, u, c, &ok, &accept);
+        let found = best_of_size(merger, b, false, u, c, forced, &ok, &accept);
         if let Some(h) = found {
             return h;
         }
@@ -467,7 +470,16 @@ fn best_preferred(lists: &[Cached], merger: &Merger, b: u32) -> Option<TopologyH
                 && distinct.iter().all(|l| l.extends(inn, out, Some(k)))
         };
         // a smaller preferred size always beats a larger one
-        if let Some(h) = best_of_size(merger, b, true, u, k, &ok, &is_preferred_everywhere) {
+        if let Some(h) = best_of_size(
+            merger,
+            b,
+            true,
+            u,
+            k,
+            NumaMask::EMPTY,
+            &ok,
+            &is_preferred_everywhere,
+        ) {
             return Some(h);
         }
     }

@@ -75,13 +75,29 @@ pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: 
         return have;
     }
     let cands = NumaMask(u.0 & !inn.0 & !out.0);
+    if (cands.count() as usize) < add {
+        return u64::MAX;
+    }
     /// Row entries read per candidate before the rest is counted at the last distance.
     const SCAN: usize = 24;
-    let mut own: Vec<u64> = Vec::with_capacity(cands.count() as usize);
+    let mut inn_ids = [0u32; 64];
+    let mut inn_len = 0;
+    for j in inn.ids() {
+        inn_ids[inn_len] = j;
+        inn_len += 1;
+    }
+    // The `add` smallest per-node amounts so far, ascending. A candidate whose partial
+    // amount already reaches the largest of them cannot change their sum: it is
+    // skipped before its row is scanned.
+    let mut least = [0u64; 64];
+    let mut len = 0usize;
     for a in cands.ids() {
         let mut v = numa.distance(a, a);
-        for j in inn.ids() {
+        for &j in &inn_ids[..inn_len] {
             v += numa.distance(a, j) + numa.distance(j, a);
+        }
+        if len == add && v >= least[add - 1] {
+            continue;
         }
         let mut need = add - 1;
         let mut last = 0;
@@ -96,13 +112,21 @@ pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: 
             }
         }
         v += need as u64 * last;
-        own.push(v);
+        if len == add && v >= least[add - 1] {
+            continue;
+        }
+        // insert, keeping the `add` smallest
+        let mut i = len.min(add - 1);
+        if len < add {
+            len += 1;
+        }
+        while i > 0 && least[i - 1] > v {
+            least[i] = least[i - 1];
+            i -= 1;
+        }
+        least[i] = v;
     }
-    if own.len() < add {
-        return u64::MAX;
-    }
-    own.select_nth_unstable(add - 1);
-    have + own[..add].iter().sum::<u64>()
+    have + least[..add].iter().sum::<u64>()
 }
 
 /// Most failed states the covering search remembers before starting afresh (the memo

@@ -136,14 +136,20 @@ impl Sums {
     ) -> Option<NumaMask> {
         let pool = NumaMask(pool.0 & !inn.0);
         // Nodes without a row have only zeros: they go last, after the ranked ones.
-        let mut ids: Vec<u32> = self
+        let mut ids = [0u32; 64];
+        let mut len = 0;
+        let ranked = self.rank.len() as u32;
+        let rowless = pool.ids().filter(|&n| n >= ranked);
+        for n in self
             .rank
             .iter()
             .copied()
             .filter(|&n| pool.is_set(n))
-            .collect();
-        let ranked = self.rank.len() as u32;
-        ids.extend(pool.ids().filter(|&n| n >= ranked));
+            .chain(rowless)
+        {
+            ids[len] = n;
+            len += 1;
+        }
         let dims = self.need.len();
         let cur: Vec<i128> = (0..dims)
             .map(|d| inn.ids().map(|n| self.val(n, d)).sum())
@@ -163,7 +169,7 @@ impl Sums {
             cur,
             rest_sum,
         };
-        search.rec(&ids, inn, pool)
+        search.rec(&ids[..len], inn, pool)
     }
 
     /// The sum of the `t` largest (`top`) or smallest values of dimension `d` over the
@@ -264,6 +270,28 @@ impl Search<'_> {
         let s = self.s;
         for d in 0..s.need.len() {
             let total = self.rest_sum[d];
+            let (cur, need) = (self.cur[d], s.need[d] as i128);
+            if cur + total < WRAP {
+                // No reachable sum wraps: a sum meets the need when it is at least the
+                // need, so only the largest reachable sum matters.
+                if cur >= need {
+                    continue;
+                }
+                if cur + total < need {
+                    return None;
+                }
+                if add_max < len {
+                    let hi = if add_max * 2 <= len {
+                        s.extreme(d, rest, add_max, true)
+                    } else {
+                        total - s.extreme(d, rest, len - add_max, false)
+                    };
+                    if cur + hi < need {
+                        return None;
+                    }
+                }
+                continue;
+            }
             let lo = if add_min == 0 {
                 0
             } else if add_min * 2 <= len {
