@@ -151,12 +151,20 @@ impl Sums {
             len += 1;
         }
         let dims = self.need.len();
-        let cur: Vec<i128> = (0..dims)
-            .map(|d| inn.ids().map(|n| self.val(n, d)).sum())
-            .collect();
-        let rest_sum: Vec<i128> = (0..dims)
-            .map(|d| pool.ids().map(|n| self.val(n, d)).sum())
-            .collect();
+        // node by node, every dimension at once (rows are per node)
+        let sums = |m: NumaMask| {
+            let mut acc = vec![0i128; dims];
+            for n in m.ids() {
+                if let Some(row) = self.vals.get(n as usize) {
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += v as i128;
+                    }
+                }
+            }
+            acc
+        };
+        let cur = sums(inn);
+        let rest_sum = sums(pool);
         let (lo_count, hi_count) = match size {
             Some(k) => (k.max(min_count), k),
             None => (min_count, u32::MAX),
