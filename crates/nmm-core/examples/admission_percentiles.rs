@@ -33,6 +33,8 @@ fn main() {
     // NMM_CONFIG=policy/scope/closest runs that configuration only; NMM_REPEAT=STEP
     // admits that step 200 more times (for a profiler).
     let filter: Option<String> = std::env::var("NMM_CONFIG").ok();
+    // NMM_TRACE=1 names every admission before it starts (to find one that never ends)
+    let trace = std::env::var("NMM_TRACE").is_ok();
     let repeat: Option<usize> = std::env::var("NMM_REPEAT")
         .ok()
         .and_then(|s| s.parse().ok());
@@ -66,6 +68,9 @@ fn main() {
                         for (i, op) in ops(150, shape, &mut rng).into_iter().enumerate() {
                             match op {
                                 Op::Admit(p) => {
+                                    if trace {
+                                        eprintln!("{nodes} {tag} seed {seed} step {i}");
+                                    }
                                     let before = node.clone();
                                     if repeat == Some(i) {
                                         for _ in 0..200 {
