@@ -66,9 +66,10 @@ impl CpuHintFamily {
         });
         CpuHintFamily {
             universe,
-            sums: Sums::new(
-                avail.iter().map(|&a| vec![a as u64]).collect(),
+            sums: Sums::from_fn(
+                avail.len(),
                 vec![request.saturating_sub(reusable_count) as u64],
+                |i, _| avail[i] as u64,
             ),
             avail,
             reusable_count,

@@ -87,19 +87,26 @@ impl MemoryHintFamily {
         let zero = NumaMask(universe.0 & !assigned.0);
         let req: Vec<u64> = req.values().copied().collect();
         let reusable_in_zero = reusable.iter().any(|(m, _)| m.is_subset_of(zero));
+        let r = req.len();
         let group = if reusable_in_zero {
-            Sums::new(alloc.clone(), req.clone())
+            Sums::from_fn(max, req.clone(), |i, d| alloc[i][d])
         } else {
-            let both = alloc
-                .iter()
-                .zip(&free)
-                .map(|(a, f)| a.iter().chain(f).copied().collect())
-                .collect();
-            Sums::new(both, req.iter().chain(&req).copied().collect())
+            let need = req.iter().chain(&req).copied().collect();
+            Sums::from_fn(
+                max,
+                need,
+                |i, d| {
+                    if d < r {
+                        alloc[i][d]
+                    } else {
+                        free[i][d - r]
+                    }
+                },
+            )
         };
         // minAffinitySize: the fewest nodes of any mask whose allocatable sums (wrapping)
         // reach the request, every node counted (groups and assignments play no part).
-        let sums = Sums::new(alloc.clone(), req.clone());
+        let sums = Sums::from_fn(max, req.clone(), |i, d| alloc[i][d]);
         let leaf = |m: NumaMask| sums.satisfied(m);
         let min_affinity = (1..=universe.count())
             .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))

@@ -42,13 +42,15 @@ fn range_meets(lo: i128, hi: i128, need: u64) -> bool {
 /// ([`Sums::new`] sorts each dimension), then asked many times during a merge.
 #[derive(Debug, Clone)]
 pub struct Sums {
-    /// `vals[node][dim]`, indexed by node id (missing rows count as zeros).
-    vals: Vec<Vec<u64>>,
+    /// `vals[node * dims + dim]` for node ids below `rows` (other nodes count as zeros):
+    /// one flat table, as a list is built at every admission.
+    vals: Vec<u64>,
+    rows: usize,
     need: Vec<u64>,
-    /// Per dimension, the node ids of `vals` by value, largest first (ties: lower id).
-    /// The bound reads the largest and smallest values of a pool from these without
-    /// sorting at every step of the search.
-    order: Vec<Vec<u32>>,
+    /// Per dimension (`order[dim * rows..][..rows]`), the node ids by value, largest
+    /// first (ties: lower id). The bound reads the largest and smallest values of a pool
+    /// from these without sorting at every step of the search.
+    order: Vec<u32>,
     /// The order the search decides nodes in: nodes with a wrapped value first
     /// (deciding them early narrows the reachable ranges below one wrap, where the
     /// bound prunes), then the nodes that go furthest towards the need (so the first
@@ -68,30 +70,41 @@ struct Search<'a> {
 }
 
 impl Sums {
+    /// `vals[node][dim]`, indexed by node id (missing rows count as zeros).
     pub fn new(vals: Vec<Vec<u64>>, need: Vec<u64>) -> Sums {
+        Sums::from_fn(vals.len(), need, |i, d| vals[i][d])
+    }
+
+    /// Node `i`'s value in dimension `d` is `val(i, d)`, for nodes `0..rows`.
+    pub fn from_fn(rows: usize, need: Vec<u64>, val: impl Fn(usize, usize) -> u64) -> Sums {
         let dims = need.len();
-        let n = vals.len() as u32;
-        let order = (0..dims)
-            .map(|d| {
-                let mut ids: Vec<u32> = (0..n.min(64)).collect();
-                ids.sort_unstable_by_key(|&i| (std::cmp::Reverse(vals[i as usize][d]), i));
-                ids
-            })
-            .collect();
-        let big = |i: u32| vals[i as usize].iter().any(|&v| v >= 1u64 << 63);
+        let rows = rows.min(64);
+        let mut vals = Vec::with_capacity(rows * dims);
+        for i in 0..rows {
+            vals.extend((0..dims).map(|d| val(i, d)));
+        }
+        let at = |i: u32, d: usize| vals[i as usize * dims + d];
+        let mut order = Vec::with_capacity(rows * dims);
+        for d in 0..dims {
+            let start = order.len();
+            order.extend(0..rows as u32);
+            order[start..].sort_unstable_by_key(|&i| (std::cmp::Reverse(at(i, d)), i));
+        }
+        let big = |i: u32| (0..dims).any(|d| at(i, d) >= 1u64 << 63);
         // How far a node goes towards the need, each dimension capped at its need.
         let reach = |i: u32| -> f64 {
             (0..dims)
                 .filter(|&d| need[d] > 0)
-                .map(|d| vals[i as usize][d].min(need[d]) as f64 / need[d] as f64)
+                .map(|d| at(i, d).min(need[d]) as f64 / need[d] as f64)
                 .sum()
         };
         let mut keyed: Vec<(bool, f64, u32)> =
-            (0..n.min(64)).map(|i| (!big(i), -reach(i), i)).collect();
+            (0..rows as u32).map(|i| (!big(i), -reach(i), i)).collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         let rank = keyed.into_iter().map(|k| k.2).collect();
         Sums {
             vals,
+            rows,
             need,
             order,
             rank,
@@ -102,13 +115,23 @@ impl Sums {
         &self.need
     }
 
+    fn row(&self, n: u32) -> Option<&[u64]> {
+        let dims = self.need.len();
+        ((n as usize) < self.rows).then(|| &self.vals[n as usize * dims..][..dims])
+    }
+
     fn val(&self, n: u32, d: usize) -> i128 {
-        self.vals.get(n as usize).map_or(0, |v| v[d] as i128)
+        self.row(n).map_or(0, |r| r[d] as i128)
     }
 
     /// Whether the wrapped sums of `m` reach the need in every dimension.
     pub fn satisfied(&self, m: NumaMask) -> bool {
-        (0..self.need.len()).all(|d| wrapping_sum(&self.vals, m, d) >= self.need[d])
+        (0..self.need.len()).all(|d| {
+            m.ids()
+                .map(|n| self.row(n).map_or(0, |r| r[d]))
+                .fold(0u64, u64::wrapping_add)
+                >= self.need[d]
+        })
     }
 
     /// Whether some set `m` with `inn ⊆ m ⊆ inn ∪ pool`, `|m| >= min_count` and, when
@@ -155,7 +178,7 @@ impl Sums {
         let sums = |m: NumaMask| {
             let mut acc = vec![0i128; dims];
             for n in m.ids() {
-                if let Some(row) = self.vals.get(n as usize) {
+                if let Some(row) = self.row(n) {
                     for (a, &v) in acc.iter_mut().zip(row) {
                         *a += v as i128;
                     }
@@ -186,7 +209,7 @@ impl Sums {
         if t == 0 {
             return 0;
         }
-        let order = &self.order[d];
+        let order = &self.order[d * self.rows..][..self.rows];
         let with_rows = if order.len() >= 64 {
             u64::MAX
         } else {
@@ -201,7 +224,7 @@ impl Sums {
                 if left == 0 {
                     break;
                 }
-                sum += self.vals[n as usize][d] as i128;
+                sum += self.val(n, d);
                 left -= 1;
             }
         } else {
@@ -210,7 +233,7 @@ impl Sums {
                 if left == 0 {
                     break;
                 }
-                sum += self.vals[n as usize][d] as i128;
+                sum += self.val(n, d);
                 left -= 1;
             }
         }
