@@ -39,7 +39,7 @@ fn range_meets(lo: i128, hi: i128, need: u64) -> bool {
 
 /// Necessary sum conditions of a search: every set the leaf predicate accepts has, in
 /// every dimension, a wrapped sum of at least `need[dim]`. Built once per hint list
-/// ([`Sums::new`] sorts each dimension), then asked many times during a merge.
+/// ([`Sums::from_fn`] sorts each dimension), then asked many times during a merge.
 #[derive(Debug, Clone)]
 pub struct Sums {
     /// `vals[node * dims + dim]` for node ids below `rows` (other nodes count as zeros):
@@ -70,7 +70,9 @@ struct Search<'a> {
 }
 
 impl Sums {
-    /// `vals[node][dim]`, indexed by node id (missing rows count as zeros).
+    /// `vals[node][dim]`, indexed by node id (missing rows count as zeros). The tests'
+    /// form; the providers fill their tables with [`Sums::from_fn`].
+    #[cfg(test)]
     pub fn new(vals: Vec<Vec<u64>>, need: Vec<u64>) -> Sums {
         Sums::from_fn(vals.len(), need, |i, d| vals[i][d])
     }
@@ -109,10 +111,6 @@ impl Sums {
             order,
             rank,
         }
-    }
-
-    pub fn need(&self) -> &[u64] {
-        &self.need
     }
 
     fn row(&self, n: u32) -> Option<&[u64]> {
