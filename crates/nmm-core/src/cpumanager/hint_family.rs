@@ -3,6 +3,7 @@
 //! CPU and enough available + reusable CPUs. Such masks are closed under adding nodes.
 
 use crate::bitmask::NumaMask;
+use crate::topology::covering::Capacity;
 use crate::topology::family::HintFamily;
 use crate::topology::sums::Sums;
 
@@ -130,6 +131,12 @@ impl HintFamily for CpuHintFamily {
             size += 1;
         }
         Some(size)
+    }
+
+    /// Members hold the reusable CPUs' nodes and enough available CPUs beyond them.
+    fn capacity(&self, inn: NumaMask) -> Option<Capacity> {
+        self.sums
+            .capacity(inn.or(self.reuse_mask).and(self.universe), self.universe)
     }
 
     fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {

@@ -6,6 +6,7 @@
 
 use super::policy_static::{Requests, StaticPolicy};
 use crate::bitmask::NumaMask;
+use crate::topology::covering::{AndBound, Capacity};
 use crate::topology::family::HintFamily;
 use crate::topology::hint::TopologyHint;
 use crate::topology::sums::{wrapping_sum, Sums};
@@ -279,6 +280,22 @@ impl HintFamily for MemoryHintFamily {
         } else {
             listed
         }
+    }
+
+    /// Members containing `inn` other than listed ones are new groups of unassigned
+    /// nodes, whose sums reach the request in every dimension of `group`.
+    fn capacity(&self, inn: NumaMask) -> Option<Capacity> {
+        if !inn.is_subset_of(self.zero) || self.listed_members.iter().any(|m| inn.is_subset_of(*m))
+        {
+            return None;
+        }
+        self.group.capacity(inn, self.zero)
+    }
+
+    /// New groups lie among the unassigned nodes; listed members are not bounded.
+    fn and_bound(&self, copies: u32, alone: NumaMask) -> Option<AndBound> {
+        self.group
+            .and_bound(self.zero, alone, copies, self.listed_members.clone())
     }
 
     fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {

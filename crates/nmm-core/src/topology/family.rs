@@ -21,8 +21,9 @@
 //!   walked under "every list has a member containing T" (closed under taking subsets,
 //!   so it prunes partial masks), and each is checked by a covering search: every node
 //!   outside T must be left out by some list whose member still contains T without it
-//!   ([`super::search::covering`]; a list that has T itself as a member settles it at
-//!   once, and nodes a list cannot use cost it nothing to leave out). Nodes no list can
+//!   ([`super::covering`]; a list that has T itself as a member settles it at once,
+//!   nodes outside a list's span of T cost it nothing to leave out, and families that
+//!   can bound what a member leaves out, by per-node weights, prune the search). Nodes no list can
 //!   leave out from any member are in every merged mask, so masks without them are never
 //!   walked (with "any node" lists only, the one merged mask is every node).
 //!
@@ -51,9 +52,10 @@
 //! predicate that counts the devices a mask reaches). Lists that are cheap to list can
 //! stay [`LargeList::Explicit`].
 
+use super::covering::{covering, AndBound, Capacity, Lists};
 use super::hint::TopologyHint;
 use super::merge::{best_non_preferred_affinity_count, dense_and_closure_on, Merger};
-use super::search::{covering, distance_bound, distance_sum, walk};
+use super::search::{distance_bound, distance_sum, walk};
 use crate::bitmask::NumaMask;
 use std::fmt::Debug;
 use std::rc::Rc;
@@ -88,6 +90,21 @@ pub trait HintFamily: Debug {
     fn span(&self, inn: NumaMask) -> NumaMask {
         let _ = inn;
         self.universe()
+    }
+    /// What a member containing `inn` can leave out, as weights against a capacity (see
+    /// [`Capacity`]), when the family can bound it: the covering search of the
+    /// non-preferred merge uses it to stop early. Only prunes, so `None` (the default)
+    /// is always right; a bound that is not necessary would make the merge wrong.
+    fn capacity(&self, inn: NumaMask) -> Option<Capacity> {
+        let _ = inn;
+        None
+    }
+    /// A bound on the masks that can be the AND of picks from `copies` copies of this
+    /// list, when no other list can leave out the nodes of `alone` (see [`AndBound`]).
+    /// Only prunes the non-preferred walk: `None` (the default) is always right.
+    fn and_bound(&self, copies: u32, alone: NumaMask) -> Option<AndBound> {
+        let _ = (copies, alone);
+        None
     }
     /// The numerically smallest member with exactly `k` nodes that contains `base`.
     fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {
@@ -381,6 +398,35 @@ pub fn merge_large_with(
             f.or(x)
         }
     });
+    // Per kind of list (copies of one list are one kind), the bound its family gives
+    // on the ANDs of its copies, with the nodes no other kind can ever leave out.
+    let never_left_out = |l: &Cached| {
+        u.ids()
+            .filter(|&n| !l.extends(NumaMask::EMPTY, NumaMask::single(n), None))
+            .fold(NumaMask::EMPTY, |m, n| m.or(NumaMask::single(n)))
+    };
+    let bounds: Vec<AndBound> = (0..real.len())
+        .filter(|&i| (0..i).all(|j| !same_list(real[i].list, real[j].list)))
+        .filter_map(|i| {
+            let LargeList::Family(f) = real[i].list else {
+                return None;
+            };
+            let kind = |j: usize| same_list(real[i].list, real[j].list);
+            let copies = (0..real.len()).filter(|&j| kind(j)).count() as u32;
+            let mut alone = u;
+            for j in (0..real.len()).filter(|&j| !kind(j)) {
+                if alone.is_empty() {
+                    break;
+                }
+                alone = alone.and(never_left_out(real[j]));
+            }
+            f.and_bound(copies, alone)
+        })
+        .collect();
+    let only = match real[..] {
+        [l] => Some(l),
+        _ => None,
+    };
     let mut order: Vec<u32> = vec![b];
     order.extend((1..b).rev());
     order.extend(b + 1..=nodes.len() as u32);
@@ -389,7 +435,16 @@ pub fn merge_large_with(
         .filter(|&c| c >= 1.max(forced.count()) && c as usize <= nodes.len())
     {
         let ok = |inn: NumaMask, out: NumaMask| {
-            out.and(forced).is_empty() && room(inn, out, c) && contained(inn, out)
+            out.and(forced).is_empty()
+                && room(inn, out, c)
+                && match only {
+                    // one list: the merged masks are its members (within `u`, which is
+                    // then its universe), so the walk keeps the partial masks that have
+                    // a member of this size
+                    Some(l) => l.extends(inn, out, Some(c)),
+                    None => contained(inn, out),
+                }
+                && bounds.iter().all(|b| b.allows(inn, out, c))
         };
         let accept = |t: NumaMask| achievable(&real, t, u);
         let found = best_of_size(merger, b, false, u, c, forced, &ok, &accept);
@@ -488,17 +543,31 @@ fn best_preferred(lists: &[Cached], merger: &Merger, b: u32) -> Option<TopologyH
 
 /// Can one member per list be picked so that their intersection (within `u`) is exactly
 /// `t`? Every list must have a member containing `t`, and every node of `u` outside `t`
-/// must be left out by some list's pick.
+/// must be left out by some list's pick. A node outside a list's span of `t` is in none
+/// of its members containing `t`: that list leaves it out at no cost, so only the nodes
+/// every list can hold with `t` are searched.
 fn achievable(lists: &[&Cached], t: NumaMask, u: NumaMask) -> bool {
     if !lists.iter().all(|l| l.extends(t, NumaMask::EMPTY, None)) {
         return false;
     }
-    let rest = NumaMask(u.0 & !t.0);
+    let rest = lists.iter().fold(NumaMask(u.0 & !t.0), |r, l| {
+        r.and(list_span(l.list, t, l.all))
+    });
+    let caps: Vec<Option<Capacity>> = lists
+        .iter()
+        .map(|l| match l.list {
+            LargeList::Family(f) => f.capacity(t),
+            LargeList::Explicit(_) => None,
+        })
+        .collect();
     covering(
-        lists.len(),
+        &Lists {
+            count: lists.len(),
+            extends: &|i, out| lists[i].extends(t, out, None),
+            same: &|i, j| same_list(lists[i].list, lists[j].list),
+            caps: &caps,
+        },
         rest,
-        &|i, out| lists[i].extends(t, out, None),
-        &|i, j| same_list(lists[i].list, lists[j].list),
     )
 }
 

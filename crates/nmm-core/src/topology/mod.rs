@@ -2,6 +2,7 @@
 //! providers, merges them under the configured policy and scope, stores the merged hint
 //! per container and asks every provider to allocate with it.
 
+pub mod covering;
 pub mod family;
 pub mod hint;
 pub mod merge;

@@ -1,10 +1,8 @@
 //! The searches behind [`super::family::merge_large`]: masks of one size walked in numeric
-//! order under exact pruning, the mean-distance bound of `prefer-closest-numa-nodes`, and
-//! the covering question "is this mask the AND of one member per list".
+//! order under exact pruning and the mean-distance bound of `prefer-closest-numa-nodes`.
 
 use super::numa_info::NumaInfo;
 use crate::bitmask::NumaMask;
-use std::collections::HashSet;
 
 /// Walks the masks of exactly `k` nodes of `u` in ascending numeric order, deciding nodes
 /// from the highest down (left out before taken in: a mask is smaller when its highest
@@ -129,107 +127,6 @@ pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: 
     have + least[..add].iter().sum::<u64>()
 }
 
-/// Most failed states the covering search remembers before starting afresh (the memo
-/// only saves work: clearing it never changes an answer).
-const MEMO_LIMIT: usize = 1 << 16;
-
-/// Can one member per list be picked so that every node of `rest` is left out by at
-/// least one pick? `extends(i, out)` says whether list `i` has a member containing the
-/// candidate mask and avoiding `out` (exactly; the lists' exclusion sets are closed under
-/// taking subsets); `same(i, j)` says lists `i` and `j` are the same list (then picks
-/// with equal exclusions are interchangeable and only one is tried). Depth-first over the
-/// nodes, the most constrained first, with forward checking and a memo of failed states.
-pub fn covering(
-    lists: usize,
-    rest: NumaMask,
-    extends: &dyn Fn(usize, NumaMask) -> bool,
-    same: &dyn Fn(usize, usize) -> bool,
-) -> bool {
-    if rest.is_empty() {
-        return true;
-    }
-    if (0..lists).any(|i| extends(i, rest)) {
-        return true;
-    }
-    if lists == 1 {
-        // one list must leave out every node of `rest` itself: answered just above
-        return false;
-    }
-    let nodes: Vec<u32> = rest.ids().collect();
-    let mut cands: Vec<(u32, Vec<usize>)> = nodes
-        .iter()
-        .map(|&n| {
-            let c: Vec<usize> = (0..lists)
-                .filter(|&i| extends(i, NumaMask::single(n)))
-                .collect();
-            (n, c)
-        })
-        .collect();
-    if cands.iter().any(|(_, c)| c.is_empty()) {
-        return false;
-    }
-    cands.sort_by_key(|(n, c)| (c.len(), *n));
-    let mut excl = vec![NumaMask::EMPTY; lists];
-    // Nodes only one list can leave out are forced.
-    let mut free = Vec::new();
-    for (n, c) in cands {
-        if c.len() == 1 {
-            excl[c[0]] = excl[c[0]].or(NumaMask::single(n));
-        } else {
-            free.push((n, c));
-        }
-    }
-    if (0..lists).any(|i| !excl[i].is_empty() && !extends(i, excl[i])) {
-        return false;
-    }
-    let mut memo: HashSet<(usize, Vec<u64>)> = HashSet::new();
-    #[allow(clippy::too_many_arguments)]
-    fn rec(
-        at: usize,
-        free: &[(u32, Vec<usize>)],
-        excl: &mut Vec<NumaMask>,
-        extends: &dyn Fn(usize, NumaMask) -> bool,
-        same: &dyn Fn(usize, usize) -> bool,
-        memo: &mut HashSet<(usize, Vec<u64>)>,
-    ) -> bool {
-        if at == free.len() {
-            return true;
-        }
-        let key = (at, excl.iter().map(|m| m.0).collect::<Vec<u64>>());
-        if memo.contains(&key) {
-            return false;
-        }
-        let (n, c) = &free[at];
-        let x = NumaMask::single(*n);
-        for (pos, &i) in c.iter().enumerate() {
-            if c[..pos].iter().any(|&j| same(i, j) && excl[i] == excl[j]) {
-                continue;
-            }
-            let next = excl[i].or(x);
-            if !extends(i, next) {
-                continue;
-            }
-            let saved = excl[i];
-            excl[i] = next;
-            // forward check: every later node must still have a list able to drop it
-            let alive = free[at + 1..].iter().all(|(m, cs)| {
-                cs.iter()
-                    .any(|&j| extends(j, excl[j].or(NumaMask::single(*m))))
-            });
-            if alive && rec(at + 1, free, excl, extends, same, memo) {
-                return true;
-            }
-            excl[i] = saved;
-        }
-        if memo.len() >= MEMO_LIMIT {
-            memo.clear();
-        }
-        memo.insert(key);
-        false
-    }
-    rec(0, &free, &mut excl, extends, same, &mut memo)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,19 +184,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn covering_needs_every_node_dropped() {
-        // list 0 can drop at most one of {a, b}; list 1 can drop c only
-        let ext = |i: usize, o: NumaMask| match i {
-            0 => (o.0 & 0b011).count_ones() <= 1 && o.0 & 0b100 == 0,
-            _ => o.0 & 0b011 == 0,
-        };
-        assert!(covering(2, NumaMask(0b101), &ext, &|_, _| false));
-        assert!(!covering(2, NumaMask(0b111), &ext, &|_, _| false));
-        // a second copy of list 0 drops the other one
-        let ext3 = |i: usize, o: NumaMask| ext(i.min(1) * (i % 2), o) || (i == 2 && ext(0, o));
-        assert!(covering(3, NumaMask(0b111), &ext3, &|_, _| false));
     }
 }

@@ -10,6 +10,7 @@
 //! is at least the need. That test only prunes; every accepted set is checked exactly by
 //! the caller's `leaf` predicate, so the searches are exact for every input.
 
+use super::covering::{AndBound, Capacity};
 use crate::bitmask::NumaMask;
 
 const WRAP: i128 = 1i128 << 64;
@@ -120,6 +121,71 @@ impl Sums {
 
     fn val(&self, n: u32, d: usize) -> i128 {
         self.row(n).map_or(0, |r| r[d] as i128)
+    }
+
+    /// What a set `m` with `base ⊆ m ⊆ base ∪ pool` whose sums reach the need can leave
+    /// out of `pool`: the nodes of the pool weigh their values, and the capacity is what
+    /// the pool holds beyond the need not met by `base`. A dimension counts only where no
+    /// sum over `base ∪ pool` can wrap (then wrapped and exact sums agree, and reaching
+    /// the need is closed under adding nodes): in the others nothing is bounded, as a
+    /// set can also meet the need by wrapping. `None` when no dimension counts, and when
+    /// the pool cannot meet the need at all.
+    pub fn capacity(&self, base: NumaMask, pool: NumaMask) -> Option<Capacity> {
+        let pool = NumaMask(pool.0 & !base.0);
+        let dims = self.need.len();
+        let mut cap = vec![u64::MAX; dims];
+        let mut counts = vec![false; dims];
+        for (d, &need) in self.need.iter().enumerate() {
+            let total = |m: NumaMask| m.ids().map(|n| self.val(n, d)).sum::<i128>();
+            let (have, spare) = (total(base), total(pool));
+            if have + spare >= WRAP {
+                continue;
+            }
+            let short = (need as i128 - have).max(0);
+            if spare < short {
+                return None;
+            }
+            cap[d] = (spare - short) as u64;
+            counts[d] = true;
+        }
+        if !counts.contains(&true) {
+            return None;
+        }
+        Some(Capacity::new(cap, |n, d| {
+            if counts[d] && pool.is_set(n) {
+                self.val(n, d) as u64
+            } else {
+                0
+            }
+        }))
+    }
+
+    /// The [`AndBound`] of sets `T ∪ X` (`X` within `pool`) reaching the need, for
+    /// `copies` copies with the nodes of `alone` left out by no other list; dimensions
+    /// whose sums over the pool can wrap are not bounded.
+    pub fn and_bound(
+        &self,
+        pool: NumaMask,
+        alone: NumaMask,
+        copies: u32,
+        unbounded: Vec<NumaMask>,
+    ) -> Option<AndBound> {
+        let total = |m: NumaMask, d: usize| m.ids().map(|n| self.val(n, d)).sum::<i128>();
+        AndBound::new(
+            pool,
+            unbounded,
+            self.need.len(),
+            |n, d| self.val(n, d) as u64,
+            |d| {
+                let z = total(pool, d);
+                if z >= WRAP {
+                    return None;
+                }
+                let need = self.need[d] as i128;
+                let w = total(pool.and(alone), d);
+                Some(need.min(w - copies as i128 * (z - need)))
+            },
+        )
     }
 
     /// Whether the wrapped sums of `m` reach the need in every dimension.
@@ -432,6 +498,58 @@ mod tests {
             prop_assert_eq!(s.exists(inn, pool, size, 0, &leaf), !found.is_empty());
             let smallest = brute(&vals, &need, inn, pool, Some(k)).into_iter().min();
             prop_assert_eq!(s.smallest(inn, pool, k, &leaf), smallest);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
+        /// `capacity` and `and_bound` are necessary conditions: every set that reaches
+        /// the need leaves out no more than the capacity, and every AND of 1-3 such sets
+        /// that leaves out each node of `alone` passes the bound, wrapped values included.
+        #[test]
+        fn capacity_and_and_bound_hold_for_every_member(
+            vals in (1usize..=6, 1usize..=3).prop_flat_map(|(n, d)| prop::collection::vec(prop::collection::vec(value(), d), n)),
+            need_seed in prop::collection::vec(0u64..40, 3),
+            base in 0u64..64, pool in 0u64..64, alone in 0u64..64, copies in 1u32..=3,
+        ) {
+            let n = vals.len();
+            let full = (1u64 << n) - 1;
+            let need: Vec<u64> = need_seed[..vals[0].len()].to_vec();
+            let pool = NumaMask(pool & full);
+            let s = Sums::new(vals.clone(), need.clone());
+            let base = NumaMask(base & pool.0);
+            let members = brute(&vals, &need, base, NumaMask(pool.0 & !base.0), None);
+            if let Some(cap) = s.capacity(base, pool) {
+                for m in &members {
+                    prop_assert!(cap.admits(NumaMask(pool.0 & !m.0)), "member {:?}", m);
+                }
+            }
+            let copies = if n > 4 { copies.min(2) } else { copies };
+            let alone = NumaMask(alone & full);
+            let Some(bound) = s.and_bound(pool, alone, copies, vec![]) else {
+                return Ok(());
+            };
+            // every T within the pool, and the members of the pool containing it
+            for t in 1..(1u64 << n) {
+                let t = NumaMask(t);
+                if !t.is_subset_of(pool) {
+                    continue;
+                }
+                let with_t: Vec<NumaMask> = brute(&vals, &need, t, NumaMask(pool.0 & !t.0), None);
+                let mut picks: Vec<NumaMask> = with_t.clone();
+                for _ in 1..copies {
+                    picks = picks
+                        .iter()
+                        .flat_map(|&a| with_t.iter().map(move |&b| a.and(b)))
+                        .collect();
+                    picks.sort_unstable();
+                    picks.dedup();
+                }
+                if picks.iter().any(|&m| m.and(alone).is_subset_of(t)) {
+                    prop_assert!(bound.allows(t, NumaMask(pool.0 & !t.0), t.count()), "T {:?}", t);
+                    prop_assert!(bound.allows(t, NumaMask::EMPTY, t.count()), "T {:?}", t);
+                }
+            }
         }
     }
 }
