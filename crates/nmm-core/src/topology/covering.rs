@@ -218,23 +218,33 @@ pub fn covering(lists: &Lists, rest: NumaMask) -> bool {
     if (0..n).any(|i| !excl[i].is_empty() && !(lists.extends)(i, excl[i])) {
         return false;
     }
+    // can[k * n + j]: list j can still leave out free node k (kept up to date as
+    // exclusions grow: only the list that just grew is asked again, and a list that
+    // could not leave a node out never can again deeper in the search)
+    let mut can = vec![false; free.len() * n];
+    for (k, (m, cs)) in free.iter().enumerate() {
+        for &j in cs {
+            can[k * n + j] = (lists.extends)(j, excl[j].or(NumaMask::single(*m)));
+        }
+    }
     let mut s = Search {
         l: lists,
         kind,
         free,
         memo: HashSet::new(),
     };
-    s.alive(0, &excl) && s.rec(0, &mut excl)
+    s.alive(0, &excl, &can) && s.rec(0, &mut excl, &can)
 }
 
 impl Search<'_, '_> {
-    /// Whether the nodes from `at` on can still be left out: each by some list (forward
-    /// checking), and those only copies of one list can take within what the copies'
-    /// capacities have left.
-    fn alive(&self, at: usize, excl: &[NumaMask]) -> bool {
+    /// Whether the nodes from `at` on can still be left out: each by some list (`can`),
+    /// and those only copies of one list can take within what the copies' capacities
+    /// have left.
+    fn alive(&self, at: usize, excl: &[NumaMask], can: &[bool]) -> bool {
         let l = self.l;
+        let n = l.count;
         // per kind with a capacity: the weight only that kind can take, per dimension
-        let mut demand: Vec<Option<Vec<u128>>> = (0..l.count)
+        let mut demand: Vec<Option<Vec<u128>>> = (0..n)
             .map(|i| {
                 l.caps
                     .get(i)
@@ -243,38 +253,35 @@ impl Search<'_, '_> {
                     .map(|c| vec![0u128; c.dims])
             })
             .collect();
-        for (m, cs) in &self.free[at..] {
-            let x = NumaMask::single(*m);
+        for (k, (m, _)) in self.free.iter().enumerate().skip(at) {
             let mut only = None;
             let mut mixed = false;
-            for &j in cs {
-                if (l.extends)(j, excl[j].or(x)) {
-                    match only {
-                        None => only = Some(self.kind[j]),
-                        Some(k) if k != self.kind[j] => mixed = true,
-                        _ => {}
-                    }
+            for j in (0..n).filter(|&j| can[k * n + j]) {
+                match only {
+                    None => only = Some(self.kind[j]),
+                    Some(kd) if kd != self.kind[j] => mixed = true,
+                    _ => {}
                 }
             }
-            let Some(k) = only else {
+            let Some(kd) = only else {
                 return false;
             };
             if mixed {
                 continue;
             }
-            if let (Some(d), Some(c)) = (demand[k].as_mut(), l.caps[k].as_ref()) {
+            if let (Some(d), Some(c)) = (demand[kd].as_mut(), l.caps[kd].as_ref()) {
                 for (dim, v) in d.iter_mut().enumerate() {
                     *v += c.weight(*m, dim);
                 }
             }
         }
-        for (k, d) in demand.iter().enumerate() {
-            let (Some(d), Some(c)) = (d, l.caps[k].as_ref()) else {
+        for (kd, d) in demand.iter().enumerate() {
+            let (Some(d), Some(c)) = (d, l.caps[kd].as_ref()) else {
                 continue;
             };
             for (dim, &want) in d.iter().enumerate() {
-                let room: u128 = (0..l.count)
-                    .filter(|&j| self.kind[j] == k)
+                let room: u128 = (0..n)
+                    .filter(|&j| self.kind[j] == kd)
                     .map(|j| (c.cap[dim] as u128).saturating_sub(c.load(excl[j], dim)))
                     .sum();
                 if want > room {
@@ -285,7 +292,7 @@ impl Search<'_, '_> {
         true
     }
 
-    fn rec(&mut self, at: usize, excl: &mut Vec<NumaMask>) -> bool {
+    fn rec(&mut self, at: usize, excl: &mut Vec<NumaMask>, can: &[bool]) -> bool {
         if at == self.free.len() {
             return true;
         }
@@ -293,22 +300,32 @@ impl Search<'_, '_> {
         if self.memo.contains(&key) {
             return false;
         }
+        let n = self.l.count;
         let (m, c) = self.free[at].clone();
         let x = NumaMask::single(m);
         for (pos, &i) in c.iter().enumerate() {
-            if c[..pos]
-                .iter()
-                .any(|&j| (self.l.same)(i, j) && excl[i] == excl[j])
+            if !can[at * n + i]
+                || c[..pos]
+                    .iter()
+                    .any(|&j| (self.l.same)(i, j) && excl[i] == excl[j])
             {
                 continue;
             }
-            let next = excl[i].or(x);
-            if !(self.l.extends)(i, next) {
-                continue;
-            }
             let saved = excl[i];
-            excl[i] = next;
-            if self.alive(at + 1, excl) && self.rec(at + 1, excl) {
+            excl[i] = saved.or(x);
+            let mut next = can.to_vec();
+            let mut dead = false;
+            for (k, (later, _)) in self.free.iter().enumerate().skip(at + 1) {
+                let cell = k * n + i;
+                if next[cell] {
+                    next[cell] = (self.l.extends)(i, excl[i].or(NumaMask::single(*later)));
+                    if !next[cell] && (0..n).all(|j| !next[k * n + j]) {
+                        dead = true;
+                        break;
+                    }
+                }
+            }
+            if !dead && self.alive(at + 1, excl, &next) && self.rec(at + 1, excl, &next) {
                 return true;
             }
             excl[i] = saved;
