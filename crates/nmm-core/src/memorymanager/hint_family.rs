@@ -9,16 +9,16 @@ use crate::bitmask::NumaMask;
 use crate::topology::covering::{AndBound, Capacity};
 use crate::topology::family::HintFamily;
 use crate::topology::hint::TopologyHint;
-use crate::topology::sums::{wrapping_sum, Sums};
+use crate::topology::sums::Sums;
 
 #[derive(Debug, Clone)]
 pub struct MemoryHintFamily {
     universe: NumaMask,
     /// Per resource (request order): requested bytes.
     req: Vec<u64>,
-    /// Per node id (index = id): allocatable and free per resource.
-    alloc: Vec<Vec<u64>>,
-    free: Vec<Vec<u64>>,
+    /// Per node id and resource (`id * resources + r`): allocatable and free.
+    alloc: Vec<u64>,
+    free: Vec<u64>,
     assigned: NumaMask,
     cells: Vec<NumaMask>,
     cells_len: Vec<usize>,
@@ -39,8 +39,12 @@ pub struct MemoryHintFamily {
     min_size: Option<u32>,
 }
 
-fn sum(v: &[Vec<u64>], m: NumaMask, r: usize) -> u64 {
-    wrapping_sum(v, m, r)
+/// Go's `uint64` sum of resource `r` over the nodes of `m`, from a flat per-node table
+/// with `stride` resources per node.
+fn sum(v: &[u64], stride: usize, m: NumaMask, r: usize) -> u64 {
+    m.ids()
+        .map(|n| v.get(n as usize * stride + r).copied().unwrap_or(0))
+        .fold(0u64, u64::wrapping_add)
 }
 
 impl MemoryHintFamily {
@@ -48,8 +52,9 @@ impl MemoryHintFamily {
         let ms = &p.machine_state;
         let max = ms.keys().map(|&n| n as usize + 1).max().unwrap_or(0);
         let names: Vec<&String> = req.keys().collect();
-        let mut alloc = vec![vec![0u64; names.len()]; max];
-        let mut free = vec![vec![0u64; names.len()]; max];
+        let stride = names.len();
+        let mut alloc = vec![0u64; max * stride];
+        let mut free = vec![0u64; max * stride];
         let mut cells = vec![NumaMask::EMPTY; max];
         let mut cells_len = vec![0usize; max];
         let mut universe = NumaMask::EMPTY;
@@ -60,8 +65,8 @@ impl MemoryHintFamily {
             universe = universe.or(NumaMask::single(id));
             for (r, name) in names.iter().enumerate() {
                 let t = ns.memory_map.get(*name).copied().unwrap_or_default();
-                alloc[i][r] = t.allocatable;
-                free[i][r] = t.free;
+                alloc[i * stride + r] = t.allocatable;
+                free[i * stride + r] = t.free;
             }
             cells[i] = NumaMask::from_ids(ns.cells.iter().map(|&c| c as i64)).unwrap_or_default();
             cells_len[i] = ns.cells.len();
@@ -90,26 +95,22 @@ impl MemoryHintFamily {
         let reusable_in_zero = reusable.iter().any(|(m, _)| m.is_subset_of(zero));
         let r = req.len();
         let group = if reusable_in_zero {
-            Sums::from_fn(max, req.clone(), |i, d| alloc[i][d])
+            Sums::from_fn(max, req.clone(), |i, d| alloc[i * stride + d])
         } else {
             let need = req.iter().chain(&req).copied().collect();
-            Sums::from_fn(
-                max,
-                need,
-                |i, d| {
-                    if d < r {
-                        alloc[i][d]
-                    } else {
-                        free[i][d - r]
-                    }
-                },
-            )
+            Sums::from_fn(max, need, |i, d| {
+                if d < r {
+                    alloc[i * stride + d]
+                } else {
+                    free[i * stride + d - r]
+                }
+            })
         };
         // minAffinitySize: the fewest nodes of any mask whose allocatable sums (wrapping)
         // reach the request, every node counted (groups and assignments play no part).
-        let sums = Sums::from_fn(max, req.clone(), |i, d| alloc[i][d]);
+        let sums = Sums::from_fn(max, req.clone(), |i, d| alloc[i * stride + d]);
         let leaf = |m: NumaMask| sums.satisfied(m);
-        let min_affinity = (1..=universe.count())
+        let min_affinity = (sums.least_count(universe).max(1)..=universe.count())
             .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
             .unwrap_or(universe.count());
         let mut f = MemoryHintFamily {
@@ -175,7 +176,9 @@ impl MemoryHintFamily {
             return Some(1);
         }
         let limit = listed.unwrap_or(self.zero.count()).min(self.zero.count());
-        let group = (2..=limit).find(|&k| self.group_exists(NumaMask::EMPTY, self.zero, Some(k)));
+        let from = self.group.least_count(self.zero).max(2);
+        let group =
+            (from..=limit).find(|&k| self.group_exists(NumaMask::EMPTY, self.zero, Some(k)));
         match (listed, group) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -202,7 +205,7 @@ impl HintFamily for MemoryHintFamily {
             return None;
         }
         for (r, &want) in self.req.iter().enumerate() {
-            if sum(&self.alloc, m, r) < want {
+            if sum(&self.alloc, self.req.len(), m, r) < want {
                 return None;
             }
         }
@@ -223,7 +226,7 @@ impl HintFamily for MemoryHintFamily {
             }
         }
         for (r, &want) in self.req.iter().enumerate() {
-            if sum(&self.free, m, r).wrapping_add(self.reusable_for(m, r)) < want {
+            if sum(&self.free, self.req.len(), m, r).wrapping_add(self.reusable_for(m, r)) < want {
                 return None;
             }
         }

@@ -218,6 +218,23 @@ pub fn covering(lists: &Lists, rest: NumaMask) -> bool {
     if (0..n).any(|i| !excl[i].is_empty() && !(lists.extends)(i, excl[i])) {
         return false;
     }
+    // First fit, most constrained and heaviest nodes first: when the answer is yes
+    // this usually finds an assignment with a question or two per node, before the
+    // search below pays for its forward checks.
+    let mut fit = excl.clone();
+    let first_fit = free.iter().all(|(m, cs)| {
+        cs.iter().any(|&j| {
+            let next = fit[j].or(NumaMask::single(*m));
+            let ok = (lists.extends)(j, next);
+            if ok {
+                fit[j] = next;
+            }
+            ok
+        })
+    });
+    if first_fit {
+        return true;
+    }
     // can[k * n + j]: list j can still leave out free node k (kept up to date as
     // exclusions grow: only the list that just grew is asked again, and a list that
     // could not leave a node out never can again deeper in the search)

@@ -313,14 +313,13 @@ fn best_of_size(
         u,
         k,
         &mut |inn, out| {
-            if closest {
-                if let Some(s) = best.get() {
-                    if distance_bound(merger.numa, u, k, inn.or(must), out) >= s {
-                        return false;
-                    }
-                }
+            if !ok(inn, out) {
+                return false;
             }
-            ok(inn, out)
+            !closest
+                || best
+                    .get()
+                    .is_none_or(|s| distance_bound(merger.numa, u, k, inn.or(must), out) < s)
         },
         &mut |m| {
             if !accept(m) {

@@ -15,13 +15,6 @@ use crate::bitmask::NumaMask;
 
 const WRAP: i128 = 1i128 << 64;
 
-/// Go's `uint64` sum of `vals[n][dim]` over the nodes of `m`.
-pub fn wrapping_sum(vals: &[Vec<u64>], m: NumaMask, dim: usize) -> u64 {
-    m.ids()
-        .map(|n| vals.get(n as usize).map_or(0, |v| v[dim]))
-        .fold(0u64, u64::wrapping_add)
-}
-
 /// Whether some integer `s` in `[lo, hi]` has `s mod 2^64 >= need` (`0 <= lo <= hi`).
 fn range_meets(lo: i128, hi: i128, need: u64) -> bool {
     if hi < lo {
@@ -88,10 +81,13 @@ impl Sums {
         }
         let at = |i: u32, d: usize| vals[i as usize * dims + d];
         let mut order = Vec::with_capacity(rows * dims);
+        // largest first, ties to the lower id: `!v` sorts descending values ascending
+        let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(rows);
         for d in 0..dims {
-            let start = order.len();
-            order.extend(0..rows as u32);
-            order[start..].sort_unstable_by_key(|&i| (std::cmp::Reverse(at(i, d)), i));
+            keyed.clear();
+            keyed.extend((0..rows as u32).map(|i| (!at(i, d), i)));
+            keyed.sort_unstable();
+            order.extend(keyed.iter().map(|k| k.1));
         }
         let big = |i: u32| (0..dims).any(|d| at(i, d) >= 1u64 << 63);
         // How far a node goes towards the need, each dimension capped at its need.
@@ -101,10 +97,11 @@ impl Sums {
                 .map(|d| at(i, d).min(need[d]) as f64 / need[d] as f64)
                 .sum()
         };
-        let mut keyed: Vec<(bool, f64, u32)> =
+        let mut ranked: Vec<(bool, f64, u32)> =
             (0..rows as u32).map(|i| (!big(i), -reach(i), i)).collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let rank = keyed.into_iter().map(|k| k.2).collect();
+        // ids are distinct, so an unstable sort gives the one order
+        ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let rank = ranked.into_iter().map(|k| k.2).collect();
         Sums {
             vals,
             rows,
@@ -186,6 +183,35 @@ impl Sums {
                 Some(need.min(w - copies as i128 * (z - need)))
             },
         )
+    }
+
+    /// A lower bound of `|m|` over the sets `m ⊆ pool` whose sums reach the need: in
+    /// each dimension whose sum over the pool cannot wrap, the fewest of the pool's
+    /// largest values that reach it (the pool's size plus one when they never do).
+    /// Searches by size start here instead of at one.
+    pub fn least_count(&self, pool: NumaMask) -> u32 {
+        let mut least = 0;
+        for (d, &need) in self.need.iter().enumerate() {
+            if pool.ids().map(|n| self.val(n, d)).sum::<i128>() >= WRAP {
+                continue;
+            }
+            let order = &self.order[d * self.rows..][..self.rows];
+            let mut have = 0i128;
+            let mut k = 0u32;
+            // nodes without a row are zeros: they never help
+            for &n in order.iter().filter(|&&n| pool.is_set(n)) {
+                if have >= need as i128 {
+                    break;
+                }
+                have += self.val(n, d);
+                k += 1;
+            }
+            if have < need as i128 {
+                return pool.count() + 1;
+            }
+            least = least.max(k);
+        }
+        least
     }
 
     /// Whether the wrapped sums of `m` reach the need in every dimension.
@@ -549,6 +575,26 @@ mod tests {
                     prop_assert!(bound.allows(t, NumaMask(pool.0 & !t.0), t.count()), "T {:?}", t);
                     prop_assert!(bound.allows(t, NumaMask::EMPTY, t.count()), "T {:?}", t);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
+        /// `least_count` is at most the size of every set reaching the need.
+        #[test]
+        fn least_count_is_a_lower_bound(
+            vals in (1usize..=7, 1usize..=3).prop_flat_map(|(n, d)| prop::collection::vec(prop::collection::vec(value(), d), n)),
+            need_seed in prop::collection::vec(0u64..40, 3),
+            pool in 0u64..128,
+        ) {
+            let full = (1u64 << vals.len()) - 1;
+            let need: Vec<u64> = need_seed[..vals[0].len()].to_vec();
+            let pool = NumaMask(pool & full);
+            let s = Sums::new(vals.clone(), need.clone());
+            let least = s.least_count(pool);
+            for m in brute(&vals, &need, NumaMask::EMPTY, pool, None) {
+                prop_assert!(least <= m.count(), "{:?} reaches the need below {}", m, least);
             }
         }
     }
