@@ -25,16 +25,123 @@ struct Coverage {
     /// One entry per device (its NUMA mask; empty masks never count).
     devices: Vec<NumaMask>,
     need: i64,
+    /// The devices counted per node, when none of them has more than one node (NICs,
+    /// GPUs): then the searches below are sums over nodes, without walking the devices.
+    per_node: Option<PerNode>,
+}
+
+/// Device counts per NUMA node (devices with one node each; empty masks never count).
+#[derive(Debug, Clone)]
+struct PerNode {
+    counts: [u32; 64],
+    /// The nodes with a count.
+    nodes: NumaMask,
+}
+
+impl PerNode {
+    /// `None` when some device has several nodes.
+    fn of(devices: &[NumaMask]) -> Option<PerNode> {
+        let mut pn = PerNode {
+            counts: [0; 64],
+            nodes: NumaMask::EMPTY,
+        };
+        for d in devices {
+            match d.count() {
+                0 => {}
+                1 => {
+                    pn.counts[d.0.trailing_zeros() as usize] += 1;
+                    pn.nodes = pn.nodes.or(*d);
+                }
+                _ => return None,
+            }
+        }
+        Some(pn)
+    }
+
+    /// How many devices `m` touches.
+    fn covered(&self, m: NumaMask) -> i64 {
+        m.and(self.nodes)
+            .ids()
+            .map(|n| i64::from(self.counts[n as usize]))
+            .sum()
+    }
+
+    /// [`min_extra`] for these devices when every open hit mask has at most one node in
+    /// `allowed` (`None` inside: the general search must answer).
+    fn min_extra(
+        &self,
+        need: i64,
+        base: NumaMask,
+        allowed: NumaMask,
+        hit: &[NumaMask],
+    ) -> Option<Option<u32>> {
+        let allowed = NumaMask(allowed.0 & !base.0);
+        // Nodes every member must add: the one allowed node of each hit `base` misses.
+        let mut forced = NumaMask::EMPTY;
+        for h in hit.iter().filter(|h| h.and(base).is_empty()) {
+            let a = h.and(allowed);
+            match a.count() {
+                0 => return Some(None),
+                1 => forced = forced.or(a),
+                _ => return None,
+            }
+        }
+        // A device is open when its node is allowed (so outside `base`).
+        let need = (need - self.covered(base)).max(0);
+        if need > self.covered(allowed) {
+            return Some(None);
+        }
+        // Disjoint single-node contributions: forced nodes first, then the best ones.
+        let mut left = need - self.covered(forced);
+        let mut extra = forced.count();
+        if left <= 0 {
+            return Some(Some(extra));
+        }
+        let mut gains = [0u32; 64];
+        let mut k = 0;
+        for n in NumaMask(allowed.0 & !forced.0).and(self.nodes).ids() {
+            gains[k] = self.counts[n as usize];
+            k += 1;
+        }
+        let gains = &mut gains[..k];
+        gains.sort_unstable_by(|a, b| b.cmp(a));
+        for &x in gains.iter() {
+            left -= i64::from(x);
+            extra += 1;
+            if left <= 0 {
+                return Some(Some(extra));
+            }
+        }
+        Some(None)
+    }
 }
 
 impl Coverage {
+    fn new(devices: Vec<NumaMask>, need: i64) -> Coverage {
+        Coverage {
+            per_node: PerNode::of(&devices),
+            devices,
+            need,
+        }
+    }
+
     fn covered(&self, m: NumaMask) -> i64 {
-        covered(&self.devices, m)
+        match &self.per_node {
+            Some(pn) => pn.covered(m),
+            None => covered(&self.devices, m),
+        }
     }
 
     /// The fewest nodes of `allowed` (outside `base`) to add to `base` so that every
     /// `hit` mask is met and `need` devices are touched; `None` if impossible.
     fn min_extra(&self, base: NumaMask, allowed: NumaMask, hit: &[NumaMask]) -> Option<u32> {
+        if let Some(found) = self
+            .per_node
+            .as_ref()
+            .and_then(|pn| pn.min_extra(self.need, base, allowed, hit))
+        {
+            return found;
+        }
         min_extra(&self.devices, self.need, base, allowed, hit)
     }
 }
@@ -85,7 +192,8 @@ fn min_extra(
         if left <= 0 {
             return Some(extra);
         }
-        // Devices per node (a mask has at most 64 nodes), best nodes first.
+        // Devices per node (a mask has at most 64 nodes), best nodes first (only the
+        // nodes with devices are sorted: the others gain nothing).
         let mut gains = [0i64; 64];
         for d in devices.iter().filter(|d| is_open(d)) {
             let n = d.and(allowed);
@@ -93,8 +201,16 @@ fn min_extra(
                 gains[n.ids().next().unwrap_or(0) as usize] += 1;
             }
         }
+        let mut k = 0;
+        for i in 0..gains.len() {
+            if gains[i] > 0 {
+                gains[k] = gains[i];
+                k += 1;
+            }
+        }
+        let gains = &mut gains[..k];
         gains.sort_unstable_by(|a, b| b.cmp(a));
-        for x in gains.into_iter().take_while(|&x| x > 0) {
+        for &x in gains.iter() {
             left -= x;
             extra += 1;
             if left <= 0 {
@@ -183,10 +299,10 @@ impl DeviceFamily {
             .unwrap_or(n);
         DeviceFamily {
             universe,
-            avail: Coverage {
-                devices: available.to_vec(),
-                need: request - reusable_with_topology.len() as i64,
-            },
+            avail: Coverage::new(
+                available.to_vec(),
+                request - reusable_with_topology.len() as i64,
+            ),
             reuse_hits: reusable_with_topology.to_vec(),
             preferred_size,
         }
@@ -341,6 +457,34 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The per-node sums answer what the device walk answers, for single-node and
+        /// topology-less devices, hits on one or several nodes, any base and allowed set.
+        #[test]
+        fn per_node_min_extra_is_the_device_walk(
+            nodes in proptest::collection::vec(proptest::option::of(0u32..6), 0..12),
+            hits in proptest::collection::vec(1u64..64, 0..3),
+            need in -1i64..10,
+            base in 0u64..64,
+            allowed in 0u64..64,
+        ) {
+            let devices: Vec<NumaMask> = nodes
+                .iter()
+                .map(|n| n.map_or(NumaMask::EMPTY, NumaMask::single))
+                .collect();
+            let hits: Vec<NumaMask> = hits.into_iter().map(NumaMask).collect();
+            let pn = PerNode::of(&devices).expect("single-node devices");
+            let (base, allowed) = (NumaMask(base), NumaMask(allowed));
+            let walk = min_extra(&devices, need, base, allowed, &hits);
+            if let Some(fast) = pn.min_extra(need, base, allowed, &hits) {
+                proptest::prop_assert_eq!(fast, walk);
+            }
+            let c = Coverage::new(devices.clone(), need);
+            proptest::prop_assert_eq!(c.min_extra(base, allowed, &hits), walk);
+            proptest::prop_assert_eq!(c.covered(allowed), covered(&devices, allowed));
         }
     }
 
