@@ -205,35 +205,34 @@ impl DeviceManager {
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
             ));
         }
-        let f = filter_positions(x, &available, hint);
+        // `filterByAffinity`'s aligned devices: on a node of the hint's affinity (none
+        // without an affinity or for a resource without topology).
+        let affinity = hint.affinity.filter(|_| x.aligned);
+        let is_aligned = |i: usize| {
+            affinity.is_some_and(|a| x.has_nodes.get(i) && !x.masks[i].and(a).is_empty())
+        };
         // The reused devices are allocated already, hence never available: the preferred
         // allocation (must-include: the devices chosen so far, then the lowest others
-        // offered, up to `required` in all) adds the lowest `needed` offered positions.
-        let mut chosen: Vec<usize> = Vec::new();
-        if needed < f.aligned.len() as i64 {
-            chosen.extend(f.aligned.iter().take(needed as usize));
-        } else {
-            chosen.extend(&f.aligned);
-            if (chosen.len() as i64) < needed {
-                let more = (needed as usize) - chosen.len();
-                let rest: Vec<usize> = available
-                    .ones()
-                    .filter(|i| f.aligned.binary_search(i).is_err())
-                    .take(more)
-                    .collect();
-                chosen.extend(rest);
-            }
+        // offered, up to `required` in all) adds the lowest `needed` offered positions:
+        // the aligned ones first (only they are offered when there are more than
+        // needed), then the lowest of the others.
+        let want = needed as usize;
+        let mut chosen: Vec<usize> = available
+            .ones()
+            .filter(|&i| is_aligned(i))
+            .take(want)
+            .collect();
+        if chosen.len() < want {
+            let more = want - chosen.len();
+            chosen.extend(available.ones().filter(|&i| !is_aligned(i)).take(more));
         }
         if (chosen.len() as i64) < needed {
             // Not reached: at least `needed` devices are available.
             needed -= chosen.len() as i64;
             return Err(short(required, needed));
         }
-        let ids: Vec<String> = chosen.iter().map(|&i| x.ids[i].clone()).collect();
-        for id in &ids {
-            self.mark_allocated(resource, id);
-        }
-        reused.extend(ids);
+        reused.extend(chosen.iter().map(|&i| x.ids[i].clone()));
+        self.mark_positions(resource, &chosen);
         Ok(reused)
     }
 

@@ -293,10 +293,10 @@ impl DeviceFamily {
         request: i64,
     ) -> DeviceFamily {
         let n = universe.count();
-        let preferred_size = min_extra(all, request, NumaMask::EMPTY, universe, &[])
-            .map(|k| k.max(1))
-            .filter(|&k| k < n)
-            .unwrap_or(n);
+        let fewest = PerNode::of(all)
+            .and_then(|pn| pn.min_extra(request, NumaMask::EMPTY, universe, &[]))
+            .unwrap_or_else(|| min_extra(all, request, NumaMask::EMPTY, universe, &[]));
+        let preferred_size = fewest.map(|k| k.max(1)).filter(|&k| k < n).unwrap_or(n);
         DeviceFamily {
             universe,
             avail: Coverage::new(

@@ -179,6 +179,26 @@ impl DeviceManager {
         }
     }
 
+    /// Adds devices of a registered resource, by position in its index, to the allocated
+    /// books and bits.
+    pub(super) fn mark_positions(&mut self, resource: &str, positions: &[usize]) {
+        let Some(x) = self.index.get_mut(resource) else {
+            return;
+        };
+        if !self.allocated.contains_key(resource) {
+            self.allocated.insert(resource.to_string(), BTreeSet::new());
+        }
+        let Some(books) = self.allocated.get_mut(resource) else {
+            return;
+        };
+        for &i in positions {
+            x.allocated.set(i);
+            if !books.contains(&x.ids[i]) {
+                books.insert(x.ids[i].clone());
+            }
+        }
+    }
+
     /// The index of a registered resource.
     pub(super) fn index_of(&self, resource: &str) -> Option<&ResourceIndex> {
         self.index.get(resource)
