@@ -106,23 +106,17 @@ impl DeviceManager {
             }
             let mut info = AllocInfo::default();
             let x = self.index_of(resource);
-            for d in &devs {
+            for d in devs {
                 // The device's NUMA nodes (none: unknown, or without topology).
                 let mask = x
-                    .and_then(|x| Some(x.masks[x.pos(d)?]))
+                    .and_then(|x| Some(x.masks[x.pos(&d)?]))
                     .unwrap_or(NumaMask::EMPTY);
-                if mask.is_empty() {
-                    info.by_numa
-                        .entry(NODE_WITHOUT_TOPOLOGY)
-                        .or_default()
-                        .insert(d.clone());
+                let mut nodes = mask.ids().map(i64::from);
+                let first = nodes.next().unwrap_or(NODE_WITHOUT_TOPOLOGY);
+                for n in nodes {
+                    info.by_numa.entry(n).or_default().insert(d.clone());
                 }
-                for n in mask.ids() {
-                    info.by_numa
-                        .entry(i64::from(n))
-                        .or_default()
-                        .insert(d.clone());
-                }
+                info.by_numa.entry(first).or_default().insert(d);
             }
             self.pod_devices.insert(&pod.uid, &c.name, resource, info);
         }

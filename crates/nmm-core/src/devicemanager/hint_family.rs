@@ -292,6 +292,23 @@ impl DeviceFamily {
         reusable_with_topology: &[NumaMask],
         request: i64,
     ) -> DeviceFamily {
+        DeviceFamily::from_vecs(
+            universe,
+            all,
+            available.to_vec(),
+            reusable_with_topology.to_vec(),
+            request,
+        )
+    }
+
+    /// [`DeviceFamily::new`] keeping the vectors it is given.
+    fn from_vecs(
+        universe: NumaMask,
+        all: &[NumaMask],
+        available: Vec<NumaMask>,
+        reusable_with_topology: Vec<NumaMask>,
+        request: i64,
+    ) -> DeviceFamily {
         let n = universe.count();
         let fewest = PerNode::of(all)
             .and_then(|pn| pn.min_extra(request, NumaMask::EMPTY, universe, &[]))
@@ -299,11 +316,8 @@ impl DeviceFamily {
         let preferred_size = fewest.map(|k| k.max(1)).filter(|&k| k < n).unwrap_or(n);
         DeviceFamily {
             universe,
-            avail: Coverage::new(
-                available.to_vec(),
-                request - reusable_with_topology.len() as i64,
-            ),
-            reuse_hits: reusable_with_topology.to_vec(),
+            avail: Coverage::new(available, request - reusable_with_topology.len() as i64),
+            reuse_hits: reusable_with_topology,
             preferred_size,
         }
     }
@@ -365,10 +379,8 @@ impl DeviceManager {
         };
         let mut out = BTreeMap::new();
         for (resource, requested) in requests {
-            out.insert(
-                resource.clone(),
-                self.resource_family(pod, c, &resource, requested),
-            );
+            let family = self.resource_family(pod, c, &resource, requested);
+            out.insert(resource, family);
         }
         Some(out)
     }
@@ -389,7 +401,7 @@ impl DeviceManager {
             .numa_nodes
             .iter()
             .fold(NumaMask::EMPTY, |m, &n| m.or(NumaMask::single(n)));
-        let family = DeviceFamily::new(universe, all, &avail, &reuse, requested);
+        let family = DeviceFamily::from_vecs(universe, all, avail, reuse, requested);
         // No member at all (e.g. only topology-less devices left) is the kubelet's empty
         // list, which the policies read as "cannot satisfy" / "any node, not preferred".
         if family.min_size().is_none() {

@@ -193,9 +193,7 @@ impl DeviceManager {
         };
         for &i in positions {
             x.allocated.set(i);
-            if !books.contains(&x.ids[i]) {
-                books.insert(x.ids[i].clone());
-            }
+            books.insert(x.ids[i].clone());
         }
     }
 

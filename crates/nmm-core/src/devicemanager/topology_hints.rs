@@ -229,10 +229,8 @@ impl DeviceManager {
     pub fn topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
         for (resource, requested) in self.container_device_request(c) {
-            out.insert(
-                resource.clone(),
-                self.resource_hints(pod, Some(c), &resource, requested),
-            );
+            let hints = self.resource_hints(pod, Some(c), &resource, requested);
+            out.insert(resource, hints);
         }
         Some(out)
     }
@@ -241,10 +239,8 @@ impl DeviceManager {
     pub fn pod_topology_hints(&self, pod: &PodInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
         for (resource, requested) in self.pod_device_request(pod) {
-            out.insert(
-                resource.clone(),
-                self.resource_hints(pod, None, &resource, requested),
-            );
+            let hints = self.resource_hints(pod, None, &resource, requested);
+            out.insert(resource, hints);
         }
         Some(out)
     }
