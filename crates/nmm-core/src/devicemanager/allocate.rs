@@ -95,14 +95,17 @@ impl DeviceManager {
             if devs.is_empty() {
                 continue;
             }
-            if !self.endpoints.contains_key(resource.as_str()) {
-                self.set_allocated(self.pod_devices.devices());
-                return Err(format!("unknown Device Plugin {resource}"));
-            }
-            if self.endpoints.get(resource.as_str()) == Some(&false) {
-                // A plugin known only from the checkpoint, not registered again.
-                self.set_allocated(self.pod_devices.devices());
-                return Err(format!("endpoint {resource} has been stopped"));
+            match self.endpoints.get(resource.as_str()) {
+                None => {
+                    self.set_allocated(self.pod_devices.devices());
+                    return Err(format!("unknown Device Plugin {resource}"));
+                }
+                Some(false) => {
+                    // A plugin known only from the checkpoint, not registered again.
+                    self.set_allocated(self.pod_devices.devices());
+                    return Err(format!("endpoint {resource} has been stopped"));
+                }
+                Some(true) => {}
             }
             let mut info = AllocInfo::default();
             let x = self.index_of(resource);

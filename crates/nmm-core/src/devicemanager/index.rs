@@ -185,11 +185,9 @@ impl DeviceManager {
         let Some(x) = self.index.get_mut(resource) else {
             return;
         };
-        if !self.allocated.contains_key(resource) {
-            self.allocated.insert(resource.to_string(), BTreeSet::new());
-        }
-        let Some(books) = self.allocated.get_mut(resource) else {
-            return;
+        let books = match self.allocated.get_mut(resource) {
+            Some(books) => books,
+            None => self.allocated.entry(resource.to_string()).or_default(),
         };
         for &i in positions {
             x.allocated.set(i);
