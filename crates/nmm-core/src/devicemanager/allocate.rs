@@ -195,8 +195,7 @@ impl DeviceManager {
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: 0"
             ));
         };
-        let available = x.available();
-        let n_available = available.count();
+        let n_available = x.available_ones().count();
         if (n_available as i64) < needed {
             return Err(format!(
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
@@ -214,14 +213,14 @@ impl DeviceManager {
         // the aligned ones first (only they are offered when there are more than
         // needed), then the lowest of the others.
         let want = needed as usize;
-        let mut chosen: Vec<usize> = available
-            .ones()
+        let mut chosen: Vec<usize> = x
+            .available_ones()
             .filter(|&i| is_aligned(i))
             .take(want)
             .collect();
         if chosen.len() < want {
             let more = want - chosen.len();
-            chosen.extend(available.ones().filter(|&i| !is_aligned(i)).take(more));
+            chosen.extend(x.available_ones().filter(|&i| !is_aligned(i)).take(more));
         }
         if (chosen.len() as i64) < needed {
             // Not reached: at least `needed` devices are available.
