@@ -65,14 +65,14 @@ fn main() {
     let mut copies: Vec<_> = (0..if warm { 0 } else { count })
         .map(|_| base.clone())
         .collect();
+    let mut copies = copies.iter_mut();
     let mut times = Vec::with_capacity(count);
     let mut results = Vec::with_capacity(count);
-    for k in 0..count {
+    for _ in 0..count {
         let mut fresh = None;
-        let n = if warm {
-            fresh.insert(base.clone())
-        } else {
-            &mut copies[k]
+        let n = match copies.next() {
+            Some(n) => n,
+            None => fresh.insert(base.clone()),
         };
         let t = thread_cpu_time();
         let r = measured_admit(n, &p);
