@@ -95,34 +95,31 @@ impl DeviceManager {
             if devs.is_empty() {
                 continue;
             }
-            if !self.endpoints.contains_key(resource.as_str()) {
-                self.set_allocated(self.pod_devices.devices());
-                return Err(format!("unknown Device Plugin {resource}"));
-            }
-            if self.endpoints.get(resource.as_str()) == Some(&false) {
-                // A plugin known only from the checkpoint, not registered again.
-                self.set_allocated(self.pod_devices.devices());
-                return Err(format!("endpoint {resource} has been stopped"));
+            match self.endpoints.get(resource.as_str()) {
+                None => {
+                    self.set_allocated(self.pod_devices.devices());
+                    return Err(format!("unknown Device Plugin {resource}"));
+                }
+                Some(false) => {
+                    // A plugin known only from the checkpoint, not registered again.
+                    self.set_allocated(self.pod_devices.devices());
+                    return Err(format!("endpoint {resource} has been stopped"));
+                }
+                Some(true) => {}
             }
             let mut info = AllocInfo::default();
             let x = self.index_of(resource);
-            for d in &devs {
+            for d in devs {
                 // The device's NUMA nodes (none: unknown, or without topology).
                 let mask = x
-                    .and_then(|x| Some(x.masks[x.pos(d)?]))
+                    .and_then(|x| Some(x.masks[x.pos(&d)?]))
                     .unwrap_or(NumaMask::EMPTY);
-                if mask.is_empty() {
-                    info.by_numa
-                        .entry(NODE_WITHOUT_TOPOLOGY)
-                        .or_default()
-                        .insert(d.clone());
+                let mut nodes = mask.ids().map(i64::from);
+                let first = nodes.next().unwrap_or(NODE_WITHOUT_TOPOLOGY);
+                for n in nodes {
+                    info.by_numa.entry(n).or_default().insert(d.clone());
                 }
-                for n in mask.ids() {
-                    info.by_numa
-                        .entry(i64::from(n))
-                        .or_default()
-                        .insert(d.clone());
-                }
+                info.by_numa.entry(first).or_default().insert(d);
             }
             self.pod_devices.insert(&pod.uid, &c.name, resource, info);
         }
@@ -198,42 +195,40 @@ impl DeviceManager {
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: 0"
             ));
         };
-        let available = x.available();
-        let n_available = available.count();
+        let n_available = x.available_ones().count();
         if (n_available as i64) < needed {
             return Err(format!(
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
             ));
         }
-        let f = filter_positions(x, &available, hint);
+        // `filterByAffinity`'s aligned devices: on a node of the hint's affinity (none
+        // without an affinity or for a resource without topology).
+        let affinity = hint.affinity.filter(|_| x.aligned);
+        let is_aligned = |i: usize| {
+            affinity.is_some_and(|a| x.has_nodes.get(i) && !x.masks[i].and(a).is_empty())
+        };
         // The reused devices are allocated already, hence never available: the preferred
         // allocation (must-include: the devices chosen so far, then the lowest others
-        // offered, up to `required` in all) adds the lowest `needed` offered positions.
-        let mut chosen: Vec<usize> = Vec::new();
-        if needed < f.aligned.len() as i64 {
-            chosen.extend(f.aligned.iter().take(needed as usize));
-        } else {
-            chosen.extend(&f.aligned);
-            if (chosen.len() as i64) < needed {
-                let more = (needed as usize) - chosen.len();
-                let rest: Vec<usize> = available
-                    .ones()
-                    .filter(|i| f.aligned.binary_search(i).is_err())
-                    .take(more)
-                    .collect();
-                chosen.extend(rest);
-            }
+        // offered, up to `required` in all) adds the lowest `needed` offered positions:
+        // the aligned ones first (only they are offered when there are more than
+        // needed), then the lowest of the others.
+        let want = needed as usize;
+        let mut chosen: Vec<usize> = x
+            .available_ones()
+            .filter(|&i| is_aligned(i))
+            .take(want)
+            .collect();
+        if chosen.len() < want {
+            let more = want - chosen.len();
+            chosen.extend(x.available_ones().filter(|&i| !is_aligned(i)).take(more));
         }
         if (chosen.len() as i64) < needed {
             // Not reached: at least `needed` devices are available.
             needed -= chosen.len() as i64;
             return Err(short(required, needed));
         }
-        let ids: Vec<String> = chosen.iter().map(|&i| x.ids[i].clone()).collect();
-        for id in &ids {
-            self.mark_allocated(resource, id);
-        }
-        reused.extend(ids);
+        reused.extend(chosen.iter().map(|&i| x.ids[i].clone()));
+        self.mark_positions(resource, &chosen);
         Ok(reused)
     }
 

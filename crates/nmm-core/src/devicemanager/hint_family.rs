@@ -25,16 +25,127 @@ struct Coverage {
     /// One entry per device (its NUMA mask; empty masks never count).
     devices: Vec<NumaMask>,
     need: i64,
+    /// The devices counted per node, when none of them has more than one node (NICs,
+    /// GPUs): then the searches below are sums over nodes, without walking the devices.
+    per_node: Option<PerNode>,
+}
+
+/// Device counts per NUMA node (devices with one node each; empty masks never count).
+#[derive(Debug, Clone)]
+struct PerNode {
+    counts: [u32; 64],
+    /// The nodes with a count.
+    nodes: NumaMask,
+}
+
+impl PerNode {
+    /// `None` when some device has several nodes.
+    fn of(devices: &[NumaMask]) -> Option<PerNode> {
+        let mut pn = PerNode {
+            counts: [0; 64],
+            nodes: NumaMask::EMPTY,
+        };
+        for d in devices {
+            // (Bit tricks rather than a population count, which the default x86-64
+            // target computes in software.)
+            if d.0 == 0 {
+                continue;
+            }
+            if d.0 & (d.0 - 1) != 0 {
+                return None;
+            }
+            pn.counts[d.0.trailing_zeros() as usize] += 1;
+            pn.nodes = pn.nodes.or(*d);
+        }
+        Some(pn)
+    }
+
+    /// How many devices `m` touches.
+    fn covered(&self, m: NumaMask) -> i64 {
+        m.and(self.nodes)
+            .ids()
+            .map(|n| i64::from(self.counts[n as usize]))
+            .sum()
+    }
+
+    /// [`min_extra`] for these devices when every open hit mask has at most one node in
+    /// `allowed` (`None` inside: the general search must answer).
+    fn min_extra(
+        &self,
+        need: i64,
+        base: NumaMask,
+        allowed: NumaMask,
+        hit: &[NumaMask],
+    ) -> Option<Option<u32>> {
+        let allowed = NumaMask(allowed.0 & !base.0);
+        // Nodes every member must add: the one allowed node of each hit `base` misses.
+        let mut forced = NumaMask::EMPTY;
+        for h in hit.iter().filter(|h| h.and(base).is_empty()) {
+            let a = h.and(allowed);
+            if a.is_empty() {
+                return Some(None);
+            }
+            if a.0 & (a.0 - 1) != 0 {
+                return None;
+            }
+            forced = forced.or(a);
+        }
+        // A device is open when its node is allowed (so outside `base`).
+        let need = (need - self.covered(base)).max(0);
+        if need > self.covered(allowed) {
+            return Some(None);
+        }
+        // Disjoint single-node contributions: forced nodes first, then the best ones.
+        let mut left = need - self.covered(forced);
+        let mut extra = forced.count();
+        if left <= 0 {
+            return Some(Some(extra));
+        }
+        let mut gains = [0u32; 64];
+        let mut k = 0;
+        for n in NumaMask(allowed.0 & !forced.0).and(self.nodes).ids() {
+            gains[k] = self.counts[n as usize];
+            k += 1;
+        }
+        let gains = &mut gains[..k];
+        gains.sort_unstable_by(|a, b| b.cmp(a));
+        for &x in gains.iter() {
+            left -= i64::from(x);
+            extra += 1;
+            if left <= 0 {
+                return Some(Some(extra));
+            }
+        }
+        Some(None)
+    }
 }
 
 impl Coverage {
+    fn new(devices: Vec<NumaMask>, need: i64) -> Coverage {
+        Coverage {
+            per_node: PerNode::of(&devices),
+            devices,
+            need,
+        }
+    }
+
     fn covered(&self, m: NumaMask) -> i64 {
-        covered(&self.devices, m)
+        match &self.per_node {
+            Some(pn) => pn.covered(m),
+            None => covered(&self.devices, m),
+        }
     }
 
     /// The fewest nodes of `allowed` (outside `base`) to add to `base` so that every
     /// `hit` mask is met and `need` devices are touched; `None` if impossible.
     fn min_extra(&self, base: NumaMask, allowed: NumaMask, hit: &[NumaMask]) -> Option<u32> {
+        if let Some(found) = self
+            .per_node
+            .as_ref()
+            .and_then(|pn| pn.min_extra(self.need, base, allowed, hit))
+        {
+            return found;
+        }
         min_extra(&self.devices, self.need, base, allowed, hit)
     }
 }
@@ -85,7 +196,8 @@ fn min_extra(
         if left <= 0 {
             return Some(extra);
         }
-        // Devices per node (a mask has at most 64 nodes), best nodes first.
+        // Devices per node (a mask has at most 64 nodes), best nodes first (only the
+        // nodes with devices are sorted: the others gain nothing).
         let mut gains = [0i64; 64];
         for d in devices.iter().filter(|d| is_open(d)) {
             let n = d.and(allowed);
@@ -93,8 +205,16 @@ fn min_extra(
                 gains[n.ids().next().unwrap_or(0) as usize] += 1;
             }
         }
+        let mut k = 0;
+        for i in 0..gains.len() {
+            if gains[i] > 0 {
+                gains[k] = gains[i];
+                k += 1;
+            }
+        }
+        let gains = &mut gains[..k];
         gains.sort_unstable_by(|a, b| b.cmp(a));
-        for x in gains.into_iter().take_while(|&x| x > 0) {
+        for &x in gains.iter() {
             left -= x;
             extra += 1;
             if left <= 0 {
@@ -176,18 +296,32 @@ impl DeviceFamily {
         reusable_with_topology: &[NumaMask],
         request: i64,
     ) -> DeviceFamily {
+        DeviceFamily::from_vecs(
+            universe,
+            all,
+            available.to_vec(),
+            reusable_with_topology.to_vec(),
+            request,
+        )
+    }
+
+    /// [`DeviceFamily::new`] keeping the vectors it is given.
+    fn from_vecs(
+        universe: NumaMask,
+        all: &[NumaMask],
+        available: Vec<NumaMask>,
+        reusable_with_topology: Vec<NumaMask>,
+        request: i64,
+    ) -> DeviceFamily {
         let n = universe.count();
-        let preferred_size = min_extra(all, request, NumaMask::EMPTY, universe, &[])
-            .map(|k| k.max(1))
-            .filter(|&k| k < n)
-            .unwrap_or(n);
+        let fewest = PerNode::of(all)
+            .and_then(|pn| pn.min_extra(request, NumaMask::EMPTY, universe, &[]))
+            .unwrap_or_else(|| min_extra(all, request, NumaMask::EMPTY, universe, &[]));
+        let preferred_size = fewest.map(|k| k.max(1)).filter(|&k| k < n).unwrap_or(n);
         DeviceFamily {
             universe,
-            avail: Coverage {
-                devices: available.to_vec(),
-                need: request - reusable_with_topology.len() as i64,
-            },
-            reuse_hits: reusable_with_topology.to_vec(),
+            avail: Coverage::new(available, request - reusable_with_topology.len() as i64),
+            reuse_hits: reusable_with_topology,
             preferred_size,
         }
     }
@@ -249,10 +383,8 @@ impl DeviceManager {
         };
         let mut out = BTreeMap::new();
         for (resource, requested) in requests {
-            out.insert(
-                resource.clone(),
-                self.resource_family(pod, c, &resource, requested),
-            );
+            let family = self.resource_family(pod, c, &resource, requested);
+            out.insert(resource, family);
         }
         Some(out)
     }
@@ -273,7 +405,7 @@ impl DeviceManager {
             .numa_nodes
             .iter()
             .fold(NumaMask::EMPTY, |m, &n| m.or(NumaMask::single(n)));
-        let family = DeviceFamily::new(universe, all, &avail, &reuse, requested);
+        let family = DeviceFamily::from_vecs(universe, all, avail, reuse, requested);
         // No member at all (e.g. only topology-less devices left) is the kubelet's empty
         // list, which the policies read as "cannot satisfy" / "any node, not preferred".
         if family.min_size().is_none() {
@@ -341,6 +473,34 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The per-node sums answer what the device walk answers, for single-node and
+        /// topology-less devices, hits on one or several nodes, any base and allowed set.
+        #[test]
+        fn per_node_min_extra_is_the_device_walk(
+            nodes in proptest::collection::vec(proptest::option::of(0u32..6), 0..12),
+            hits in proptest::collection::vec(1u64..64, 0..3),
+            need in -1i64..10,
+            base in 0u64..64,
+            allowed in 0u64..64,
+        ) {
+            let devices: Vec<NumaMask> = nodes
+                .iter()
+                .map(|n| n.map_or(NumaMask::EMPTY, NumaMask::single))
+                .collect();
+            let hits: Vec<NumaMask> = hits.into_iter().map(NumaMask).collect();
+            let pn = PerNode::of(&devices).expect("single-node devices");
+            let (base, allowed) = (NumaMask(base), NumaMask(allowed));
+            let walk = min_extra(&devices, need, base, allowed, &hits);
+            if let Some(fast) = pn.min_extra(need, base, allowed, &hits) {
+                proptest::prop_assert_eq!(fast, walk);
+            }
+            let c = Coverage::new(devices.clone(), need);
+            proptest::prop_assert_eq!(c.min_extra(base, allowed, &hits), walk);
+            proptest::prop_assert_eq!(c.covered(allowed), covered(&devices, allowed));
         }
     }
 

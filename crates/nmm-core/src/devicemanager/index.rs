@@ -131,6 +131,26 @@ impl ResourceIndex {
     pub fn available(&self) -> Bits {
         self.healthy.minus(&self.allocated)
     }
+
+    /// The positions of [`ResourceIndex::available`], ascending, without building it.
+    pub fn available_ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.healthy.0.iter().enumerate().flat_map(|(k, &h)| {
+            let mut w = h & !self.allocated.0.get(k).copied().unwrap_or(0);
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros() as usize;
+                w &= w - 1;
+                Some(k * 64 + b)
+            })
+        })
+    }
+
+    /// Whether a device is available (healthy and not allocated).
+    pub fn is_available(&self, i: usize) -> bool {
+        self.healthy.get(i) && !self.allocated.get(i)
+    }
 }
 
 impl DeviceManager {
@@ -176,6 +196,22 @@ impl DeviceManager {
                 self.allocated
                     .insert(resource.to_string(), [id.to_string()].into());
             }
+        }
+    }
+
+    /// Adds devices of a registered resource, by position in its index, to the allocated
+    /// books and bits.
+    pub(super) fn mark_positions(&mut self, resource: &str, positions: &[usize]) {
+        let Some(x) = self.index.get_mut(resource) else {
+            return;
+        };
+        let books = match self.allocated.get_mut(resource) {
+            Some(books) => books,
+            None => self.allocated.entry(resource.to_string()).or_default(),
+        };
+        for &i in positions {
+            x.allocated.set(i);
+            books.insert(x.ids[i].clone());
         }
     }
 
@@ -249,5 +285,7 @@ mod tests {
         assert_eq!(x.has_nodes.ones().collect::<Vec<_>>(), vec![2]);
         assert_eq!(x.has_topology.ones().collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(x.available().ones().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(x.available_ones().collect::<Vec<_>>(), vec![0]);
+        assert!(x.is_available(0) && !x.is_available(1) && !x.is_available(2));
     }
 }

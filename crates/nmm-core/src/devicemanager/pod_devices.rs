@@ -14,7 +14,13 @@ pub struct AllocInfo {
 impl AllocInfo {
     /// `DevicesPerNUMA.Devices()`: every id, once.
     pub fn devices(&self) -> BTreeSet<String> {
-        self.by_numa.values().flatten().cloned().collect()
+        let mut sets = self.by_numa.values();
+        match (sets.next(), sets.next()) {
+            (None, _) => BTreeSet::new(),
+            // The usual case: devices of one node (or none) only.
+            (Some(one), None) => one.clone(),
+            _ => self.by_numa.values().flatten().cloned().collect(),
+        }
     }
 }
 
@@ -40,12 +46,25 @@ impl PodDevices {
     }
 
     pub fn insert(&mut self, pod: &str, container: &str, resource: &str, info: AllocInfo) {
-        self.devs
-            .entry(pod.to_string())
-            .or_default()
-            .entry(container.to_string())
-            .or_default()
-            .insert(resource.to_string(), info);
+        // Keys are copied only when new (a container's second resource reuses them).
+        if !self.devs.contains_key(pod) {
+            self.devs.insert(pod.to_string(), BTreeMap::new());
+        }
+        let Some(containers) = self.devs.get_mut(pod) else {
+            return;
+        };
+        if !containers.contains_key(container) {
+            containers.insert(container.to_string(), BTreeMap::new());
+        }
+        let Some(resources) = containers.get_mut(container) else {
+            return;
+        };
+        match resources.get_mut(resource) {
+            Some(old) => *old = info,
+            None => {
+                resources.insert(resource.to_string(), info);
+            }
+        }
     }
 
     pub fn delete(&mut self, pod: &str) -> bool {

@@ -201,7 +201,6 @@ impl DeviceManager {
                 reuse: Vec::new(),
             };
         }
-        let available = x.available();
         let empty = BTreeSet::new();
         let reusable = match c {
             Some(_) => self
@@ -213,14 +212,15 @@ impl DeviceManager {
         };
         let outside = reusable
             .iter()
-            .filter(|d| !x.pos(d).is_some_and(|i| available.get(i)))
+            .filter(|d| !x.pos(d).is_some_and(|i| x.is_available(i)))
             .count();
-        if ((available.count() + outside) as i64) < requested {
+        let avail: Vec<NumaMask> = x.available_ones().map(|i| x.masks[i]).collect();
+        if ((avail.len() + outside) as i64) < requested {
             return HintInputs::Unsatisfiable;
         }
         HintInputs::Masks {
             all: &x.masks,
-            avail: available.ones().map(|i| x.masks[i]).collect(),
+            avail,
             reuse: reuse_masks(x, reusable),
         }
     }
@@ -229,10 +229,8 @@ impl DeviceManager {
     pub fn topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
         for (resource, requested) in self.container_device_request(c) {
-            out.insert(
-                resource.clone(),
-                self.resource_hints(pod, Some(c), &resource, requested),
-            );
+            let hints = self.resource_hints(pod, Some(c), &resource, requested);
+            out.insert(resource, hints);
         }
         Some(out)
     }
@@ -241,10 +239,8 @@ impl DeviceManager {
     pub fn pod_topology_hints(&self, pod: &PodInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
         for (resource, requested) in self.pod_device_request(pod) {
-            out.insert(
-                resource.clone(),
-                self.resource_hints(pod, None, &resource, requested),
-            );
+            let hints = self.resource_hints(pod, None, &resource, requested);
+            out.insert(resource, hints);
         }
         Some(out)
     }
