@@ -50,7 +50,9 @@
 //! largest candidate (`universe \ out`, its list being closed under adding nodes) and the
 //! sized question by its own search (e.g. [`super::sums::Sums::exists`] with a leaf
 //! predicate that counts the devices a mask reaches). Lists that are cheap to list can
-//! stay [`LargeList::Explicit`].
+//! stay [`LargeList::Explicit`]. A family whose members are sums reaching a need can also
+//! give [`HintFamily::capacity`] and [`HintFamily::and_bound`] (both only prune, so leaving
+//! them at `None` is always right; a bound that is not a necessary condition is a bug).
 
 use super::covering::{covering, AndBound, Capacity, Lists};
 use super::hint::TopologyHint;
