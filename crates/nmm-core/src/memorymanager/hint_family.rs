@@ -175,10 +175,18 @@ impl MemoryHintFamily {
         if listed == Some(1) {
             return Some(1);
         }
-        let limit = listed.unwrap_or(self.zero.count()).min(self.zero.count());
+        // One search for any new group gives an upper bound, so only the sizes between
+        // the sums' lower bound and it are asked one by one (asking every size from 2,
+        // each failing size an exhaustive search, was half of some 64-node admissions).
+        let Some(some) = self.group_member(NumaMask::EMPTY, self.zero, None) else {
+            return listed;
+        };
+        let upper = some.count();
+        let limit = listed.map_or(upper, |l| l.min(upper));
         let from = self.group.least_count(self.zero).max(2);
-        let group =
-            (from..=limit).find(|&k| self.group_exists(NumaMask::EMPTY, self.zero, Some(k)));
+        let group = (from..limit)
+            .find(|&k| self.group_exists(NumaMask::EMPTY, self.zero, Some(k)))
+            .or(Some(upper));
         match (listed, group) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
