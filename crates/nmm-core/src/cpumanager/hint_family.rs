@@ -15,6 +15,8 @@ pub struct CpuHintFamily {
     /// `avail` as one-dimensional sums, against what they must reach beyond the
     /// reusable CPUs.
     sums: Sums,
+    /// Node ids by available CPUs, most first (ties: lower id).
+    by_avail: Vec<u32>,
     reusable_count: usize,
     reuse_mask: NumaMask,
     request: usize,
@@ -65,8 +67,11 @@ impl CpuHintFamily {
             }
             (v, (min_affinity as usize).div_ceil(per))
         });
+        let mut by_avail: Vec<u32> = universe.ids().collect();
+        by_avail.sort_by_key(|&n| (std::cmp::Reverse(avail[n as usize]), n));
         CpuHintFamily {
             universe,
+            by_avail,
             sums: Sums::from_fn(
                 avail.len(),
                 vec![request.saturating_sub(reusable_count) as u64],
@@ -157,10 +162,21 @@ impl HintFamily for CpuHintFamily {
         let member = match size {
             // Members are closed under adding nodes: the largest candidate decides.
             None => self.get(pool).is_some().then_some(pool),
-            Some(k) => {
-                let leaf = |m: NumaMask| self.get(m).is_some();
-                self.sums.find(inn, pool, Some(k), 0, &leaf)
+            // Membership is a sum reaching the request, so the `k`-node mask with the
+            // most CPUs is `inn` plus the pool's richest nodes: it decides, no search.
+            Some(k) if inn.count() <= k => {
+                let mut m = inn;
+                for &n in &self.by_avail {
+                    if m.count() == k {
+                        break;
+                    }
+                    if pool.is_set(n) {
+                        m = m.or(NumaMask::single(n));
+                    }
+                }
+                (m.count() == k && self.get(m).is_some()).then_some(m)
             }
+            Some(_) => None,
         };
         (member.is_some(), member)
     }
