@@ -2,9 +2,9 @@
 //! the metrics endpoint through a plain TCP client, and what both do with bad input.
 //! `python_and_grpcurl_clients` runs `tests/py/run.sh` (Python grpcio and grpcurl).
 
-use hyper_util::rt::TokioIo;
+mod support;
+
 use nmm_agent::daemon::{self, Endpoints, Running};
-use nmm_agent::podresources::proto::pod_resources_lister_client::PodResourcesListerClient;
 use nmm_agent::podresources::proto::{
     AllocatableResourcesRequest, ContainerMemory, GetPodResourcesRequest, ListPodResourcesRequest,
 };
@@ -14,8 +14,8 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use support::client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Channel, Endpoint, Uri};
 
 const MI: u64 = 1 << 20;
 const UID_A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
@@ -78,22 +78,6 @@ async fn fixture() -> Fixture {
         socket,
         running,
     }
-}
-
-async fn client(socket: &Path) -> PodResourcesListerClient<Channel> {
-    let path = socket.to_path_buf();
-    // Over a unix socket the URI only sets :authority (localhost, like the kubelet's).
-    let channel = Endpoint::try_from("http://localhost")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    PodResourcesListerClient::new(channel)
 }
 
 fn mem(m: &ContainerMemory) -> (String, u64, Vec<i64>) {

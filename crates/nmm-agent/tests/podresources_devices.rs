@@ -5,7 +5,8 @@
 //! last good view and is counted; a rewritten one is picked up; a removed one means no
 //! allocations.
 
-use hyper_util::rt::TokioIo;
+mod support;
+
 use k8s_openapi::api::core::v1::Pod;
 use nmm_agent::daemon::{self, Endpoints};
 use nmm_agent::devices::{CheckpointStatus, DeviceOptions};
@@ -21,7 +22,8 @@ use nmm_core::devicemanager::Device;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tonic::transport::{Channel, Endpoint, Uri};
+use support::client;
+use tonic::transport::Channel;
 
 const UID_TRAIN: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const UID_WEB: &str = "bbbbbbbb-0000-4000-8000-000000000002";
@@ -88,21 +90,6 @@ fn replace(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-async fn client(socket: &Path) -> PodResourcesListerClient<Channel> {
-    let path = socket.to_path_buf();
-    let channel = Endpoint::try_from("http://localhost")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    PodResourcesListerClient::new(channel)
 }
 
 /// (resource, ids, NUMA nodes or None without topology).
