@@ -31,7 +31,8 @@ pub struct MemoryHintFamily {
     /// family, so found once).
     listed_members: Vec<NumaMask>,
     /// The sums a new group of unassigned nodes must reach: per node id, allocatable
-    /// then free per resource, each against the request. Allocatable only when a
+    /// per resource, then free for the resources where some unassigned node's free
+    /// differs from its allocatable, each against the request. Allocatable only when a
     /// reusable mask lies among the unassigned nodes (its free sum gets the reusable
     /// bytes added, so free sums alone are no bound for new groups).
     group: Sums,
@@ -97,12 +98,26 @@ impl MemoryHintFamily {
         let group = if reusable_in_zero {
             Sums::from_fn(max, req.clone(), |i, d| alloc[i * stride + d])
         } else {
-            let need = req.iter().chain(&req).copied().collect();
-            Sums::from_fn(max, need, |i, d| {
-                if d < r {
-                    alloc[i * stride + d]
+            // A resource's free sums bound new groups only where they differ from its
+            // allocatable sums on some unassigned node: new groups lie among those
+            // nodes, so an equal column would only repeat the same test (on a valid
+            // state a node without assignments has all of its allocatable free, and
+            // every dimension costs the searches below time).
+            let differs = |d: usize| {
+                zero.ids()
+                    .any(|n| alloc[n as usize * stride + d] != free[n as usize * stride + d])
+            };
+            let cols: Vec<(bool, usize)> = (0..r)
+                .map(|d| (false, d))
+                .chain((0..r).filter(|&d| differs(d)).map(|d| (true, d)))
+                .collect();
+            let need = cols.iter().map(|&(_, d)| req[d]).collect();
+            Sums::from_fn(max, need, |i, c| {
+                let (is_free, d) = cols[c];
+                if is_free {
+                    free[i * stride + d]
                 } else {
-                    free[i * stride + d - r]
+                    alloc[i * stride + d]
                 }
             })
         };

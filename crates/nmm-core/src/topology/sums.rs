@@ -12,6 +12,11 @@
 
 use super::covering::{AndBound, Capacity};
 use crate::bitmask::NumaMask;
+use smallvec::SmallVec;
+
+/// Per-dimension sums of one search: inline for up to eight dimensions (four resources'
+/// allocatable and free), the searches run hundreds of times per admission.
+type DimSums = SmallVec<[i128; 8]>;
 
 const WRAP: i128 = 1i128 << 64;
 
@@ -45,6 +50,9 @@ pub struct Sums {
     /// first (ties: lower id). The bound reads the largest and smallest values of a pool
     /// from these without sorting at every step of the search.
     order: Vec<u32>,
+    /// `sorted[i]` is the value of node `order[i]` in its dimension (read without
+    /// indexing the table again in the search's bound).
+    sorted: Vec<u64>,
     /// The order the search decides nodes in: nodes with a wrapped value first
     /// (deciding them early narrows the reachable ranges below one wrap, where the
     /// bound prunes), then the nodes that go furthest towards the need (so the first
@@ -59,8 +67,8 @@ struct Search<'a> {
     hi_count: u32,
     leaf: &'a dyn Fn(NumaMask) -> bool,
     /// Exact sums of the nodes taken so far, and of the nodes still undecided.
-    cur: Vec<i128>,
-    rest_sum: Vec<i128>,
+    cur: DimSums,
+    rest_sum: DimSums,
 }
 
 impl Sums {
@@ -89,6 +97,11 @@ impl Sums {
             keyed.sort_unstable();
             order.extend(keyed.iter().map(|k| k.1));
         }
+        let sorted = order
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| at(n, i / rows.max(1)))
+            .collect();
         let big = |i: u32| (0..dims).any(|d| at(i, d) >= 1u64 << 63);
         // How far a node goes towards the need, each dimension capped at its need.
         let reach = |i: u32| -> f64 {
@@ -107,6 +120,7 @@ impl Sums {
             rows,
             need,
             order,
+            sorted,
             rank,
         }
     }
@@ -266,7 +280,7 @@ impl Sums {
         let dims = self.need.len();
         // node by node, every dimension at once (rows are per node)
         let sums = |m: NumaMask| {
-            let mut acc = vec![0i128; dims];
+            let mut acc: DimSums = SmallVec::from_elem(0, dims);
             for n in m.ids() {
                 if let Some(row) = self.row(n) {
                     for (a, &v) in acc.iter_mut().zip(row) {
@@ -300,6 +314,7 @@ impl Sums {
             return 0;
         }
         let order = &self.order[d * self.rows..][..self.rows];
+        let sorted = &self.sorted[d * self.rows..][..self.rows];
         let with_rows = if order.len() >= 64 {
             u64::MAX
         } else {
@@ -307,24 +322,29 @@ impl Sums {
         };
         // nodes of the pool without a row count as zeros: the smallest values
         let rowless = (pool.0 & !with_rows).count_ones() as usize;
-        let mut left = t;
+        let mut left = if top { t } else { t.saturating_sub(rowless) };
         let mut sum = 0i128;
-        if top {
-            for &n in order.iter().filter(|&&n| pool.is_set(n)) {
-                if left == 0 {
-                    break;
-                }
-                sum += self.val(n, d);
+        let mut add = |n: u32, v: u64| {
+            if left == 0 {
+                return false;
+            }
+            if pool.is_set(n) {
+                sum += v as i128;
                 left -= 1;
             }
-        } else {
-            left = left.saturating_sub(rowless);
-            for &n in order.iter().rev().filter(|&&n| pool.is_set(n)) {
-                if left == 0 {
+            true
+        };
+        if top {
+            for (&n, &v) in order.iter().zip(sorted) {
+                if !add(n, v) {
                     break;
                 }
-                sum += self.val(n, d);
-                left -= 1;
+            }
+        } else {
+            for (&n, &v) in order.iter().zip(sorted).rev() {
+                if !add(n, v) {
+                    break;
+                }
             }
         }
         sum
