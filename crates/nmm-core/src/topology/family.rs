@@ -30,7 +30,8 @@
 //! Both walks are also pruned by [`HintFamily::span`] (a mask of `c` nodes that every
 //! list must contain in a member lies within the intersection of the lists' spans of the
 //! partial mask, so fewer than `c` nodes there drop it) and, under prefer-closest, by a
-//! lower bound of the distance sum ([`super::search::distance_bound`]) against the best
+//! lower bound of the distance sum ([`super::search::distance_bound`], kept incrementally by
+//! [`super::search::DistanceBounds`]) against the best
 //! mask found so far, ties included when every mask left in the subtree is numerically
 //! above it (see `best_of_size`).
 //!
@@ -57,7 +58,7 @@
 use super::covering::{covering, AndBound, Capacity, Lists};
 use super::hint::TopologyHint;
 use super::merge::{best_non_preferred_affinity_count, dense_and_closure_on, Merger};
-use super::search::{distance_bound, distance_sum, walk};
+use super::search::{distance_sum, walk, DistanceBounds};
 use crate::bitmask::NumaMask;
 use std::fmt::Debug;
 use std::rc::Rc;
@@ -311,6 +312,7 @@ fn best_of_size(
     let mut found: Option<TopologyHint> = None;
     let best = std::cell::Cell::new(None::<u64>);
     let closest = merger.closest;
+    let mut bounds = closest.then(|| DistanceBounds::new(merger.numa, u, k));
     walk(
         u,
         k,
@@ -318,10 +320,10 @@ fn best_of_size(
             if !ok(inn, out) {
                 return false;
             }
-            !closest
-                || best
-                    .get()
-                    .is_none_or(|s| distance_bound(merger.numa, u, k, inn.or(must), out) < s)
+            match (&mut bounds, best.get()) {
+                (Some(d), Some(s)) => d.bound(inn.or(must), out) < s,
+                _ => true,
+            }
         },
         &mut |m| {
             if !accept(m) {

@@ -66,8 +66,34 @@ pub fn distance_sum(numa: &NumaInfo, m: NumaMask) -> u64 {
 /// last distance read, which the sorted row makes a lower bound). The bound is the pairs
 /// of `inn` plus the `|A|` smallest such per-node amounts. Distances need not be
 /// symmetric: every ordered pair is counted once.
+///
+/// The walks ask this of every partial mask through [`DistanceBounds`], which gives the
+/// same values with the sums over `inn` kept from one question to the next; this direct
+/// form is the tests' oracle.
+#[cfg(test)]
 pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: NumaMask) -> u64 {
-    let have = distance_sum(numa, inn);
+    let mut to_inn = [0u64; 64];
+    for a in u.ids() {
+        to_inn[a as usize] = numa.distance(a, a)
+            + inn
+                .ids()
+                .map(|j| numa.distance(a, j) + numa.distance(j, a))
+                .sum::<u64>();
+    }
+    bound_from(numa, u, k, inn, out, distance_sum(numa, inn), &to_inn)
+}
+
+/// The bound of [`distance_bound`] from `have`, the distance sum of `inn`, and
+/// `to_inn[a]`, node `a`'s self distance plus its distances to and from `inn`.
+fn bound_from(
+    numa: &NumaInfo,
+    u: NumaMask,
+    k: u32,
+    inn: NumaMask,
+    out: NumaMask,
+    have: u64,
+    to_inn: &[u64; 64],
+) -> u64 {
     let add = k.saturating_sub(inn.count()) as usize;
     if add == 0 {
         return have;
@@ -78,22 +104,13 @@ pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: 
     }
     /// Row entries read per candidate before the rest is counted at the last distance.
     const SCAN: usize = 24;
-    let mut inn_ids = [0u32; 64];
-    let mut inn_len = 0;
-    for j in inn.ids() {
-        inn_ids[inn_len] = j;
-        inn_len += 1;
-    }
     // The `add` smallest per-node amounts so far, ascending. A candidate whose partial
     // amount already reaches the largest of them cannot change their sum: it is
     // skipped before its row is scanned.
     let mut least = [0u64; 64];
     let mut len = 0usize;
     for a in cands.ids() {
-        let mut v = numa.distance(a, a);
-        for &j in &inn_ids[..inn_len] {
-            v += numa.distance(a, j) + numa.distance(j, a);
-        }
+        let mut v = to_inn[a as usize];
         if len == add && v >= least[add - 1] {
             continue;
         }
@@ -125,6 +142,64 @@ pub fn distance_bound(numa: &NumaInfo, u: NumaMask, k: u32, inn: NumaMask, out: 
         least[i] = v;
     }
     have + least[..add].iter().sum::<u64>()
+}
+
+/// [`distance_bound`] for the partial masks of one walk (`u` and `k` fixed), keeping
+/// the sums over `inn` on a stack: a walk takes nodes in one at a time and backtracks,
+/// so each question mostly adds one node to the `inn` of an earlier one, and the sums
+/// of a node to `inn` grow by its two distances to the new node instead of being read
+/// again over all of `inn`.
+pub struct DistanceBounds<'a> {
+    numa: &'a NumaInfo,
+    u: NumaMask,
+    k: u32,
+    /// The nodes whose sums are kept: `u` and the machine's nodes.
+    nodes: NumaMask,
+    /// `(inn, distance_sum(inn), to_inn)`, each `inn` one node more than the previous.
+    stack: Vec<(NumaMask, u64, [u64; 64])>,
+}
+
+impl<'a> DistanceBounds<'a> {
+    pub fn new(numa: &'a NumaInfo, u: NumaMask, k: u32) -> DistanceBounds<'a> {
+        let nodes = u.or(numa.all);
+        let mut to_inn = [0u64; 64];
+        for a in nodes.ids() {
+            to_inn[a as usize] = numa.distance(a, a);
+        }
+        DistanceBounds {
+            numa,
+            u,
+            k,
+            nodes,
+            stack: vec![(NumaMask::EMPTY, 0, to_inn)],
+        }
+    }
+
+    /// [`distance_bound`]`(numa, u, k, inn, out)`, for `inn` within the machine's
+    /// nodes and `u`.
+    pub fn bound(&mut self, inn: NumaMask, out: NumaMask) -> u64 {
+        // the bottom entry (no node) is a subset of every `inn`
+        while !self.stack.last().is_some_and(|t| t.0.is_subset_of(inn)) {
+            self.stack.pop();
+        }
+        let mut top = self.stack.len() - 1;
+        let missing = NumaMask(inn.0 & !self.stack[top].0 .0);
+        for x in missing.ids() {
+            let (prev, have, row) = &self.stack[top];
+            let (prev, have) = (*prev, *have);
+            let mut next = *row;
+            for a in self.nodes.ids() {
+                next[a as usize] += self.numa.distance(a, x) + self.numa.distance(x, a);
+            }
+            // the pairs of `prev ∪ {x}`: those of `prev`, plus (x, x) and x to and
+            // from `prev`, which is `row[x]`
+            let have = have + row[x as usize];
+            self.stack.push((prev.or(NumaMask::single(x)), have, next));
+            top += 1;
+        }
+        let (_, have, row) = &self.stack[top];
+        bound_from(self.numa, self.u, self.k, inn, out, *have, row)
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +257,54 @@ mod tests {
                         assert!(b <= distance_sum(&numa, NumaMask(m)), "{inn:b} {m:b}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn incremental_bounds_equal_the_direct_ones() {
+        // a walk's questions, in its order, and then questions in random order
+        let d: Vec<Vec<u64>> = (0..9)
+            .map(|i: u64| {
+                (0..9)
+                    .map(|j: u64| {
+                        if i == j {
+                            10
+                        } else {
+                            12 + (i * 7 + j * 3) % 11
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let numa = NumaInfo::from_matrix(d);
+        let u = NumaMask(0b1_1011_0111);
+        for k in 1..=6 {
+            let mut inc = DistanceBounds::new(&numa, u, k);
+            let mut asked = 0;
+            walk(
+                u,
+                k,
+                &mut |inn, out| {
+                    asked += 1;
+                    assert_eq!(
+                        inc.bound(inn, out),
+                        distance_bound(&numa, u, k, inn, out),
+                        "k {k} inn {inn:?} out {out:?}"
+                    );
+                    true
+                },
+                &mut |_| true,
+            );
+            assert!(asked > 0);
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for _ in 0..500 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let inn = NumaMask(x & u.0 & 0x1f3);
+                let out = NumaMask((x >> 20) & u.0 & !inn.0);
+                assert_eq!(inc.bound(inn, out), distance_bound(&numa, u, k, inn, out));
             }
         }
     }
