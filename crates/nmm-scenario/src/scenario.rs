@@ -169,6 +169,10 @@ fn uint(v: &Value, path: &Path, at: &str) -> Result<u64> {
         })
 }
 
+/// The largest NUMA distance accepted (the kernel's are 10 to 255): sums over every
+/// pair of 64 nodes stay exact in `u64` and in the `f64` means of prefer-closest.
+pub const MAX_DISTANCE: u64 = u32::MAX as u64;
+
 /// The `machine:` block.
 pub fn parse_machine(v: &Value, path: &Path) -> Result<Machine> {
     let p = path.display();
@@ -270,7 +274,14 @@ pub fn parse_machine(v: &Value, path: &Path) -> Result<Machine> {
                 let row: Vec<u64> = vals
                     .iter()
                     .enumerate()
-                    .map(|(j, x)| uint(x, path, &format!("{at}[{j}]")))
+                    .map(|(j, x)| {
+                        let at = format!("{at}[{j}]");
+                        let d = uint(x, path, &at)?;
+                        if d > MAX_DISTANCE {
+                            bail!("{p}: {at}: distance {d} is above {MAX_DISTANCE}; the kernel reports distances of 10 (local) to 255 (unreachable): give the values of /sys/devices/system/node/nodeN/distance");
+                        }
+                        Ok(d)
+                    })
                     .collect::<Result<_>>()?;
                 if row.len() != machine.nodes.len() {
                     bail!(
@@ -616,4 +627,34 @@ pub fn parse_scenario_text(text: &str, path: &Path) -> Result<Scenario> {
         crate::scenario_devices::check_healthy_spelling(text, path)?;
     }
     Ok(scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn distances_beyond_the_kernels_range_are_refused_naming_the_field() {
+        let machine = |far: u64| {
+            json!({
+                "numaNodes": [
+                    {"id": 0, "cpus": "0", "memory": "1Gi"},
+                    {"id": 1, "cpus": "1", "memory": "1Gi"}
+                ],
+                "distances": [[10, far], [far, 10]]
+            })
+        };
+        let path = Path::new("m.yaml");
+        let e = format!(
+            "{:#}",
+            parse_machine(&machine(MAX_DISTANCE + 1), path).unwrap_err()
+        );
+        assert!(
+            e.contains("m.yaml: machine.distances[0][1]: distance 4294967296 is above 4294967295"),
+            "{e}"
+        );
+        let m = parse_machine(&machine(MAX_DISTANCE), path).unwrap();
+        assert_eq!(m.distance(1, 0), MAX_DISTANCE);
+    }
 }

@@ -373,11 +373,19 @@ impl Reading {
             return Ok(Vec::new());
         };
         text.split_whitespace()
-            .map(|w| {
-                w.parse::<u64>().map_err(|_| SysfsError::Malformed {
+            .map(|w| match w.parse::<u64>() {
+                Ok(d) if d <= u32::MAX as u64 => Ok(d),
+                Ok(d) => Err(SysfsError::Malformed {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "distance {d} is above {} (the kernel's are 10 to 255)",
+                        u32::MAX
+                    ),
+                }),
+                Err(_) => Err(SysfsError::Malformed {
                     path: path.to_path_buf(),
                     problem: format!("cannot convert {w:?} to a distance (unsigned integer)"),
-                })
+                }),
             })
             .collect()
     }

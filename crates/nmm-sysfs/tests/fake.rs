@@ -498,3 +498,32 @@ fn memory_totals_that_overflow_are_refused() {
     let (_, msg) = read_err(&f);
     assert!(msg.contains("more than 2^64 bytes"), "{msg}");
 }
+
+#[test]
+fn distances_beyond_the_kernels_range_are_refused_naming_the_file() {
+    let f = FakeSysfs::new()
+        .node(
+            FakeNode::new(0)
+                .cpu(0, 0, 0)
+                .memory(GI)
+                .distances([10, 5_000_000_000]),
+        )
+        .node(FakeNode::new(1).cpu(1, 1, 0).memory(GI).distances([20, 10]));
+    let (e, msg) = read_err(&f);
+    assert!(matches!(e, SysfsError::Malformed { .. }), "{e:?}");
+    assert!(msg.contains("node0/distance"), "{msg}");
+    assert!(
+        msg.contains("distance 5000000000 is above 4294967295"),
+        "{msg}"
+    );
+    // the largest accepted value reads
+    let f = FakeSysfs::new()
+        .node(
+            FakeNode::new(0)
+                .cpu(0, 0, 0)
+                .memory(GI)
+                .distances([10, 4_294_967_295]),
+        )
+        .node(FakeNode::new(1).cpu(1, 1, 0).memory(GI).distances([20, 10]));
+    assert_eq!(read(&f).distance(0, 1), 4_294_967_295);
+}
