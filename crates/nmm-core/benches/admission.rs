@@ -12,12 +12,11 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use k8s_openapi::api::core::v1::Pod;
-use nmm_core::kubelet_config::{KubeletConfig, MemoryReservation};
+use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::Machine;
 use nmm_core::node::{Node, StartOptions};
 use nmm_core::pod::PodInfo;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[path = "../tests/support/hetero.rs"]
@@ -45,31 +44,11 @@ fn machine(nodes: u32) -> Machine {
 }
 
 fn config(policy: &str, scope: &str, nodes: u32) -> KubeletConfig {
-    KubeletConfig {
-        memory_manager_policy: Some("Static".into()),
-        cpu_manager_policy: Some("static".into()),
-        topology_manager_policy: Some(policy.into()),
-        topology_manager_scope: Some(scope.into()),
-        topology_manager_policy_options: (nodes > 8).then(|| {
-            [(
-                "max-allowable-numa-nodes".to_string(),
-                nodes.max(8).to_string(),
-            )]
-            .into()
-        }),
-        kube_reserved: Some(
-            [
-                ("cpu".to_string(), "2".to_string()),
-                ("memory".to_string(), "1Gi".to_string()),
-            ]
-            .into(),
-        ),
-        eviction_hard: Some(BTreeMap::new()),
-        reserved_memory: Some(vec![MemoryReservation {
-            numa_node: 0,
-            limits: vec![("memory".into(), "1Gi".into())],
-        }]),
-        ..Default::default()
+    let c = KubeletConfig::static_managers(policy, scope).reserving("2", "1Gi");
+    if nodes > 8 {
+        c.topology_option("max-allowable-numa-nodes", &nodes.to_string())
+    } else {
+        c
     }
 }
 

@@ -83,6 +83,45 @@ pub struct MemoryReservation {
 }
 
 impl KubeletConfig {
+    /// The static CPU Manager and the Static Memory Manager under the Topology Manager
+    /// `policy` and `scope`, nothing reserved yet (see [`KubeletConfig::reserving`]).
+    pub fn static_managers(policy: &str, scope: &str) -> KubeletConfig {
+        KubeletConfig {
+            memory_manager_policy: Some("Static".into()),
+            cpu_manager_policy: Some("static".into()),
+            topology_manager_policy: Some(policy.into()),
+            topology_manager_scope: Some(scope.into()),
+            ..Default::default()
+        }
+    }
+
+    /// `cpu` and `memory` as kube-reserved, no hard eviction threshold, and that memory
+    /// as NUMA node 0's `reservedMemory` (the Static Memory Manager starts only when the
+    /// reservations add up to kube-reserved plus the eviction threshold).
+    pub fn reserving(mut self, cpu: &str, memory: &str) -> KubeletConfig {
+        self.kube_reserved = Some(
+            [
+                ("cpu".to_string(), cpu.to_string()),
+                ("memory".to_string(), memory.to_string()),
+            ]
+            .into(),
+        );
+        self.eviction_hard = Some(BTreeMap::new());
+        self.reserved_memory = Some(vec![MemoryReservation {
+            numa_node: 0,
+            limits: vec![("memory".into(), memory.into())],
+        }]);
+        self
+    }
+
+    /// One more `topologyManagerPolicyOptions` entry.
+    pub fn topology_option(mut self, name: &str, value: &str) -> KubeletConfig {
+        self.topology_manager_policy_options
+            .get_or_insert_with(BTreeMap::new)
+            .insert(name.into(), value.into());
+        self
+    }
+
     pub fn memory_manager_policy(&self) -> &str {
         self.memory_manager_policy.as_deref().unwrap_or("None")
     }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use nmm_core::checkpoint::device;
 use nmm_core::cpuset::CpuSet;
 use nmm_core::devicemanager::Device;
-use nmm_core::kubelet_config::{KubeletConfig, MemoryReservation};
+use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::{Cpu, Machine, NumaNode};
 use nmm_core::node::{Node, RawCheckpoint, StartOptions};
 use nmm_core::pod::PodInfo;
@@ -45,25 +45,7 @@ fn machine(nodes: u32) -> Machine {
 }
 
 fn config(policy: &str, scope: &str) -> KubeletConfig {
-    KubeletConfig {
-        memory_manager_policy: Some("Static".into()),
-        cpu_manager_policy: Some("static".into()),
-        topology_manager_policy: Some(policy.into()),
-        topology_manager_scope: Some(scope.into()),
-        kube_reserved: Some(
-            [
-                ("cpu".to_string(), "1".to_string()),
-                ("memory".to_string(), "1Gi".to_string()),
-            ]
-            .into(),
-        ),
-        eviction_hard: Some(BTreeMap::new()),
-        reserved_memory: Some(vec![MemoryReservation {
-            numa_node: 0,
-            limits: vec![("memory".into(), "1Gi".into())],
-        }]),
-        ..Default::default()
-    }
+    KubeletConfig::static_managers(policy, scope).reserving("1", "1Gi")
 }
 
 /// (resource index, topology kind, healthy): kind 0 = no topology, 1 = one node, 2 = two.

@@ -11,7 +11,7 @@ mod hetero;
 
 use k8s_openapi::api::core::v1::Pod;
 use nmm_core::cpuset::CpuSet;
-use nmm_core::kubelet_config::{KubeletConfig, MemoryReservation};
+use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::{Cpu, Machine, NumaNode};
 use nmm_core::node::{AdmitResult, Node, StartOptions};
 use nmm_core::pod::PodInfo;
@@ -67,30 +67,16 @@ fn machine(cpu_nodes: usize, memory_only: usize, dist: &[u64]) -> Machine {
 
 fn config(policy: &str, scope: &str, closest: bool, align: bool) -> KubeletConfig {
     let align = align && policy != "single-numa-node";
-    KubeletConfig {
-        cpu_manager_policy_options: align
-            .then(|| [("align-by-socket".to_string(), "true".to_string())].into()),
-        feature_gates: align.then(|| [("CPUManagerPolicyAlphaOptions".to_string(), true)].into()),
-        memory_manager_policy: Some("Static".into()),
-        cpu_manager_policy: Some("static".into()),
-        topology_manager_policy: Some(policy.into()),
-        topology_manager_scope: Some(scope.into()),
-        topology_manager_policy_options: closest
-            .then(|| [("prefer-closest-numa-nodes".to_string(), "true".to_string())].into()),
-        kube_reserved: Some(
-            [
-                ("cpu".to_string(), "1".to_string()),
-                ("memory".to_string(), "1Gi".to_string()),
-            ]
-            .into(),
-        ),
-        eviction_hard: Some(BTreeMap::new()),
-        reserved_memory: Some(vec![MemoryReservation {
-            numa_node: 0,
-            limits: vec![("memory".into(), "1Gi".into())],
-        }]),
-        ..Default::default()
+    let mut c = KubeletConfig::static_managers(policy, scope).reserving("1", "1Gi");
+    if closest {
+        c = c.topology_option("prefer-closest-numa-nodes", "true");
     }
+    if align {
+        c.cpu_manager_policy_options =
+            Some([("align-by-socket".to_string(), "true".to_string())].into());
+        c.feature_gates = Some([("CPUManagerPolicyAlphaOptions".to_string(), true)].into());
+    }
+    c
 }
 
 #[derive(Debug, Clone)]

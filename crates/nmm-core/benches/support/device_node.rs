@@ -3,12 +3,11 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use nmm_core::devicemanager::Device;
-use nmm_core::kubelet_config::{KubeletConfig, MemoryReservation};
+use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::Machine;
 use nmm_core::node::{Node, StartOptions};
 use nmm_core::pod::PodInfo;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 pub const GI: u64 = 1 << 30;
 
@@ -56,25 +55,11 @@ pub fn devices(nodes: u32) -> Vec<Device> {
 }
 
 pub fn config(policy: &str, nodes: u32) -> KubeletConfig {
-    KubeletConfig {
-        memory_manager_policy: Some("Static".into()),
-        cpu_manager_policy: Some("static".into()),
-        topology_manager_policy: Some(policy.into()),
-        topology_manager_policy_options: (nodes > 8)
-            .then(|| [("max-allowable-numa-nodes".to_string(), nodes.to_string())].into()),
-        kube_reserved: Some(
-            [
-                ("cpu".to_string(), "2".to_string()),
-                ("memory".to_string(), "1Gi".to_string()),
-            ]
-            .into(),
-        ),
-        eviction_hard: Some(BTreeMap::new()),
-        reserved_memory: Some(vec![MemoryReservation {
-            numa_node: 0,
-            limits: vec![("memory".into(), "1Gi".into())],
-        }]),
-        ..Default::default()
+    let c = KubeletConfig::static_managers(policy, "container").reserving("2", "1Gi");
+    if nodes > 8 {
+        c.topology_option("max-allowable-numa-nodes", &nodes.to_string())
+    } else {
+        c
     }
 }
 

@@ -127,10 +127,6 @@ pub fn config(policy: &str, scope: &str, closest: bool, nodes: u32) -> KubeletCo
         options.insert("max-allowable-numa-nodes".to_string(), nodes.to_string());
     }
     KubeletConfig {
-        memory_manager_policy: Some("Static".into()),
-        cpu_manager_policy: Some("static".into()),
-        topology_manager_policy: Some(policy.into()),
-        topology_manager_scope: Some(scope.into()),
         topology_manager_policy_options: (!options.is_empty()).then_some(options),
         reserved_system_cpus: Some("0".into()),
         kube_reserved: Some([("memory".to_string(), "1Gi".to_string())].into()),
@@ -139,7 +135,7 @@ pub fn config(policy: &str, scope: &str, closest: bool, nodes: u32) -> KubeletCo
             numa_node: 0,
             limits: vec![("memory".into(), "1124Mi".into())],
         }]),
-        ..Default::default()
+        ..KubeletConfig::static_managers(policy, scope)
     }
 }
 
