@@ -12,6 +12,7 @@
 use crate::cgroup::{CgroupEnforcer, CgroupError, ContainerCpuset};
 use crate::devices::{DeviceOptions, KubeletDevices, Refresh};
 use crate::journal::{Journal, Op, Replay, OPS_FILE};
+use crate::lock::{LockError, StateDirLock};
 use crate::metrics::Metrics;
 use crate::store::{Snapshot, Store, StoreError, CPU_FILE, MEMORY_FILE, PODS_FILE};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
@@ -82,6 +83,13 @@ pub enum AgentError {
     NoEnforcer,
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// Another agent holds the state directory (or its lock file cannot be taken).
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    #[error(
+        "the lock passed to Agent::start_locked is for {lock}, not for the state directory {dir}"
+    )]
+    WrongLock { lock: PathBuf, dir: PathBuf },
 }
 
 impl AgentError {
@@ -185,6 +193,9 @@ pub struct Agent {
     pub(crate) sidecars: bool,
     /// The kubelet's devices (not the books': the agent allocates none).
     devices: KubeletDevices,
+    /// The state directory's lock, held while the agent lives (dropped after the
+    /// compaction of `Drop for Agent`), or until [`Agent::release_lock_as_if_killed`].
+    lock_file: Mutex<Option<StateDirLock>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -633,8 +644,26 @@ impl Agent {
     /// Starts the agent as the kubelet starts its managers: config validation, then the
     /// checkpoints' restore and restart validation, then the changes made since the last
     /// compaction replayed from the journal (and compacted). A commit that a crash
-    /// interrupted is finished first.
+    /// interrupted is finished first. Before reading anything it creates the state
+    /// directory if missing and takes its lock ([`crate::lock`]): [`AgentError::Locked`] if another agent holds it.
     pub fn start(opts: AgentOptions) -> Result<(Agent, StartReport), AgentError> {
+        crate::store::ensure_dir(&opts.state_dir)?;
+        let lock = StateDirLock::acquire(&opts.state_dir)?;
+        Self::start_locked(opts, lock)
+    }
+
+    /// [`Agent::start`] with the state directory's lock already taken (a caller that
+    /// reads the directory before starting the agent, e.g. for `--reconcile`).
+    pub fn start_locked(
+        opts: AgentOptions,
+        lock: StateDirLock,
+    ) -> Result<(Agent, StartReport), AgentError> {
+        if lock.dir() != opts.state_dir {
+            return Err(AgentError::WrongLock {
+                lock: lock.dir().to_path_buf(),
+                dir: opts.state_dir.clone(),
+            });
+        }
         let mut report = StartReport::default();
         let l = load_books(&opts, &mut report)?;
         let pod_level_resources = opts.kubelet.feature_gate("PodLevelResources");
@@ -666,6 +695,7 @@ impl Agent {
             pod_level_resources,
             sidecars,
             devices: KubeletDevices::new(&opts.machine, opts.devices.clone()),
+            lock_file: Mutex::new(Some(lock)),
         };
         agent.devices.refresh(&agent.metrics);
         {
@@ -697,6 +727,18 @@ impl Agent {
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// For tests that simulate a SIGKILL inside one process (the agent leaked, never
+    /// dropped): releases the state directory's lock as the kernel does when a killed
+    /// process's files close, so that the next agent can start on the directory. This
+    /// agent must not be used for changes afterwards.
+    #[doc(hidden)]
+    pub fn release_lock_as_if_killed(&self) {
+        self.lock_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     /// Looks at the kubelet's device checkpoint again and reads it if it changed

@@ -6,6 +6,8 @@
 //!   change appended to a crash-safe journal ([`journal`]) and compacted into checkpoints
 //!   in kubelet format ([`store`]); restart validation as the kubelet does it, and
 //!   `reconcile` to rebuild the books from the live pods.
+//! * [`lock`]: one agent per state directory (an exclusive `flock` on `agent.lock`,
+//!   released by the kernel when the process ends).
 //! * [`cgroup::CgroupEnforcer`]: writes `cpuset.cpus` / `cpuset.mems` on cgroup v2 or
 //!   in the cgroup v1 cpuset hierarchy (chosen from `/proc/self/mountinfo`).
 //! * [`podresources`]: the kubelet's PodResources v1 gRPC service; its `devices` come from
@@ -29,6 +31,7 @@ pub mod daemon;
 pub mod devices;
 pub mod http;
 pub mod journal;
+pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod nri;
