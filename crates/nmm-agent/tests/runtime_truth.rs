@@ -59,6 +59,7 @@ struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     log: Arc<Mutex<Vec<String>>>,
+    state: PathBuf,
 }
 
 impl Running {
@@ -98,6 +99,7 @@ impl Running {
             stop,
             tasks,
             log,
+            state: state.to_path_buf(),
         }
     }
 
@@ -138,6 +140,11 @@ impl Running {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Its drop (the clean-stop compaction) may still be running: the lock tells.
+        assert!(testkit::wait_until_unlocked(
+            &self.state,
+            Duration::from_secs(10)
+        ));
     }
 }
 
