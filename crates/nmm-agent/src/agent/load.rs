@@ -2,6 +2,7 @@
 //! (nmm-core's `Node::start`), the change journal replayed through the engine, and
 //! re-admission of the live pods when a checkpoint is missing or `reconcile` is asked for.
 
+use super::device_hints::{self, PodDeviceHints};
 use super::pods::{parse_record, pod_key, trim_pod};
 use super::tx::panic_text;
 use super::{allocation_text, Agent, AgentError, AgentOptions, Reconciled, StartReport};
@@ -64,10 +65,15 @@ fn replay_records(
                     let key = pod_key(pod);
                     let info = PodInfo::from_pod(pod, pod_level_resources)
                         .map_err(|e| format!("record {seq}: pod {key}: {e}"))?;
-                    let r = catch_unwind(AssertUnwindSafe(|| node.admit(&info)))
-                        .map_err(panic_text)
-                        .and_then(|r| r.map_err(|e| e.to_string()))
+                    // The kubelet's devices as the admission saw them, not as now.
+                    let hints = PodDeviceHints::from_annotation(pod)
                         .map_err(|e| format!("record {seq}: pod {key}: {e}"))?;
+                    let r = catch_unwind(AssertUnwindSafe(|| {
+                        device_hints::admit(node, &info, hints.as_ref())
+                    }))
+                    .map_err(panic_text)
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map_err(|e| format!("record {seq}: pod {key}: {e}"))?;
                     let got = allocation_text(&r);
                     if !r.admitted || got != *allocation {
                         let now = if r.admitted {
@@ -103,9 +109,13 @@ fn replay_records(
 
 /// Opens the state directory and builds the books: the checkpoints' restore and
 /// restart validation, then the change journal replayed.
+/// The kubelet's devices of a pod now (for re-admissions), by pod uid.
+pub(super) type LiveHints<'a> = &'a dyn Fn(&str) -> Option<PodDeviceHints>;
+
 pub(super) fn load_books(
     opts: &AgentOptions,
     report: &mut StartReport,
+    hints: LiveHints<'_>,
 ) -> Result<Loaded, AgentError> {
     let (store, loaded) = Store::open(&opts.state_dir)?;
     report.journal_recovered = loaded.journal_recovered;
@@ -165,7 +175,7 @@ pub(super) fn load_books(
                         missing.join(" and "),
                         live.len()
                     );
-                    let (pods, rec) = readmit(&mut node, &live, plr, cause)?;
+                    let (pods, rec) = readmit(&mut node, &live, plr, hints, cause)?;
                     report.reconciled = Some(rec);
                     (node, pods, BTreeSet::new())
                 } else {
@@ -195,7 +205,7 @@ pub(super) fn load_books(
                                 });
                             };
                             let mut node = fresh(dir_text)?;
-                            let (pods, rec) = readmit(&mut node, live, plr, message)?;
+                            let (pods, rec) = readmit(&mut node, live, plr, hints, message)?;
                             report.reconciled = Some(rec);
                             (node, pods, BTreeSet::new())
                         }
@@ -207,7 +217,7 @@ pub(super) fn load_books(
                     return Err(AgentError::Startup(cause));
                 };
                 let mut node = fresh(dir_text)?;
-                let (pods, rec) = readmit(&mut node, live, plr, cause.to_string())?;
+                let (pods, rec) = readmit(&mut node, live, plr, hints, cause.to_string())?;
                 report.reconciled = Some(rec);
                 (node, pods, BTreeSet::new())
             }
@@ -237,11 +247,13 @@ impl Agent {
     }
 }
 
-/// Admits `live` in order into `node` (fresh books, or books missing a checkpoint).
+/// Admits `live` in order into `node` (fresh books, or books missing a checkpoint), with
+/// the kubelet's devices of each pod as they are now.
 fn readmit(
     node: &mut Node,
     live: &[Pod],
     pod_level_resources: bool,
+    hints: LiveHints<'_>,
     cause: String,
 ) -> Result<(Vec<(String, Pod)>, Reconciled), AgentError> {
     let mut rec = Reconciled {
@@ -259,9 +271,17 @@ fn readmit(
                 continue;
             }
         };
-        match catch_unwind(AssertUnwindSafe(|| node.admit(&info))).map_err(panic_text) {
+        let h = hints(&info.uid);
+        let admitted = catch_unwind(AssertUnwindSafe(|| {
+            device_hints::admit(node, &info, h.as_ref())
+        }));
+        match admitted.map_err(panic_text) {
             Ok(Ok(r)) if r.admitted => {
-                pods.push((info.uid.clone(), trim_pod(pod)));
+                let mut trimmed = trim_pod(pod);
+                if let Some(h) = &h {
+                    h.annotate(&mut trimmed);
+                }
+                pods.push((info.uid.clone(), trimmed));
                 rec.admitted.push(key);
             }
             Ok(Ok(r)) => {

@@ -13,9 +13,11 @@
 //! compaction; `pods.rs` the pod record (trimmed pods, `nmm_agent_pods`, allocation
 //! text), `load.rs` how the books are built from the state directory (checkpoints,
 //! journal replay, re-admission), `tx.rs` one change ([`Tx`]), `containers.rs` container
-//! starts and the cgroups the agent writes.
+//! starts and the cgroups the agent writes, [`device_hints`] the kubelet's devices of a
+//! pod as hints of its admission.
 
 mod containers;
+pub mod device_hints;
 mod load;
 mod pods;
 mod tx;
@@ -236,7 +238,13 @@ impl Agent {
             });
         }
         let mut report = StartReport::default();
-        let l = load_books(&opts, &mut report)?;
+        // The kubelet's devices first: pods admitted again at start get their hints.
+        let metrics = Metrics::new();
+        let devices = KubeletDevices::new(&opts.machine, opts.devices.clone());
+        devices.refresh(&metrics);
+        let l = load_books(&opts, &mut report, &|uid| {
+            device_hints::PodDeviceHints::from_view(&devices.view(), uid)
+        })?;
         let pod_level_resources = opts.kubelet.feature_gate("PodLevelResources");
         let sidecars = opts
             .kubelet
@@ -260,15 +268,14 @@ impl Agent {
             }),
             machine: opts.machine.clone(),
             kubelet: opts.kubelet.clone(),
-            metrics: Metrics::new(),
+            metrics,
             enforcer,
             state_dir: opts.state_dir.clone(),
             pod_level_resources,
             sidecars,
-            devices: KubeletDevices::new(&opts.machine, opts.devices.clone()),
+            devices,
             lock_file: Mutex::new(Some(lock)),
         };
-        agent.devices.refresh(&agent.metrics);
         {
             let mut g = agent.lock();
             report.wrote_state = agent.compact_locked(&mut g)?;
@@ -307,6 +314,15 @@ impl Agent {
     /// The kubelet's devices as last read: registered devices and who holds which.
     pub fn devices(&self) -> &KubeletDevices {
         &self.devices
+    }
+
+    /// The devices the kubelet's checkpoint records for pod `uid` as last read (every
+    /// [`Agent::transaction`] looks at the file again before it takes the books' lock):
+    /// the Device Manager's hints of an admission ([`device_hints`]). `None` without a
+    /// checkpoint or an entry for the pod.
+    pub fn kubelet_devices_of(&self, uid: &str) -> Option<device_hints::PodDeviceHints> {
+        self.devices.options().checkpoint.as_ref()?;
+        device_hints::PodDeviceHints::from_view(&self.devices.view(), uid)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -374,6 +390,12 @@ impl Agent {
     /// be written, or the engine panicked, the books are rebuilt from the state directory
     /// (the change is undone) and the error returned.
     pub fn transaction<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> R) -> Result<R, AgentError> {
+        // The kubelet has written a pod's devices before the runtime creates its
+        // containers: look at its checkpoint again (one `stat`; a read only when it
+        // changed), outside the books' lock, so that admissions see them.
+        if self.devices.options().checkpoint.is_some() {
+            self.devices.refresh(&self.metrics);
+        }
         let mut g = self.lock();
         let (r, ops, poisoned) = {
             let mut tx = Tx {
@@ -433,7 +455,8 @@ impl Agent {
             cgroup_root: None,
             devices: DeviceOptions::default(),
         };
-        match load_books(&opts, &mut StartReport::default()) {
+        let hints = |uid: &str| self.kubelet_devices_of(uid);
+        match load_books(&opts, &mut StartReport::default(), &hints) {
             Ok(l) => {
                 g.recorded = l.pods.iter().map(|(u, _)| u.clone()).collect();
                 g.node = l.node;

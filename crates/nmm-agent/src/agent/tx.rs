@@ -1,6 +1,7 @@
 //! One change to the books ([`Tx`]): the engine's admissions and removals inside
 //! [`Agent::transaction`], recorded for the change journal.
 
+use super::device_hints;
 use super::pods::{allocation_text, pod_key, trim_pod};
 use super::{Agent, AgentError, Inner};
 use crate::journal::Op;
@@ -76,8 +77,13 @@ impl Tx<'_> {
             }
         })?;
         let t0 = Instant::now();
+        // The kubelet has allocated the pod's devices before its containers are created:
+        // their NUMA nodes are the Device Manager's hints.
+        let hints = self.agent.kubelet_devices_of(&info.uid);
         let node = &mut self.g.node;
-        let r = match catch_unwind(AssertUnwindSafe(|| node.admit(&info))) {
+        let r = match catch_unwind(AssertUnwindSafe(|| {
+            device_hints::admit(node, &info, hints.as_ref())
+        })) {
             Ok(r) => r?,
             Err(p) => {
                 let why = panic_text(p);
@@ -96,7 +102,10 @@ impl Tx<'_> {
         m.observe_admission(&info, &r, elapsed, policies);
         crate::logging::admission(&pod_key(pod), &r, elapsed);
         if r.admitted {
-            let trimmed = trim_pod(pod);
+            let mut trimmed = trim_pod(pod);
+            if let Some(h) = &hints {
+                h.annotate(&mut trimmed);
+            }
             if self.g.recorded.contains(&info.uid) {
                 if let Some(slot) = self.g.pods.iter_mut().find(|(u, _)| *u == info.uid) {
                     slot.1 = trimmed.clone();
