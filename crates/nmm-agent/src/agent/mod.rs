@@ -316,10 +316,10 @@ impl Agent {
         &self.devices
     }
 
-    /// The devices the kubelet's checkpoint records for pod `uid` as last read (every
-    /// [`Agent::transaction`] looks at the file again before it takes the books' lock):
-    /// the Device Manager's hints of an admission ([`device_hints`]). `None` without a
-    /// checkpoint or an entry for the pod.
+    /// The devices the kubelet's checkpoint records for pod `uid` as last read: what an
+    /// admission takes as the Device Manager's hints ([`device_hints`]; every
+    /// [`Agent::transaction`] looks at the file again before it takes the books' lock).
+    /// `None` without a checkpoint or an entry for the pod.
     pub fn kubelet_devices_of(&self, uid: &str) -> Option<device_hints::PodDeviceHints> {
         self.devices.options().checkpoint.as_ref()?;
         device_hints::PodDeviceHints::from_view(&self.devices.view(), uid)
@@ -392,10 +392,12 @@ impl Agent {
     pub fn transaction<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> R) -> Result<R, AgentError> {
         // The kubelet has written a pod's devices before the runtime creates its
         // containers: look at its checkpoint again (one `stat`; a read only when it
-        // changed), outside the books' lock, so that admissions see them.
-        if self.devices.options().checkpoint.is_some() {
+        // changed) and take the view the change's admissions use, outside the books'
+        // lock (a concurrent re-read never holds the books up).
+        let devices = self.devices.options().checkpoint.is_some().then(|| {
             self.devices.refresh(&self.metrics);
-        }
+            self.devices.view()
+        });
         let mut g = self.lock();
         let (r, ops, poisoned) = {
             let mut tx = Tx {
@@ -403,6 +405,7 @@ impl Agent {
                 agent: self,
                 ops: Vec::new(),
                 poisoned: None,
+                devices,
             };
             let r = catch_unwind(AssertUnwindSafe(|| f(&mut tx)));
             let (ops, mut poisoned) = (std::mem::take(&mut tx.ops), tx.poisoned.take());

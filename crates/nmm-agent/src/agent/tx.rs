@@ -7,9 +7,11 @@ use super::{Agent, AgentError, Inner};
 use crate::journal::Op;
 use k8s_openapi::api::core::v1::Pod;
 use nmm_core::cpumanager::CpuPolicy;
+use nmm_core::devicemanager::DeviceManager;
 use nmm_core::node::{AdmitResult, Node, RemoveResult};
 use nmm_core::pod::PodInfo;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub(super) fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
@@ -29,6 +31,9 @@ pub struct Tx<'a> {
     pub(super) agent: &'a Agent,
     pub(super) ops: Vec<Op>,
     pub(super) poisoned: Option<String>,
+    /// The kubelet's device view this change's admissions take their hints from (`None`:
+    /// no device checkpoint configured).
+    pub(super) devices: Option<Arc<DeviceManager>>,
 }
 
 impl Tx<'_> {
@@ -79,7 +84,10 @@ impl Tx<'_> {
         let t0 = Instant::now();
         // The kubelet has allocated the pod's devices before its containers are created:
         // their NUMA nodes are the Device Manager's hints.
-        let hints = self.agent.kubelet_devices_of(&info.uid);
+        let hints = self
+            .devices
+            .as_ref()
+            .and_then(|v| device_hints::PodDeviceHints::from_view(v, &info.uid));
         let node = &mut self.g.node;
         let r = match catch_unwind(AssertUnwindSafe(|| {
             device_hints::admit(node, &info, hints.as_ref())
