@@ -8,11 +8,15 @@
 //! The oracle is the kubelet with its own managers on (nmm-core's `Node` with the same
 //! devices and the same device checkpoint, the pod's device limits in its spec).
 
+mod support;
+
 use k8s_openapi::api::core::v1::Pod;
 use nmm_agent::agent::container_cpuset;
 use nmm_agent::agent::device_hints::ANNOTATION;
+use nmm_agent::daemon::{self, Endpoints};
 use nmm_agent::devices::DeviceOptions;
 use nmm_agent::nri::{serve_nri, NriAgent, NriOptions};
+use nmm_agent::podresources::proto::GetPodResourcesRequest;
 use nmm_agent::testkit;
 use nmm_agent::{Agent, AgentOptions};
 use nmm_core::checkpoint::device::{encode, DeviceCheckpoint};
@@ -286,6 +290,61 @@ async fn a_nic_on_node_1_pulls_cpus_and_memory_and_single_numa_node_rejects() {
     assert_eq!(books.cpu_checkpoint, kubelet.cpu_checkpoint());
     assert_eq!(books.memory_checkpoint, kubelet.memory_checkpoint());
     assert_eq!(books.pods, vec![U1.to_string(), U3.to_string()]);
+
+    // PodResources over gRPC says the same: U1's CPUs, memory and NIC all on node 1.
+    let running = daemon::serve(
+        agent.clone(),
+        &Endpoints {
+            podresources_socket: Some(fx.state.join("pr.sock")),
+            metrics_addr: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut grpc = support::client(&fx.state.join("pr.sock")).await;
+    let got = grpc
+        .get(GetPodResourcesRequest {
+            pod_name: "p1".into(),
+            pod_namespace: "default".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_resources
+        .unwrap();
+    let c = &got.containers[0];
+    let node1: Vec<i64> = node1_cpus().iter().map(i64::from).collect();
+    assert_eq!(c.cpu_ids.len(), 2);
+    assert!(
+        c.cpu_ids.iter().all(|id| node1.contains(id)),
+        "{:?}",
+        c.cpu_ids
+    );
+    let mem_nodes: Vec<i64> = c
+        .memory
+        .iter()
+        .flat_map(|m| m.topology.iter().flat_map(|t| t.nodes.iter().map(|n| n.id)))
+        .collect();
+    assert_eq!(mem_nodes, vec![1]);
+    let devs: Vec<(String, Vec<String>, Vec<i64>)> = c
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.resource_name.clone(),
+                d.device_ids.clone(),
+                d.topology
+                    .iter()
+                    .flat_map(|t| t.nodes.iter().map(|n| n.id))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        devs,
+        vec![(NIC.to_string(), vec!["nic-1".to_string()], vec![1])]
+    );
+    running.stop().await.unwrap();
     plugin.stop().await;
 }
 
