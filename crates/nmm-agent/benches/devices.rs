@@ -2,13 +2,15 @@
 //! device checkpoint costs when it did not change (one `stat`, paid by every PodResources
 //! call), reading a changed one (read, Go JSON, checksum, the view rebuilt) for 1000 pods
 //! and for a file just under the 16 MiB limit (the most a file can cost before it is
-//! refused unread), and `List` for 300 pods holding devices.
+//! refused unread), the device hints of one admission out of a 1000-pod view and an
+//! admission with and without them, and `List` for 300 pods holding devices.
 //!
 //! ```text
 //! cargo bench -p nmm-agent --bench devices
 //! ```
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use nmm_agent::agent::device_hints::{self, PodDeviceHints};
 use nmm_agent::devices::{DeviceOptions, KubeletDevices, Refresh, MAX_CHECKPOINT_BYTES};
 use nmm_agent::metrics::Metrics;
 use nmm_agent::podresources::PodResourcesService;
@@ -17,6 +19,8 @@ use nmm_agent::{Agent, AgentOptions};
 use nmm_core::checkpoint::device::{encode, DeviceCheckpoint};
 use nmm_core::devicemanager::pod_devices::AllocInfo;
 use nmm_core::devicemanager::Device;
+use nmm_core::node::{Node, StartOptions};
+use nmm_core::pod::PodInfo;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -95,6 +99,44 @@ fn bench(c: &mut Criterion) {
                 }
                 total
             })
+        });
+    }
+
+    // Admission hints (mode B device awareness): the pod's devices out of a view of 1000
+    // pods (3000 containers; every one of them is looked at for the devices' NUMA
+    // nodes), and one admission of a 2-CPU pod holding a GPU with those hints against
+    // the same admission without them.
+    let view = d.view();
+    let target = uid(999);
+    g.bench_function("hints_from_view_1000_pods", |b| {
+        b.iter(|| {
+            let h = PodDeviceHints::from_view(&view, &target).unwrap();
+            assert_eq!(h.containers.len(), 3);
+        })
+    });
+    let hints = PodDeviceHints::from_view(&view, &target).unwrap();
+    let pod = testkit::pod(&target, "p", &[("c0", "2", "1Gi", None)], &[]);
+    let info = PodInfo::from_pod(&pod, false).unwrap();
+    let fresh = Node::start(
+        testkit::machine(),
+        testkit::kubelet_config(),
+        StartOptions::default(),
+    )
+    .unwrap();
+    for (name, with) in [
+        ("admit_2cpu_pod_with_gpu_hints", true),
+        ("admit_2cpu_pod_without_hints", false),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || fresh.clone(),
+                |mut node| {
+                    let r = device_hints::admit(&mut node, &info, with.then_some(&hints)).unwrap();
+                    assert!(r.admitted);
+                    node
+                },
+                criterion::BatchSize::SmallInput,
+            )
         });
     }
 

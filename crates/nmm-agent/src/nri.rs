@@ -769,7 +769,12 @@ pub async fn serve_nri(handler: Arc<NriAgent>, opts: NriOptions, mut stop: watch
         let started = Instant::now();
         let h: Arc<dyn NriHandler> = handler.clone();
         let outcome = tokio::select! {
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => {
+                // The handle holds the connection, whose tasks hold the handler: let go
+                // of it so that the agent (and its state directory's lock) can drop.
+                handler.set_plugin_handle(None);
+                return;
+            }
             r = async {
                 let plugin = NriPlugin::connect(&opts.socket, &opts.name, &opts.index, h).await?;
                 handler.set_plugin_handle(Some(plugin.handle()));

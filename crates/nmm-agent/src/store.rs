@@ -114,6 +114,18 @@ fn replace_file(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<(), St
     result.map_err(io_err(&target, "cannot write the file"))
 }
 
+/// Creates the state directory (mode 0700, with its parents) if it does not exist.
+pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    if !dir.is_dir() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir, "cannot create the state directory"))?;
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -132,13 +144,7 @@ impl Store {
     /// Opens (creating it if needed, mode 0700) the state directory, completes a commit
     /// that a crash interrupted, removes leftover temporary files, and reads the files.
     pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
-        if !dir.is_dir() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io_err(dir, "cannot create the state directory"))?;
-        }
+        ensure_dir(dir)?;
         let mut loaded = Loaded::default();
         // Temporary files never hold anything committed (an interrupted journal write
         // included): remove them first.

@@ -295,3 +295,19 @@ pub mod nri {
         (pods, ctrs)
     }
 }
+
+/// Waits (polling, up to `timeout`) until no agent holds the state directory `dir`: an
+/// agent's `Drop` (its compaction) may still run on another thread after the last `Arc`
+/// to it is gone, and the lock is released only at its end. Returns whether it was freed.
+pub fn wait_until_unlocked(dir: &std::path::Path, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match crate::lock::StateDirLock::acquire(dir) {
+            Ok(_) => return true,
+            Err(crate::lock::LockError::Held { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(_) => return false,
+        }
+    }
+}

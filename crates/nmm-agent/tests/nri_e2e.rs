@@ -430,6 +430,11 @@ async fn synchronize_after_restart_and_reconnect() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // ... and its drop (which runs after the count reached 0) has released the lock.
+    assert!(testkit::wait_until_unlocked(
+        &state,
+        Duration::from_secs(10)
+    ));
 
     // The agent restarts on its state directory: books restored, synchronize agrees.
     let agent = start_agent(&state);

@@ -59,6 +59,7 @@ struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     log: Arc<Mutex<Vec<String>>>,
+    state: PathBuf,
 }
 
 impl Running {
@@ -98,6 +99,7 @@ impl Running {
             stop,
             tasks,
             log,
+            state: state.to_path_buf(),
         }
     }
 
@@ -115,15 +117,34 @@ impl Running {
         // stop it too, but never leave two agents writing one state directory).
         tokio::time::sleep(Duration::from_millis(30)).await;
         let _ = self.agent().uids();
+        // The kernel would release the state directory's flock with the process.
+        self.agent().release_lock_as_if_killed();
         std::mem::forget(self.handler);
         std::mem::forget(self.stop);
     }
 
+    /// A clean stop: the tasks end, the agent is dropped and its state directory's lock
+    /// released (the next `start` on the directory would fail otherwise).
     async fn stop(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
+        let agent = Arc::downgrade(&self.handler);
+        drop(self.handler);
+        let t0 = std::time::Instant::now();
+        while agent.strong_count() > 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the agent was not dropped after its tasks stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Its drop (the clean-stop compaction) may still be running: the lock tells.
+        assert!(testkit::wait_until_unlocked(
+            &self.state,
+            Duration::from_secs(10)
+        ));
     }
 }
 

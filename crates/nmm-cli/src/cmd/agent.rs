@@ -339,6 +339,9 @@ fn run(args: &Args) -> Result<i32> {
             format!("--state-dir {}: cannot create it", args.state_dir.display())
         })?;
     }
+    // One agent per state directory, before anything in it is read (docs/agent.md): a
+    // second agent stops here (exit 2) with the holder's PID.
+    let lock = nmm_agent::lock::StateDirLock::acquire(&args.state_dir)?;
     // The flag is configuration too: a value the kubelet would refuse is the flag's
     // problem (exit 2, naming it), never the checkpoints'.
     let mut kubelet = cfg.config;
@@ -425,14 +428,17 @@ fn run(args: &Args) -> Result<i32> {
             cp.display()
         );
     }
-    let started = Agent::start(AgentOptions {
-        machine,
-        kubelet,
-        state_dir: args.state_dir.clone(),
-        reconcile,
-        cgroup_root,
-        devices: device_opts,
-    });
+    let started = Agent::start_locked(
+        AgentOptions {
+            machine,
+            kubelet,
+            state_dir: args.state_dir.clone(),
+            reconcile,
+            cgroup_root,
+            devices: device_opts,
+        },
+        lock,
+    );
     let (agent, report) = match started {
         Ok(x) => x,
         Err(AgentError::Startup(e)) if !args.reconcile => {
