@@ -35,6 +35,10 @@ fn main() {
     let filter: Option<String> = std::env::var("NMM_CONFIG").ok();
     // NMM_TRACE=1 names every admission before it starts (to find one that never ends)
     let trace = std::env::var("NMM_TRACE").is_ok();
+    // NMM_FULL=1 prints every admission's full outcome (message, and per container the
+    // CPUs, memory blocks, devices and hint) to stderr, timeless: a digest of the
+    // decisions to compare before and after a change that must not alter any.
+    let full = std::env::var("NMM_FULL").is_ok();
     let repeat: Option<usize> = std::env::var("NMM_REPEAT")
         .ok()
         .and_then(|s| s.parse().ok());
@@ -107,6 +111,12 @@ fn main() {
                                             .map(|c| format!("{}:{:?}", c.name, c.affinity))
                                             .collect();
                                         eprintln!("{nodes} {policy}/{scope}/closest={closest}/seed {seed}/step {i}: {} us admitted={} {}", d.as_micros(), r.admitted, cs.join(" "));
+                                    }
+                                    if full {
+                                        eprintln!(
+                                            "{nodes} {tag} seed {seed} step {i}: admitted={} {:?} {:?}",
+                                            r.admitted, r.message, r.containers
+                                        );
                                     }
                                     if r.admitted {
                                         live.push(r.uid);
