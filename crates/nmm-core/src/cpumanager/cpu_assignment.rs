@@ -18,15 +18,14 @@
 //! aliasing in its combination enumerator (see [`GoSlices`]).
 //!
 //! Implementation: a dense index of the topology (`Ctx`: CPUs and units renumbered, members
-//! and parent/child relations as flat CSR arrays), memoized per thread since the topology
-//! never changes between admissions; and an accumulator that keeps free counters per unit
+//! and parent/child relations as flat CSR arrays), built once per topology ([`CpuPacker`])
+//! since the topology never changes between admissions; and an accumulator that keeps free counters per unit
 //! and per (parent, child) pair, so every ordered list is a filter + small sort over `Vec`s
-//! indexed by dense ids, with no hashing. About 3 µs per call on 64–256 CPUs.
+//! indexed by dense ids, with no hashing.
 
 use crate::cpumanager::topology::CpuTopology;
 use crate::cpuset::CpuSet;
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The static-policy options that change packing (`cpuManagerPolicyOptions`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,34 +46,61 @@ pub struct TakeOptions {
 /// "accounting error, not enough CPUs allocated, remaining: 2".
 ///
 /// `available` may contain ids unknown to `topo` (they are ignored, but counted in the
-/// "available=" of the error text, as in Go).
+/// "available=" of the error text, as in Go). Builds the topology's index on every call;
+/// callers packing repeatedly against one topology keep a [`CpuPacker`].
 pub fn take_by_topology(
     topo: &CpuTopology,
     available: &CpuSet,
     n: usize,
     opts: &TakeOptions,
 ) -> Result<CpuSet, String> {
-    let cx = Ctx::cached(topo);
-    let cand = cx.positions(available);
-    let spread = opts.distribute_cpus_across_cores;
-    let taken = if opts.distribute_cpus_across_numa {
-        let group = if opts.full_pcpus_only {
-            topo.cpus_per_core()
+    CpuPacker::new(topo).take(available, n, opts)
+}
+
+/// takeByTopology against one topology, its dense index built once: the kubelet packs
+/// against the same topology on every admission. Cloning shares the index.
+#[derive(Clone)]
+pub struct CpuPacker {
+    cx: Arc<Ctx>,
+}
+
+impl std::fmt::Debug for CpuPacker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuPacker({} cpus)", self.cx.ids.len())
+    }
+}
+
+impl CpuPacker {
+    pub fn new(topo: &CpuTopology) -> CpuPacker {
+        CpuPacker {
+            cx: Arc::new(Ctx::new(topo)),
+        }
+    }
+
+    /// [`take_by_topology`] on the packer's topology.
+    pub fn take(&self, available: &CpuSet, n: usize, opts: &TakeOptions) -> Result<CpuSet, String> {
+        let cx = &*self.cx;
+        let cand = cx.positions(available);
+        let spread = opts.distribute_cpus_across_cores;
+        let taken = if opts.distribute_cpus_across_numa {
+            let group = if opts.full_pcpus_only {
+                cx.cpus_per_core
+            } else {
+                1
+            };
+            distributed(cx, &cand, available.len(), n, group, spread)?
         } else {
-            1
+            packed(
+                cx,
+                &cand,
+                available.len(),
+                n,
+                spread,
+                opts.prefer_align_by_uncore_cache,
+            )?
         };
-        distributed(&cx, &cand, available.len(), n, group, spread)?
-    } else {
-        packed(
-            &cx,
-            &cand,
-            available.len(),
-            n,
-            spread,
-            opts.prefer_align_by_uncore_cache,
-        )?
-    };
-    Ok(cx.to_cpuset(&taken))
+        Ok(cx.to_cpuset(&taken))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -315,26 +341,6 @@ impl Ctx {
             cpus_per_uncore: topo.cpus_per_uncore(),
             numa_first: topo.num_sockets >= topo.num_numa_nodes,
         }
-    }
-
-    /// The index of `topo`, memoized per thread: the kubelet packs against the same
-    /// topology on every admission, and comparing it (about one pass over its CPUs) is far
-    /// cheaper than rebuilding the index. Purely a cache: results never depend on it.
-    fn cached(topo: &CpuTopology) -> Rc<Ctx> {
-        thread_local! {
-            static CACHE: RefCell<Option<(CpuTopology, Rc<Ctx>)>> = const { RefCell::new(None) };
-        }
-        CACHE.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if let Some((t, cx)) = cache.as_ref() {
-                if t == topo {
-                    return Rc::clone(cx);
-                }
-            }
-            let cx = Rc::new(Ctx::new(topo));
-            *cache = Some((topo.clone(), Rc::clone(&cx)));
-            cx
-        })
     }
 
     /// Positions of the CPUs of `set` that the topology knows (Go's `KeepOnly`), by a

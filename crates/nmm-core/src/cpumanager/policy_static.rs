@@ -1,7 +1,7 @@
 //! The CPU Manager's static policy: exclusive CPUs for Guaranteed containers with integer
 //! CPU requests, NUMA hints for them, and topology-aware allocation.
 
-use super::cpu_assignment::{take_by_topology, TakeOptions};
+use super::cpu_assignment::{CpuPacker, TakeOptions};
 use super::hint_family::CpuHintFamily;
 use super::options::StaticPolicyOptions;
 use super::topology::CpuTopology;
@@ -34,6 +34,8 @@ pub struct StaticPolicy {
     numa_totals: Vec<(u32, usize)>,
     /// The CPUs of each NUMA node.
     numa_cpus: Vec<(u32, CpuSet)>,
+    /// takeByTopology's index of `topology`, built once.
+    packer: CpuPacker,
 }
 
 fn take_options(o: &StaticPolicyOptions) -> TakeOptions {
@@ -100,16 +102,13 @@ impl StaticPolicy {
         num_reserved: usize,
         reserved_cpus: &CpuSet,
     ) -> Result<StaticPolicy, String> {
+        let packer = CpuPacker::new(&topology);
         let reserved = if !reserved_cpus.is_empty() {
             reserved_cpus.clone()
         } else {
-            take_by_topology(
-                &topology,
-                &topology.all_cpus(),
-                num_reserved,
-                &take_options(&options),
-            )
-            .unwrap_or_default()
+            packer
+                .take(&topology.all_cpus(), num_reserved, &take_options(&options))
+                .unwrap_or_default()
         };
         if reserved.len() != num_reserved {
             return Err(format!(
@@ -147,6 +146,7 @@ impl StaticPolicy {
             numa_of,
             numa_totals,
             numa_cpus,
+            packer,
         })
     }
 
@@ -436,17 +436,14 @@ impl StaticPolicy {
             };
             let aligned = allocatable.intersection(&aligned_cpus);
             let k = n.min(aligned.len());
-            result = take_by_topology(&self.topology, &aligned, k, &opts)?;
+            result = self.packer.take(&aligned, k, &opts)?;
         }
         // The spill outside the hinted nodes (nothing to take when the hint held them all;
         // takeByTopology of 0 CPUs is empty, so skipping the call changes nothing).
         if n > result.len() {
-            let rest = take_by_topology(
-                &self.topology,
-                &allocatable.difference(&result),
-                n - result.len(),
-                &opts,
-            )?;
+            let rest = self
+                .packer
+                .take(&allocatable.difference(&result), n - result.len(), &opts)?;
             result = result.union(&rest);
         }
         self.default_set = self.default_set.difference(&result);
