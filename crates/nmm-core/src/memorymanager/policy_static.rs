@@ -398,6 +398,11 @@ impl StaticPolicy {
         base: NumaMask,
     ) -> Option<TopologyHint> {
         if self.large {
+            if base.is_empty() {
+                if let Some(n) = self.first_single_member(pod_uid, req) {
+                    return Some(TopologyHint::new(NumaMask::single(n), true));
+                }
+            }
             let f = MemoryHintFamily::new(self, pod_uid, req);
             f.min_size()?;
             return f.best_member(base);
@@ -414,6 +419,32 @@ impl StaticPolicy {
             return None;
         }
         Some(find_best_hint(&wider))
+    }
+
+    /// The lowest node that alone is a member of the hint list (`calculateHints`: enough
+    /// allocatable, not in a group, enough free memory with the pod's reusable memory).
+    /// Such a node is the narrowest preferred hint (`minAffinitySize` is then 1), so it is
+    /// `findBestHint` over all hints, found without describing the whole list.
+    fn first_single_member(&self, pod_uid: &str, req: &Requests) -> Option<u32> {
+        let reusable = self.reusable.get(pod_uid);
+        let reuse = |id: u32, r: &str| {
+            reusable
+                .and_then(|m| m.get(&NumaMask::single(id)))
+                .and_then(|m| m.get(r))
+                .copied()
+                .unwrap_or(0)
+        };
+        self.machine_state
+            .iter()
+            .find(|(&id, ns)| {
+                id < 64
+                    && ns.cells.len() <= 1
+                    && req.iter().all(|(r, &want)| {
+                        let t = ns.memory_map.get(r).copied().unwrap_or_default();
+                        t.allocatable >= want && t.free.wrapping_add(reuse(id, r)) >= want
+                    })
+            })
+            .map(|(&id, _)| id)
     }
 
     pub fn get_topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
