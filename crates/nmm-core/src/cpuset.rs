@@ -96,6 +96,15 @@ impl CpuSet {
         s
     }
 
+    /// `|self ∩ other|`, without building the intersection.
+    pub fn intersection_len(&self, other: &CpuSet) -> usize {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .map(|(a, b)| (a & b).count_ones() as usize)
+            .sum()
+    }
+
     pub fn is_subset_of(&self, other: &CpuSet) -> bool {
         self.difference(other).is_empty()
     }
@@ -251,5 +260,10 @@ mod tests {
         assert_eq!(b.difference(&b), CpuSet::new());
         assert!(CpuSet::parse("5-6").unwrap().is_subset_of(&a));
         assert_eq!(a.len(), 8);
+        assert_eq!(a.intersection_len(&b), 4);
+        assert_eq!(b.intersection_len(&a), 4);
+        let far = CpuSet::parse("0,64-70,200").unwrap();
+        assert_eq!(far.intersection_len(&CpuSet::parse("0-66").unwrap()), 4);
+        assert_eq!(far.intersection_len(&CpuSet::new()), 0);
     }
 }

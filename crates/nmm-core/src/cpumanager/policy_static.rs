@@ -231,12 +231,12 @@ impl StaticPolicy {
                 .copied()
                 .filter(|&n| n != u32::MAX)
         };
-        let mut avail: Vec<(u32, usize)> = self.numa_totals.iter().map(|&(n, _)| (n, 0)).collect();
-        for c in available.iter() {
-            if let Some(e) = numa(c).and_then(|n| avail.iter_mut().find(|(id, _)| *id == n)) {
-                e.1 += 1;
-            }
-        }
+        // Per node: the available CPUs among its CPUs (ids the topology lacks count nowhere).
+        let avail: Vec<(u32, usize)> = self
+            .numa_cpus
+            .iter()
+            .map(|(n, cpus)| (*n, available.intersection_len(cpus)))
+            .collect();
         let reuse_mask = reusable
             .iter()
             .filter_map(numa)
