@@ -10,6 +10,7 @@ use crate::topology::covering::{AndBound, Capacity};
 use crate::topology::family::HintFamily;
 use crate::topology::hint::TopologyHint;
 use crate::topology::sums::Sums;
+use std::cell::OnceCell;
 
 #[derive(Debug, Clone)]
 pub struct MemoryHintFamily {
@@ -34,8 +35,13 @@ pub struct MemoryHintFamily {
     /// per resource, then free for the resources where some unassigned node's free
     /// differs from its allocatable, each against the request. Allocatable only when a
     /// reusable mask lies among the unassigned nodes (its free sum gets the reusable
-    /// bytes added, so free sums alone are no bound for new groups).
-    group: Sums,
+    /// bytes added, so free sums alone are no bound for new groups). Built on first use
+    /// (see [`Self::group`]): most admissions never ask about new groups.
+    group: OnceCell<Sums>,
+    /// Rows of the per-node tables (highest node id + 1).
+    rows: usize,
+    /// Whether a reusable mask lies among the unassigned nodes (see `group`).
+    reusable_in_zero: bool,
     min_affinity: u32,
     min_size: Option<u32>,
 }
@@ -94,40 +100,21 @@ impl MemoryHintFamily {
         let zero = NumaMask(universe.0 & !assigned.0);
         let req: Vec<u64> = req.values().copied().collect();
         let reusable_in_zero = reusable.iter().any(|(m, _)| m.is_subset_of(zero));
-        let r = req.len();
-        let group = if reusable_in_zero {
-            Sums::from_fn(max, req.clone(), |i, d| alloc[i * stride + d])
-        } else {
-            // A resource's free sums bound new groups only where they differ from its
-            // allocatable sums on some unassigned node: new groups lie among those
-            // nodes, so an equal column would only repeat the same test (on a valid
-            // state a node without assignments has all of its allocatable free, and
-            // every dimension costs the searches below time).
-            let differs = |d: usize| {
-                zero.ids()
-                    .any(|n| alloc[n as usize * stride + d] != free[n as usize * stride + d])
-            };
-            let cols: Vec<(bool, usize)> = (0..r)
-                .map(|d| (false, d))
-                .chain((0..r).filter(|&d| differs(d)).map(|d| (true, d)))
-                .collect();
-            let need = cols.iter().map(|&(_, d)| req[d]).collect();
-            Sums::from_fn(max, need, |i, c| {
-                let (is_free, d) = cols[c];
-                if is_free {
-                    free[i * stride + d]
-                } else {
-                    alloc[i * stride + d]
-                }
-            })
-        };
         // minAffinitySize: the fewest nodes of any mask whose allocatable sums (wrapping)
         // reach the request, every node counted (groups and assignments play no part).
-        let sums = Sums::from_fn(max, req.clone(), |i, d| alloc[i * stride + d]);
-        let leaf = |m: NumaMask| sums.satisfied(m);
-        let min_affinity = (sums.least_count(universe).max(1)..=universe.count())
-            .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
-            .unwrap_or(universe.count());
+        // One node reaching it alone makes it 1 (no search).
+        let single_fits = universe
+            .ids()
+            .any(|n| (0..stride).all(|d| alloc[n as usize * stride + d] >= req[d]));
+        let min_affinity = if single_fits {
+            1
+        } else {
+            let sums = Sums::from_fn(max, req.clone(), |i, d| alloc[i * stride + d]);
+            let leaf = |m: NumaMask| sums.satisfied(m);
+            (sums.least_count(universe).max(1)..=universe.count())
+                .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
+                .unwrap_or(universe.count())
+        };
         let mut f = MemoryHintFamily {
             universe,
             req,
@@ -140,7 +127,9 @@ impl MemoryHintFamily {
             zero,
             groups,
             listed_members: Vec::new(),
-            group,
+            group: OnceCell::new(),
+            rows: max,
+            reusable_in_zero,
             min_affinity,
             min_size: None,
         };
@@ -150,6 +139,40 @@ impl MemoryHintFamily {
         f.listed_members = members;
         f.min_size = f.compute_min_size();
         f
+    }
+
+    /// The sums a new group must reach (the `group` field), built once on first use.
+    fn group(&self) -> &Sums {
+        self.group.get_or_init(|| {
+            let (alloc, free, stride) = (&self.alloc, &self.free, self.req.len());
+            let req = &self.req;
+            if self.reusable_in_zero {
+                return Sums::from_fn(self.rows, req.clone(), |i, d| alloc[i * stride + d]);
+            }
+            // A resource's free sums bound new groups only where they differ from its
+            // allocatable sums on some unassigned node: new groups lie among those
+            // nodes, so an equal column would only repeat the same test (on a valid
+            // state a node without assignments has all of its allocatable free, and
+            // every dimension costs the searches below time).
+            let differs = |d: usize| {
+                self.zero
+                    .ids()
+                    .any(|n| alloc[n as usize * stride + d] != free[n as usize * stride + d])
+            };
+            let cols: Vec<(bool, usize)> = (0..stride)
+                .map(|d| (false, d))
+                .chain((0..stride).filter(|&d| differs(d)).map(|d| (true, d)))
+                .collect();
+            let need = cols.iter().map(|&(_, d)| req[d]).collect();
+            Sums::from_fn(self.rows, need, |i, c| {
+                let (is_free, d) = cols[c];
+                if is_free {
+                    free[i * stride + d]
+                } else {
+                    alloc[i * stride + d]
+                }
+            })
+        })
     }
 
     fn reusable_for(&self, m: NumaMask, r: usize) -> u64 {
@@ -168,7 +191,7 @@ impl MemoryHintFamily {
             return None;
         }
         let leaf = |m: NumaMask| m.count() >= 2 && self.get(m).is_some();
-        self.group.find(inn, pool.and(self.zero), size, 2, &leaf)
+        self.group().find(inn, pool.and(self.zero), size, 2, &leaf)
     }
 
     fn group_exists(&self, inn: NumaMask, pool: NumaMask, size: Option<u32>) -> bool {
@@ -198,7 +221,7 @@ impl MemoryHintFamily {
         };
         let upper = some.count();
         let limit = listed.map_or(upper, |l| l.min(upper));
-        let from = self.group.least_count(self.zero).max(2);
+        let from = self.group().least_count(self.zero).max(2);
         let group = (from..limit)
             .find(|&k| self.group_exists(NumaMask::EMPTY, self.zero, Some(k)))
             .or(Some(upper));
@@ -315,12 +338,12 @@ impl HintFamily for MemoryHintFamily {
         {
             return None;
         }
-        self.group.capacity(inn, self.zero)
+        self.group().capacity(inn, self.zero)
     }
 
     /// New groups lie among the unassigned nodes; listed members are not bounded.
     fn and_bound(&self, copies: u32, alone: NumaMask) -> Option<AndBound> {
-        self.group
+        self.group()
             .and_bound(self.zero, alone, copies, self.listed_members.clone())
     }
 
@@ -337,7 +360,7 @@ impl HintFamily for MemoryHintFamily {
         let group = (k >= 2 && base.is_subset_of(self.zero))
             .then(|| {
                 let leaf = |m: NumaMask| self.get(m).is_some();
-                self.group.smallest(base, self.zero, k, &leaf)
+                self.group().smallest(base, self.zero, k, &leaf)
             })
             .flatten();
         match (listed, group) {
