@@ -441,9 +441,9 @@ impl StaticPolicy {
         // The spill outside the hinted nodes (nothing to take when the hint held them all;
         // takeByTopology of 0 CPUs is empty, so skipping the call changes nothing).
         if n > result.len() {
-            let rest = self
-                .packer
-                .take(&allocatable.difference(&result), n - result.len(), &opts)?;
+            let rest =
+                self.packer
+                    .take(&allocatable.difference(&result), n - result.len(), &opts)?;
             result = result.union(&rest);
         }
         self.default_set = self.default_set.difference(&result);
