@@ -17,6 +17,9 @@ pub(super) struct Acc<'c> {
     pub(super) needed: i64,
     /// Free CPUs per unit (at `unit_base[kind]`) and per pair (at `pair_base[rel]`).
     pub(super) counts: Vec<u32>,
+    /// Walk the core order parent by parent (`Ctx::core_once`; tests turn it off to
+    /// compare with the built order).
+    pub(super) walk: bool,
 }
 
 impl<'c> Acc<'c> {
@@ -54,6 +57,7 @@ impl<'c> Acc<'c> {
             result: Vec::new(),
             needed: needed as i64,
             counts,
+            walk: cx.core_once,
         }
     }
 
@@ -124,7 +128,7 @@ impl<'c> Acc<'c> {
         child_kind: usize,
     ) -> Vec<u32> {
         let r = &self.cx.rels[rel];
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.cx.units(child_kind));
         for &p in parents {
             let start = out.len();
             if parent_is_a {
@@ -204,6 +208,9 @@ impl<'c> Acc<'c> {
         if self.needed < self.cx.smallest[kind] as i64 {
             return;
         }
+        if kind == CORE && self.walk {
+            return self.take_full_cores_walk();
+        }
         let mut order = match kind {
             NUMA => self.numa_order(),
             SOCKET => self.socket_order(),
@@ -262,6 +269,9 @@ impl<'c> Acc<'c> {
     /// takeRemainingCPUs: single CPUs in the packed (core by core) or spread (socket by
     /// socket, ascending ids) order, computed once.
     pub(super) fn take_remaining(&mut self, spread: bool) {
+        if !spread && self.walk {
+            return self.take_remaining_walk();
+        }
         let mut order = Vec::new();
         if spread {
             for s in self.socket_order() {
@@ -276,6 +286,74 @@ impl<'c> Acc<'c> {
             self.take(&[p]);
             if self.is_satisfied() {
                 return;
+            }
+        }
+    }
+
+    /// The parents the core order expands, in order, and the relation to their cores.
+    fn core_parents(&self) -> (Vec<u32>, usize) {
+        if self.cx.numa_first {
+            (self.socket_order(), SOCKET_CORE)
+        } else {
+            (self.numa_order(), NUMA_CORE)
+        }
+    }
+
+    /// [`Self::take_full`] of cores without building the order, when every core is listed
+    /// once (`Ctx::core_once`). The parents' order is the built one's (made before any
+    /// take). A core's counters (its free CPUs, its pair with its parent) change only
+    /// when its own CPUs are taken, so judging a core when its parent is reached sees
+    /// what the built list saw. Among fully free cores the (free CPUs, id) order is the
+    /// id order, which is the relation's row order. No core is taken once the request
+    /// needs fewer CPUs than the smallest core.
+    fn take_full_cores_walk(&mut self) {
+        let cx = self.cx;
+        let (parents, rel) = self.core_parents();
+        let r = &cx.rels[rel];
+        for p in parents {
+            if self.needed < cx.smallest[CORE] as i64 {
+                return;
+            }
+            for &pair in r.by_a.row(p) {
+                let c = r.pair_b[pair as usize];
+                if self.pfree(rel, pair) > 0 && self.is_unit_free(CORE, c) {
+                    let all = cx.members[CORE].row(c);
+                    if self.needed >= all.len() as i64 {
+                        self.take(all);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Self::take_remaining`] (packed order) without building the order, when every
+    /// core is listed once: a parent's cores are sorted when it is reached, before any
+    /// of their CPUs is taken, so they sort as in the built list.
+    fn take_remaining_walk(&mut self) {
+        let cx = self.cx;
+        let (parents, rel) = self.core_parents();
+        let r = &cx.rels[rel];
+        let mut cores: Vec<u32> = Vec::new();
+        let mut cpus: Vec<u32> = Vec::new();
+        for p in parents {
+            cores.clear();
+            cores.extend(
+                r.by_a
+                    .row(p)
+                    .iter()
+                    .filter(|&&pair| self.pfree(rel, pair) > 0)
+                    .map(|&pair| r.pair_b[pair as usize]),
+            );
+            self.sort_tail(CORE, &mut cores, 0);
+            for &c in &cores {
+                cpus.clear();
+                self.free_in(CORE, c, &mut cpus);
+                for &cpu in &cpus {
+                    self.take(&[cpu]);
+                    if self.is_satisfied() {
+                        return;
+                    }
+                }
             }
         }
     }

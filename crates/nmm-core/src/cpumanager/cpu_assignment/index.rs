@@ -103,6 +103,16 @@ pub(super) struct Rel {
 }
 
 impl Rel {
+    /// Every `b` unit is in at most one pair.
+    fn b_single(&self) -> bool {
+        self.b_off.windows(2).all(|w| w[1] - w[0] <= 1)
+    }
+
+    /// Every `a` unit is in at most one pair.
+    fn a_single(&self) -> bool {
+        self.by_a.off.windows(2).all(|w| w[1] - w[0] <= 1)
+    }
+
     pub(super) fn build(a_of: &[u32], na: usize, b_members: &Csr) -> Rel {
         let nb = b_members.rows();
         let mut pair_of = vec![0u32; a_of.len()];
@@ -171,6 +181,11 @@ pub(super) struct Ctx {
     pub(super) cpus_per_uncore: usize,
     /// `NumSockets >= NumNUMANodes`: NUMA nodes are the first level.
     pub(super) numa_first: bool,
+    /// Every core is listed at most once in the core order (no NUMA node, socket or core
+    /// under two parents along the chain it is expanded through): the whole-core and
+    /// single-CPU steps may then walk the order parent by parent instead of building it
+    /// (see `Acc::take_full_cores_walk`).
+    pub(super) core_once: bool,
 }
 
 impl Ctx {
@@ -222,6 +237,12 @@ impl Ctx {
                 all_free[c as usize] += 1;
             }
         }
+        let numa_first = topo.num_sockets >= topo.num_numa_nodes;
+        let core_once = if numa_first {
+            rels[NUMA_SOCKET].b_single() && rels[SOCKET_CORE].b_single()
+        } else {
+            rels[NUMA_SOCKET].a_single() && rels[NUMA_CORE].b_single()
+        };
         Ctx {
             ids,
             members,
@@ -235,7 +256,8 @@ impl Ctx {
             cpus_per_core: topo.cpus_per_core(),
             cpus_per_socket: topo.cpus_per_socket(),
             cpus_per_uncore: topo.cpus_per_uncore(),
-            numa_first: topo.num_sockets >= topo.num_numa_nodes,
+            numa_first,
+            core_once,
         }
     }
 

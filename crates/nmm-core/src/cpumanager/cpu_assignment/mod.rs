@@ -126,7 +126,22 @@ fn packed(
     spread: bool,
     uncore: bool,
 ) -> Result<Vec<u32>, String> {
+    packed_with(cx, cand, available_len, n, spread, uncore, cx.core_once)
+}
+
+/// [`packed`], walking the core order (`walk`, only where `Ctx::core_once`) or building
+/// it (the reference the walk is tested against).
+fn packed_with(
+    cx: &Ctx,
+    cand: &[u32],
+    available_len: usize,
+    n: usize,
+    spread: bool,
+    uncore: bool,
+    walk: bool,
+) -> Result<Vec<u32>, String> {
     let mut acc = Acc::new(cx, cand, n);
+    acc.walk = walk && cx.core_once;
     if acc.is_satisfied() {
         return Ok(Vec::new());
     }

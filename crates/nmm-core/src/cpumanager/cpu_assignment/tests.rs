@@ -683,3 +683,86 @@ proptest! {
         }
     }
 }
+
+/// A topology where every core sits in one socket and one NUMA node, and either every
+/// socket in one NUMA node (`numa_first`: sockets >= NUMA nodes) or every NUMA node in
+/// one socket, with 1-3 cores per innermost unit and 1-3 threads per core (so cores of
+/// unequal sizes, against the machine-wide CPUs per core), CPU ids permuted by `perm`.
+fn tree(numas: u32, sockets: u32, cores: &[u32], threads: &[u32], perm: &[u32]) -> CpuTopology {
+    let (numa_first, units) = if sockets >= numas {
+        (true, sockets)
+    } else {
+        (false, numas)
+    };
+    let mut rows = Vec::new();
+    let mut core_id = 0;
+    for u in 0..units {
+        let (socket, numa) = if numa_first {
+            (u, u % numas)
+        } else {
+            (u % sockets, u)
+        };
+        for _ in 0..cores[u as usize % cores.len()] {
+            for _ in 0..threads[core_id as usize % threads.len()] {
+                rows.push((core_id, socket, numa));
+            }
+            core_id += 1;
+        }
+    }
+    let n = rows.len();
+    let mut ids: Vec<u32> = (0..n as u32).collect();
+    ids.sort_by_key(|&i| (perm[i as usize % perm.len()], i));
+    topo(
+        rows.into_iter()
+            .zip(ids)
+            .map(|((core, socket, numa), id)| (id, core, socket, numa, socket)),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    /// Walking the core order parent by parent (whole cores, then single CPUs) takes
+    /// exactly what building the whole order first takes, on every topology where each
+    /// core is listed once; and topologies with a core under two NUMA nodes never walk.
+    #[test]
+    fn walked_core_order_takes_what_the_built_order_takes(
+        numas in 1u32..=4,
+        sockets in 1u32..=4,
+        cores in proptest::collection::vec(1u32..=3, 1..=4),
+        threads in proptest::collection::vec(1u32..=3, 1..=5),
+        perm in proptest::collection::vec(0u32..64, 1..=8),
+        mask in proptest::collection::vec(any::<bool>(), 64),
+        pick in 0usize..=64,
+        spread in any::<bool>(),
+        uncore in any::<bool>(),
+        split_a_core in any::<bool>(),
+    ) {
+        let mut t = tree(numas, sockets, &cores, &threads, &perm);
+        let mut split = false;
+        if split_a_core && numas > 1 {
+            // A core whose threads sit in two NUMA nodes: listed under both.
+            let mut by_core: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+            for (&c, i) in &t.cpus {
+                by_core.entry(i.core).or_default().push(c);
+            }
+            if let Some(two) = by_core.values().find(|v| v.len() >= 2) {
+                let moved = two[1];
+                let i = t.cpus.get_mut(&moved).unwrap();
+                i.numa = (i.numa + 1) % numas;
+                split = true;
+            }
+        }
+        let cx = Ctx::new(&t);
+        prop_assert!(cx.core_once != split, "core_once {} for split {split}", cx.core_once);
+        let available: CpuSet = t.cpus.keys().copied().filter(|&c| mask[c as usize]).collect();
+        let cand = cx.positions(&available);
+        let n = pick % (t.num_cpus + 2);
+        let walked = packed_with(&cx, &cand, available.len(), n, spread, uncore, true);
+        let built = packed_with(&cx, &cand, available.len(), n, spread, uncore, false);
+        prop_assert_eq!(
+            walked.map(|v| cx.to_cpuset(&v)),
+            built.map(|v| cx.to_cpuset(&v)),
+            "n={} available={}", n, available
+        );
+    }
+}
