@@ -863,3 +863,7 @@ pub fn state_differences(stored: &MachineState, expected: &MachineState) -> Vec<
     }
     out
 }
+
+#[cfg(test)]
+#[path = "default_hint_tests.rs"]
+mod default_hint_tests;
