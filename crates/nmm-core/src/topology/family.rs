@@ -516,6 +516,22 @@ fn best_preferred(lists: &[Cached], merger: &Merger, b: u32) -> Option<TopologyH
     sizes.sort_unstable();
     sizes.dedup();
     for k in sizes {
+        if k == 1 {
+            // One-node masks: asking each node of `u` directly is cheaper than the walk,
+            // and folding them in ascending order with the merger's comparison is what
+            // the walk's visit order and pruning amount to.
+            let best = u
+                .ids()
+                .map(NumaMask::single)
+                .filter(|&m| is_preferred_everywhere(m))
+                .fold(None, |found, m| {
+                    merger.compare(found, TopologyHint::new(m, true), b)
+                });
+            if best.is_some() {
+                return best;
+            }
+            continue;
+        }
         // a preferred mask is a member of every list: it lies within their spans
         let ok = |inn: NumaMask, out: NumaMask| {
             distinct
