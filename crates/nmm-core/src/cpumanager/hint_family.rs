@@ -6,6 +6,7 @@ use crate::bitmask::NumaMask;
 use crate::topology::covering::Capacity;
 use crate::topology::family::HintFamily;
 use crate::topology::sums::Sums;
+use std::cell::OnceCell;
 
 #[derive(Debug, Clone)]
 pub struct CpuHintFamily {
@@ -13,8 +14,8 @@ pub struct CpuHintFamily {
     /// Indexed by NUMA id.
     avail: Vec<usize>,
     /// `avail` as one-dimensional sums, against what they must reach beyond the
-    /// reusable CPUs.
-    sums: Sums,
+    /// reusable CPUs; built on first use (only the capacity bound asks for it).
+    sums: OnceCell<Sums>,
     /// Node ids by available CPUs, most first (ties: lower id).
     by_avail: Vec<u32>,
     reusable_count: usize,
@@ -72,11 +73,7 @@ impl CpuHintFamily {
         CpuHintFamily {
             universe,
             by_avail,
-            sums: Sums::from_fn(
-                avail.len(),
-                vec![request.saturating_sub(reusable_count) as u64],
-                |i, _| avail[i] as u64,
-            ),
+            sums: OnceCell::new(),
             avail,
             reusable_count,
             reuse_mask,
@@ -84,6 +81,16 @@ impl CpuHintFamily {
             min_affinity,
             socket_of,
         }
+    }
+
+    fn sums(&self) -> &Sums {
+        self.sums.get_or_init(|| {
+            Sums::from_fn(
+                self.avail.len(),
+                vec![self.request.saturating_sub(self.reusable_count) as u64],
+                |i, _| self.avail[i] as u64,
+            )
+        })
     }
 
     fn count(&self, m: NumaMask) -> usize {
@@ -140,7 +147,7 @@ impl HintFamily for CpuHintFamily {
 
     /// Members hold the reusable CPUs' nodes and enough available CPUs beyond them.
     fn capacity(&self, inn: NumaMask) -> Option<Capacity> {
-        self.sums
+        self.sums()
             .capacity(inn.or(self.reuse_mask).and(self.universe), self.universe)
     }
 

@@ -262,9 +262,15 @@ impl Ctx {
     }
 
     /// Positions of the CPUs of `set` that the topology knows (Go's `KeepOnly`), by a
-    /// merge walk of the two ascending id sequences.
+    /// merge walk of the two ascending id sequences (the ids themselves where the
+    /// topology's ids are `0..n`).
     pub(super) fn positions(&self, set: &CpuSet) -> Vec<u32> {
-        let mut out = Vec::with_capacity(self.ids.len().min(set.len()));
+        let n = self.ids.len();
+        let mut out = Vec::with_capacity(n.min(set.len()));
+        if self.ids.last().is_none_or(|&last| last as usize + 1 == n) {
+            out.extend(set.iter().take_while(|&id| (id as usize) < n));
+            return out;
+        }
         let mut p = 0;
         for id in set.iter() {
             while p < self.ids.len() && self.ids[p] < id {
