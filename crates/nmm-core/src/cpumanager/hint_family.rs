@@ -130,14 +130,13 @@ impl HintFamily for CpuHintFamily {
         let base = self.reuse_mask.and(self.universe);
         let mut have = self.count(base);
         let mut size = base.count();
-        let mut rest: Vec<usize> = self
-            .universe
-            .ids()
-            .filter(|n| !base.is_set(*n))
-            .map(|n| self.avail[n as usize])
-            .collect();
-        rest.sort_unstable_by(|a, b| b.cmp(a));
-        let mut it = rest.into_iter();
+        // the other nodes, most available CPUs first (`by_avail` holds every node of
+        // the universe in that order)
+        let mut it = self
+            .by_avail
+            .iter()
+            .filter(|&&n| !base.is_set(n))
+            .map(|&n| self.avail[n as usize]);
         while have < self.request || size == 0 {
             have += it.next()?;
             size += 1;
