@@ -27,25 +27,31 @@ impl<'c> Acc<'c> {
         let n = cx.ids.len();
         let mut flags = vec![0u8; n];
         let mut n_free = 0;
-        for &p in cand {
-            let f = &mut flags[p as usize];
-            n_free += usize::from(*f == 0);
-            *f = FREE;
-        }
-        // Count the candidates, or start from "all free" and drop the others.
-        let counts = if 2 * n_free >= n {
-            let mut counts = cx.all_free.clone();
-            for (slot, _) in cx.slots.iter().zip(&flags).filter(|(_, &f)| f == 0) {
-                for &c in slot {
-                    counts[c as usize] -= 1;
+        // The counters are the free CPUs per unit and pair however they are counted:
+        // from the candidates when they are few, else from "all free" minus the others.
+        let counts = if 2 * cand.len() < n {
+            let mut counts = vec![0u32; cx.counters];
+            for &p in cand {
+                let f = &mut flags[p as usize];
+                if *f == 0 {
+                    *f = FREE;
+                    n_free += 1;
+                    for &c in &cx.slots[p as usize] {
+                        counts[c as usize] += 1;
+                    }
                 }
             }
             counts
         } else {
-            let mut counts = vec![0u32; cx.counters];
-            for (slot, _) in cx.slots.iter().zip(&flags).filter(|(_, &f)| f != 0) {
+            for &p in cand {
+                let f = &mut flags[p as usize];
+                n_free += usize::from(*f == 0);
+                *f = FREE;
+            }
+            let mut counts = cx.all_free.clone();
+            for (slot, _) in cx.slots.iter().zip(&flags).filter(|(_, &f)| f == 0) {
                 for &c in slot {
-                    counts[c as usize] += 1;
+                    counts[c as usize] -= 1;
                 }
             }
             counts
