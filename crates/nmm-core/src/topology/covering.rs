@@ -25,7 +25,7 @@ use std::collections::HashSet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capacity {
     dims: usize,
-    /// `weight[node * dims + d]` for nodes `0..64`.
+    /// `weight[node * dims + d]` for the nodes below some bound; the others weigh 0.
     weight: Vec<u64>,
     cap: Vec<u64>,
 }
@@ -33,9 +33,17 @@ pub struct Capacity {
 impl Capacity {
     /// `weight(node, d)` for every node id below 64 and dimension below `cap.len()`.
     pub fn new(cap: Vec<u64>, weight: impl Fn(u32, usize) -> u64) -> Capacity {
+        Capacity::for_nodes(64, cap, weight)
+    }
+
+    /// [`Capacity::new`] where only the nodes below `rows` can weigh anything (a list's
+    /// table covers the machine's node ids; the searches ask once per candidate mask,
+    /// so an 8-node machine should not pay for 64 rows).
+    pub fn for_nodes(rows: usize, cap: Vec<u64>, weight: impl Fn(u32, usize) -> u64) -> Capacity {
         let dims = cap.len();
-        let mut w = Vec::with_capacity(64 * dims);
-        for n in 0..64u32 {
+        let rows = rows.min(64);
+        let mut w = Vec::with_capacity(rows * dims);
+        for n in 0..rows as u32 {
             w.extend((0..dims).map(|d| weight(n, d)));
         }
         Capacity {
@@ -51,7 +59,9 @@ impl Capacity {
     }
 
     fn weight(&self, n: u32, d: usize) -> u128 {
-        self.weight[n as usize * self.dims + d] as u128
+        self.weight
+            .get(n as usize * self.dims + d)
+            .map_or(0, |&w| w as u128)
     }
 
     fn load(&self, m: NumaMask, d: usize) -> u128 {

@@ -162,7 +162,7 @@ impl Sums {
         if !counts.contains(&true) {
             return None;
         }
-        Some(Capacity::new(cap, |n, d| {
+        Some(Capacity::for_nodes(self.rows, cap, |n, d| {
             if counts[d] && pool.is_set(n) {
                 self.val(n, d) as u64
             } else {
