@@ -10,13 +10,13 @@
 
 mod support;
 
+use support::Plugin;
+
 use k8s_openapi::api::core::v1::Pod;
 use nmm_agent::agent::container_cpuset;
 use nmm_agent::agent::device_hints::ANNOTATION;
 use nmm_agent::daemon::{self, Endpoints};
 use nmm_agent::devices::DeviceOptions;
-use nmm_agent::nri::{serve_nri, NriAgent, NriOptions};
-use nmm_agent::podresources::proto::GetPodResourcesRequest;
 use nmm_agent::testkit;
 use nmm_agent::{Agent, AgentOptions};
 use nmm_core::checkpoint::device::{encode, DeviceCheckpoint};
@@ -30,7 +30,6 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 const GI: i64 = 1 << 30;
 const NIC: &str = "example.com/nic";
@@ -161,31 +160,6 @@ fn nri_pod(name: &str, uid: &str, cpus: i64) -> (PodSandbox, Container) {
     (p, c)
 }
 
-struct Plugin {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Plugin {
-    fn spawn(agent: Arc<Agent>, socket: &Path) -> Plugin {
-        let handler = Arc::new(NriAgent::with_logger(agent, |m| eprintln!("nri: {m}")));
-        let (stop, rx) = watch::channel(false);
-        let mut opts = NriOptions::new(socket);
-        opts.min_backoff = Duration::from_millis(20);
-        opts.max_backoff = Duration::from_millis(200);
-        let task = tokio::spawn(serve_nri(handler, opts, rx));
-        Plugin { stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("the plugin loop stops")
-            .unwrap();
-    }
-}
-
 async fn accept(rt: &FakeRuntime) -> FakePlugin {
     tokio::time::timeout(Duration::from_secs(10), rt.accept(&[], &[]))
         .await
@@ -302,16 +276,7 @@ async fn a_nic_on_node_1_pulls_cpus_and_memory_and_single_numa_node_rejects() {
     .await
     .unwrap();
     let mut grpc = support::client(&fx.state.join("pr.sock")).await;
-    let got = grpc
-        .get(GetPodResourcesRequest {
-            pod_name: "p1".into(),
-            pod_namespace: "default".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_resources
-        .unwrap();
+    let got = support::get_pod(&mut grpc, "p1").await;
     let c = &got.containers[0];
     let node1: Vec<i64> = node1_cpus().iter().map(i64::from).collect();
     assert_eq!(c.cpu_ids.len(), 2);

@@ -1,9 +1,10 @@
 //! The agent as an NRI plugin against the fake runtime (`nmm_nri::fake`), checked
 //! against the managers run directly (`nmm_core::node::Node`).
 
+mod support;
+
 use k8s_openapi::api::core::v1::Pod;
 use nmm_agent::agent::container_cpuset;
-use nmm_agent::nri::{serve_nri, NriAgent, NriOptions};
 use nmm_agent::testkit;
 use nmm_agent::{Agent, AgentOptions};
 use nmm_core::node::{Node, StartOptions};
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use support::Plugin;
 
 const GI: i64 = 1 << 30;
 
@@ -48,36 +49,6 @@ fn admit_direct(node: &mut Node, pod: &Pod) -> bool {
     node.admit(&PodInfo::from_pod(pod, false).unwrap())
         .unwrap()
         .admitted
-}
-
-struct Plugin {
-    handler: Arc<NriAgent>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Plugin {
-    fn spawn(agent: Arc<Agent>, socket: &Path) -> Plugin {
-        let handler = Arc::new(NriAgent::with_logger(agent, |m| eprintln!("nri: {m}")));
-        let (stop, rx) = watch::channel(false);
-        let mut opts = NriOptions::new(socket);
-        opts.min_backoff = Duration::from_millis(20);
-        opts.max_backoff = Duration::from_millis(200);
-        let task = tokio::spawn(serve_nri(handler.clone(), opts, rx));
-        Plugin {
-            handler,
-            stop,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("the plugin loop stops")
-            .unwrap();
-    }
 }
 
 async fn accept(rt: &FakeRuntime, pods: &[PodSandbox], ctrs: &[Container]) -> FakePlugin {

@@ -12,7 +12,7 @@ use nmm_agent::daemon::{self, Endpoints};
 use nmm_agent::devices::{CheckpointStatus, DeviceOptions};
 use nmm_agent::podresources::proto::pod_resources_lister_client::PodResourcesListerClient;
 use nmm_agent::podresources::proto::{
-    AllocatableResourcesRequest, ContainerDevices, GetPodResourcesRequest, ListPodResourcesRequest,
+    AllocatableResourcesRequest, ContainerDevices, ListPodResourcesRequest,
 };
 use nmm_agent::testkit;
 use nmm_agent::{Agent, AgentOptions};
@@ -233,16 +233,7 @@ async fn list_get_and_allocatable_report_the_kubelets_devices() {
             ("web".to_string(), vec![])
         ]
     );
-    let got = c
-        .get(GetPodResourcesRequest {
-            pod_name: "train".into(),
-            pod_namespace: "default".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_resources
-        .unwrap();
+    let got = support::get_pod(&mut c, "train").await;
     assert_eq!(devs(&got.containers[0].devices), train);
     // CPUs and memory are still the books'.
     assert_eq!(got.containers[0].cpu_ids.len(), 1);
