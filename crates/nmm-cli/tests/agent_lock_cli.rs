@@ -102,19 +102,7 @@ fn a_second_agent_on_the_state_dir_exits_2_and_a_killed_holder_blocks_nothing() 
     assert_eq!(lock.trim(), holder.to_string());
 
     // The state directory as the holder left it, to show the second agent changes nothing.
-    let before: Vec<(String, Vec<u8>)> = {
-        let mut v: Vec<_> = std::fs::read_dir(&state)
-            .unwrap()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().unwrap().is_file())
-            .map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                (name, std::fs::read(e.path()).unwrap())
-            })
-            .collect();
-        v.sort();
-        v
-    };
+    let before = files(&state);
     let out = agent(&cfg, &state).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -126,19 +114,7 @@ fn a_second_agent_on_the_state_dir_exits_2_and_a_killed_holder_blocks_nothing() 
     );
     // Refused before it bound anything or read the books: no "restored" line.
     assert!(!err.contains("restored"), "{err}");
-    let after: Vec<(String, Vec<u8>)> = {
-        let mut v: Vec<_> = std::fs::read_dir(&state)
-            .unwrap()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().unwrap().is_file())
-            .map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                (name, std::fs::read(e.path()).unwrap())
-            })
-            .collect();
-        v.sort();
-        v
-    };
+    let after = files(&state);
     assert_eq!(before, after);
     // The holder still serves: its socket answers.
     assert!(std::os::unix::net::UnixStream::connect(state.join("pod-resources.sock")).is_ok());
@@ -158,4 +134,19 @@ fn a_second_agent_on_the_state_dir_exits_2_and_a_killed_holder_blocks_nothing() 
     let status = wait_exit(&mut next.0);
     let rest: Vec<String> = rx.try_iter().collect();
     assert_eq!(status.code(), Some(0), "{}", rest.join("\n"));
+}
+
+/// The regular files of `dir` with their contents, by name.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
 }
