@@ -20,33 +20,27 @@
 //! created in spec order, that gives the kubelet's allocations; under the `pod` scope
 //! the first admission only saw part of the pod.
 
-use crate::agent::{Agent, AgentError, Tx};
-use crate::daemon::{self, Endpoints, Running};
+use crate::agent::{Agent, Tx};
 use crate::reconcile::{cpuset_texts, shared_text, State, Tracked};
-use crate::reconcile::{run_reconciler, ReconcileOptions};
-use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::{
-    Container as K8sContainer, Pod, PodSpec, PodStatus, ResourceRequirements,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use nmm_core::node::AdmitResult;
-use nmm_core::pod::{ContainerInfo, PodInfo, QosClass};
-use nmm_core::quantity::Quantity;
-use nmm_nri::podinfo::{
-    parse_kubepods_cgroup, INIT_CONTAINERS_ANNOTATION, SIDECAR_CONTAINERS_ANNOTATION,
-};
+use k8s_openapi::api::core::v1::Pod;
 use nmm_nri::{
     pod_info_from_nri, Container, ContainerAdjustment, ContainerState, ContainerUpdate,
-    LinuxResources, NriHandler, NriPlugin, PluginHandle, PodSandbox, Rejection, RuntimeInfo,
-    REQUESTS_ANNOTATION,
+    LinuxResources, NriHandler, PluginHandle, PodSandbox, Rejection, RuntimeInfo,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use std::time::Instant;
+use tokio::sync::Notify;
+
+mod pod_view;
+mod serve;
+
+use pod_view::{agent_rejection, holds, k8s_container, placeholders, pod_key, rejection};
+pub use pod_view::{pod_from_info, sandbox_uid};
+pub use serve::{
+    run_bound, run_until_signal, runtime, serve_nri, stderr_logger, tracing_logger, NriOptions,
+};
 
 /// The NRI plugin library, re-exported (its fake runtime serves tests of `nmm agent`).
 pub use nmm_nri;
@@ -94,174 +88,6 @@ impl std::fmt::Debug for NriAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NriAgent").finish_non_exhaustive()
     }
-}
-
-/// The pod UID NRI shows: `uid`, else the one in the pod's cgroup parent.
-pub fn sandbox_uid(pod: &PodSandbox) -> Option<String> {
-    if !pod.uid.is_empty() {
-        return Some(pod.uid.clone());
-    }
-    parse_kubepods_cgroup(&pod.cgroup_parent).and_then(|(_, u)| u)
-}
-
-fn pod_key(pod: &PodSandbox) -> String {
-    let ns = if pod.namespace.is_empty() {
-        "default"
-    } else {
-        &pod.namespace
-    };
-    format!("{ns}/{}", pod.name)
-}
-
-fn k8s_list(m: &BTreeMap<String, Quantity>) -> Option<BTreeMap<String, K8sQuantity>> {
-    (!m.is_empty()).then(|| {
-        m.iter()
-            .map(|(k, q)| (k.clone(), K8sQuantity(q.to_string())))
-            .collect()
-    })
-}
-
-fn k8s_container(c: &ContainerInfo) -> K8sContainer {
-    let requests = k8s_list(&c.requests);
-    let limits = k8s_list(&c.limits);
-    K8sContainer {
-        name: c.name.clone(),
-        resources: (requests.is_some() || limits.is_some()).then(|| ResourceRequirements {
-            requests,
-            limits,
-            ..Default::default()
-        }),
-        restart_policy: c.restartable.then(|| "Always".to_string()),
-        ..Default::default()
-    }
-}
-
-/// A v1 Pod carrying exactly what the managers read of `info` (the form the agent
-/// admits and records). The QoS class is pinned in `status.qosClass`.
-///
-/// One difference with `info`: a resource with a limit and no request gets its limit as
-/// request when read back ([`PodInfo::from_pod`] does the API server's defaulting). NRI
-/// cannot show a Burstable container's memory request (without MemoryQoS), so such a
-/// container is recorded with request = limit; the managers allocate nothing for
-/// Burstable pods either way.
-pub fn pod_from_info(info: &PodInfo) -> Pod {
-    let init: Vec<K8sContainer> = info.init_containers().map(k8s_container).collect();
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(info.name.clone()),
-            namespace: Some(info.namespace.clone()),
-            uid: Some(info.uid.clone()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            containers: info.app_containers().map(k8s_container).collect(),
-            init_containers: (!init.is_empty()).then_some(init),
-            ..Default::default()
-        }),
-        status: Some(PodStatus {
-            qos_class: Some(info.qos.as_str().to_string()),
-            ..Default::default()
-        }),
-    }
-}
-
-/// Containers named by the pod's annotations (`nmm.io/init-containers`, then the keys
-/// of `nmm.io/requests` in their order) that are not in `have`, with resources built
-/// from the annotation's requests the way the kubelet would hand them to the runtime
-/// (shares from the CPU request; for Guaranteed pods also the CFS quota and the memory
-/// limit), so that [`pod_info_from_nri`] reads them back as the annotation says.
-fn placeholders(pod: &PodSandbox, have: &[Container]) -> Vec<Container> {
-    let mut names: Vec<String> = Vec::new();
-    let list = |key: &str| -> Vec<String> {
-        pod.annotations
-            .get(key)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    names.extend(list(INIT_CONTAINERS_ANNOTATION));
-    names.extend(list(SIDECAR_CONTAINERS_ANNOTATION));
-    let requests: serde_json::Map<String, serde_json::Value> = pod
-        .annotations
-        .get(REQUESTS_ANNOTATION)
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    names.extend(requests.keys().cloned());
-    let guaranteed =
-        parse_kubepods_cgroup(&pod.cgroup_parent).is_some_and(|(q, _)| q == QosClass::Guaranteed);
-    let mut seen: BTreeSet<String> = have.iter().map(|c| c.name.clone()).collect();
-    let mut out = Vec::new();
-    for name in names {
-        if !seen.insert(name.clone()) {
-            continue;
-        }
-        let q = |res: &str| -> Option<Quantity> {
-            let v = requests.get(&name)?.get(res)?;
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                _ => return None,
-            };
-            Quantity::parse(text.trim()).ok()
-        };
-        let mut r = LinuxResources::default();
-        if let Some(cpu) = q("cpu") {
-            let m = cpu.milli_value();
-            r.cpu_shares = Some(((m.max(0) as u64) * 1024 / 1000).max(2));
-            if guaranteed {
-                r.cpu_quota = Some(m * 100);
-                r.cpu_period = Some(100_000);
-            }
-        }
-        if guaranteed {
-            r.memory_limit = q("memory").map(|m| m.value());
-        }
-        out.push(Container {
-            id: String::new(),
-            pod_sandbox_id: pod.id.clone(),
-            name,
-            state: ContainerState::Unknown,
-            resources: Some(r),
-            ..Default::default()
-        });
-    }
-    out
-}
-
-fn rejection(r: &AdmitResult) -> Rejection {
-    Rejection::new(
-        r.reason
-            .clone()
-            .unwrap_or_else(|| UNEXPECTED_ADMISSION_ERROR.into()),
-        r.message.clone().unwrap_or_default(),
-    )
-}
-
-/// The kubelet's wording for an admission that failed for another reason than the
-/// managers' verdict (`UnexpectedAdmissionError`, "Allocate failed due to ..., which is
-/// unexpected").
-fn agent_rejection(e: &AgentError) -> Rejection {
-    match e {
-        AgentError::MalformedPod { .. } => Rejection::new(INVALID_POD, e.to_string()),
-        _ => Rejection::new(
-            UNEXPECTED_ADMISSION_ERROR,
-            format!("Allocate failed due to {e}, which is unexpected"),
-        ),
-    }
-}
-
-/// Whether the recorded pod holds a container of that name.
-fn holds(pod: &Pod, name: &str) -> bool {
-    pod.spec.as_ref().is_some_and(|s| {
-        s.containers.iter().any(|x| x.name == name)
-            || s.init_containers.iter().flatten().any(|x| x.name == name)
-    })
 }
 
 impl NriAgent {
@@ -692,173 +518,4 @@ impl NriHandler for NriAgent {
     fn remove_container(&self, _pod: &PodSandbox, container: &Container) {
         self.lock_state().containers.remove(&container.id);
     }
-}
-
-/// The plugin's log lines as `tracing` events (target `nmm_agent::nri`): a line starting
-/// with `warning: ` is a warning, others are information.
-pub fn tracing_logger(m: &str) {
-    match m.strip_prefix("warning: ") {
-        Some(w) => tracing::warn!(target: "nmm_agent::nri", "{w}"),
-        None => tracing::info!(target: "nmm_agent::nri", "{m}"),
-    }
-}
-
-/// Writes `prefix` + message lines to a duplicate of the stderr file descriptor,
-/// bypassing `std::io::stderr()`'s lock: `nmm` holds that lock for the whole command,
-/// so `eprintln!` from the plugin's threads would block forever.
-pub fn stderr_logger(prefix: &str) -> impl Fn(&str) + Send + Sync + 'static {
-    use std::io::Write;
-    use std::os::fd::AsFd;
-    let prefix = prefix.to_string();
-    let file = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .ok()
-        .map(|fd| Mutex::new(std::fs::File::from(fd)));
-    move |m: &str| {
-        if let Some(f) = &file {
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = f.write_all(format!("{prefix}{m}\n").as_bytes());
-        }
-    }
-}
-
-/// Where and how to connect.
-#[derive(Debug, Clone)]
-pub struct NriOptions {
-    pub socket: PathBuf,
-    pub name: String,
-    pub index: String,
-    /// First wait before reconnecting; doubled after each quick failure.
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl NriOptions {
-    pub fn new(socket: impl Into<PathBuf>) -> NriOptions {
-        NriOptions {
-            socket: socket.into(),
-            name: PLUGIN_NAME.into(),
-            index: PLUGIN_INDEX.into(),
-            min_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-        }
-    }
-}
-
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            // The sender is gone: nobody can stop us any more; never resolve.
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Connects to the runtime's NRI socket and serves `handler`, reconnecting with
-/// exponential backoff whenever the socket is missing, registration fails or the
-/// runtime closes the connection (it restarted, or dropped the plugin), until `stop`
-/// turns true.
-pub async fn serve_nri(handler: Arc<NriAgent>, opts: NriOptions, mut stop: watch::Receiver<bool>) {
-    let mut backoff = opts.min_backoff;
-    let mut last_error = String::new();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let started = Instant::now();
-        let h: Arc<dyn NriHandler> = handler.clone();
-        let outcome = tokio::select! {
-            _ = stopped(&mut stop) => {
-                // The handle holds the connection, whose tasks hold the handler: let go
-                // of it so that the agent (and its state directory's lock) can drop.
-                handler.set_plugin_handle(None);
-                return;
-            }
-            r = async {
-                let plugin = NriPlugin::connect(&opts.socket, &opts.name, &opts.index, h).await?;
-                handler.set_plugin_handle(Some(plugin.handle()));
-                plugin.run().await
-            } => r,
-        };
-        handler.set_plugin_handle(None);
-        handler.agent.metrics.set_nri_connected(false);
-        handler.agent.metrics.nri_reconnects.inc();
-        let msg = match outcome {
-            Ok(()) => "the runtime closed the NRI connection; reconnecting".to_string(),
-            Err(e) => format!("warning: {e}; retrying"),
-        };
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = opts.min_backoff;
-        }
-        if msg != last_error {
-            handler.log(&msg);
-            last_error = msg;
-        }
-        tokio::select! {
-            _ = stopped(&mut stop) => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(opts.max_backoff);
-    }
-}
-
-/// A multi-threaded tokio runtime (2 workers), as the agent uses.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// [`crate::daemon::run_until_signal`], plus the NRI plugin when `nri` is given (with
-/// its reconcile loop, see [`crate::reconcile`]): serves PodResources and metrics and the
-/// runtime's events until SIGTERM or SIGINT, then compacts the change journal. The
-/// listeners are bound before the runtime is contacted.
-pub fn run_until_signal(
-    agent: Arc<Agent>,
-    ep: &Endpoints,
-    nri: Option<NriOptions>,
-    reconcile: ReconcileOptions,
-    on_ready: impl FnOnce(&Running),
-) -> Result<()> {
-    let rt = runtime()?;
-    rt.block_on(async {
-        let bound = daemon::bind(ep, nri.is_some()).await?;
-        run_bound(agent, bound, nri, reconcile, on_ready, daemon::signals()?).await
-    })
-}
-
-/// Serves listeners bound earlier ([`daemon::bind`]) with the restored books, then (only
-/// then) connects to the runtime as an NRI plugin with its reconcile loop, until
-/// `shutdown` completes; then compacts the change journal.
-pub async fn run_bound(
-    agent: Arc<Agent>,
-    bound: daemon::Bound,
-    nri: Option<NriOptions>,
-    reconcile: ReconcileOptions,
-    on_ready: impl FnOnce(&Running),
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
-    let running = bound.start(agent.clone());
-    on_ready(&running);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let plugin = nri.map(|opts| {
-        let handler = Arc::new(NriAgent::new(agent.clone()));
-        let loop_task = tokio::spawn(run_reconciler(handler.clone(), reconcile, stop_rx.clone()));
-        (tokio::spawn(serve_nri(handler, opts, stop_rx)), loop_task)
-    });
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    if let Some((p, l)) = plugin {
-        let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), l).await;
-    }
-    agent.metrics.set_nri_connected(false);
-    let r = running.stop().await;
-    if let Err(e) = agent.compact() {
-        tracing::warn!("compacting at stop: {e}; the next start replays the journal");
-    }
-    r
 }
