@@ -1,7 +1,7 @@
 //! Keeping the books equal to what the runtime runs, and containers on the cpusets the
 //! books give them:
 //!
-//! * what the NRI plugin tracks of the runtime ([`State`]: sandboxes and containers,
+//! * what the NRI plugin tracks of the runtime (`State`: sandboxes and containers,
 //!   with the cpuset each container was last given, and when the plugin last saw each pod);
 //! * the *drift*: containers whose cpuset is no longer what the books say (the shared
 //!   pool widened or shrank), answered as NRI container updates;

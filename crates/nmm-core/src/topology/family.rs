@@ -30,8 +30,8 @@
 //! Both walks are also pruned by [`HintFamily::span`] (a mask of `c` nodes that every
 //! list must contain in a member lies within the intersection of the lists' spans of the
 //! partial mask, so fewer than `c` nodes there drop it) and, under prefer-closest, by a
-//! lower bound of the distance sum ([`super::search::distance_bound`], kept incrementally by
-//! [`super::search::DistanceBounds`]) against the best
+//! lower bound of the distance sum (`search::distance_bound`, kept incrementally by
+//! `search::DistanceBounds`) against the best
 //! mask found so far, ties included when every mask left in the subtree is numerically
 //! above it (see `best_of_size`).
 //!

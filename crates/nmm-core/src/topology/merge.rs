@@ -309,7 +309,7 @@ fn superset_mobius(v: &mut [i128], n: usize) {
     }
 }
 
-/// [`dense_and_closure`] for plain mask lists over the given node ids.
+/// `dense_and_closure` for plain mask lists over the given node ids.
 pub fn dense_and_closure_on(lists: &[Vec<NumaMask>], nodes: &[u32]) -> Vec<NumaMask> {
     let hl: Vec<Vec<TopologyHint>> = lists
         .iter()

@@ -15,7 +15,7 @@
 //! (they decide which ids are picked): "fully free" sockets/cores are judged against the
 //! machine-wide constants, a whole unit is taken with *all* its CPUs of the topology, and a
 //! unit listed twice is taken twice. The distributed algorithm also reproduces Go's slice
-//! aliasing in its combination enumerator (see [`GoSlices`]).
+//! aliasing in its combination enumerator (see `GoSlices`).
 //!
 //! Implementation: a dense index of the topology (`Ctx`: CPUs and units renumbered, members
 //! and parent/child relations as flat CSR arrays), built once per topology ([`CpuPacker`])
