@@ -14,28 +14,10 @@
 //! valgrind). NMM_TIMES=1 copies the node right before each admission (warm caches, as
 //! criterion does) instead of making every copy beforehand.
 
+#[path = "../benches/support/measure.rs"]
+mod measure;
 #[path = "../benches/support/uniform_node.rs"]
 mod uniform_node;
-
-use nmm_core::node::{AdmitResult, Node};
-use nmm_core::pod::PodInfo;
-use std::time::Duration;
-
-/// One measured admission (callgrind counts inside this function only).
-#[inline(never)]
-fn measured_admit(n: &mut Node, p: &PodInfo) -> AdmitResult {
-    n.admit(p).expect("admit")
-}
-
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 fn usage() -> ! {
     eprintln!(
@@ -58,25 +40,7 @@ fn main() {
         usage()
     };
     let base = uniform_node::half_full(nodes, &args[2], &args[3]);
-    let warm = std::env::var("NMM_TIMES").is_ok();
-    let mut copies: Vec<_> = (0..if warm { 0 } else { count })
-        .map(|_| base.clone())
-        .collect();
-    let mut copies = copies.iter_mut();
-    let mut times = Vec::with_capacity(count);
-    let mut results = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut fresh = None;
-        let n = match copies.next() {
-            Some(n) => n,
-            None => fresh.insert(base.clone()),
-        };
-        let t = thread_cpu_time();
-        let r = measured_admit(n, &p);
-        times.push(thread_cpu_time() - t);
-        results.push(r);
-    }
-    times.sort();
+    let (times, results) = measure::admit_copies(&base, &p, count);
     println!(
         "{nodes} {} {} {}: {count} admissions ({}), thread CPU time median {:.2} us, fastest {:.2} us",
         args[2],

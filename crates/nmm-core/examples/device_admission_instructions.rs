@@ -13,27 +13,10 @@
 
 #[path = "../benches/support/device_node.rs"]
 mod device_node;
+#[path = "../benches/support/measure.rs"]
+mod measure;
 
 use device_node::{half_full, pod};
-use nmm_core::node::{AdmitResult, Node};
-use nmm_core::pod::PodInfo;
-use std::time::Duration;
-
-/// One measured admission (callgrind counts inside this function only).
-#[inline(never)]
-fn measured_admit(n: &mut Node, p: &PodInfo) -> AdmitResult {
-    n.admit(p).expect("admit")
-}
-
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -59,28 +42,10 @@ fn main() {
         }
     };
     let base = half_full(nodes, &args[2]);
-    // NMM_TIMES=1: copy the node right before each admission (warm caches, as criterion
-    // does) instead of making every copy beforehand (what callgrind should count).
-    let warm = std::env::var("NMM_TIMES").is_ok();
-    let mut copies: Vec<_> = (0..if warm { 0 } else { count })
-        .map(|_| base.clone())
-        .collect();
-    let mut copies = copies.iter_mut();
-    let mut times = Vec::with_capacity(count);
-    let mut results = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut fresh = None;
-        let n = match copies.next() {
-            Some(n) => n,
-            None => fresh.insert(base.clone()),
-        };
-        let t = thread_cpu_time();
-        let r = measured_admit(n, &p);
-        times.push(thread_cpu_time() - t);
-        assert!(r.admitted, "rejected: {:?}", r.message);
-        results.push(r);
+    let (times, results) = measure::admit_copies(&base, &p, count);
+    if let Some(r) = results.iter().find(|r| !r.admitted) {
+        panic!("rejected: {:?}", r.message);
     }
-    times.sort();
     println!(
         "{nodes} {} {}: {count} admissions, thread CPU time median {:.2} us, fastest {:.2} us",
         args[2],
