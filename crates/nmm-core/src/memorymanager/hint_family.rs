@@ -106,14 +106,17 @@ impl MemoryHintFamily {
         let single_fits = universe
             .ids()
             .any(|n| (0..stride).all(|d| alloc[n as usize * stride + d] >= req[d]));
+        let mut alloc_sums = None;
         let min_affinity = if single_fits {
             1
         } else {
             let sums = Sums::from_fn(max, req.clone(), |i, d| alloc[i * stride + d]);
             let leaf = |m: NumaMask| sums.satisfied(m);
-            (sums.least_count(universe).max(1)..=universe.count())
+            let k = (sums.least_count(universe).max(1)..=universe.count())
                 .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
-                .unwrap_or(universe.count())
+                .unwrap_or(universe.count());
+            alloc_sums = Some(sums);
+            k
         };
         let mut f = MemoryHintFamily {
             universe,
@@ -133,6 +136,13 @@ impl MemoryHintFamily {
             min_affinity,
             min_size: None,
         };
+        // The new-group sums are often these very allocatable sums (see `group_columns`):
+        // then they are not built twice.
+        if let Some(sums) = alloc_sums {
+            if f.group_columns().iter().all(|&(is_free, _)| !is_free) {
+                let _ = f.group.set(sums);
+            }
+        }
         let mut members: Vec<NumaMask> = f.listed().filter(|&m| f.get(m).is_some()).collect();
         members.sort_unstable();
         members.dedup();
@@ -146,23 +156,7 @@ impl MemoryHintFamily {
         self.group.get_or_init(|| {
             let (alloc, free, stride) = (&self.alloc, &self.free, self.req.len());
             let req = &self.req;
-            if self.reusable_in_zero {
-                return Sums::from_fn(self.rows, req.clone(), |i, d| alloc[i * stride + d]);
-            }
-            // A resource's free sums bound new groups only where they differ from its
-            // allocatable sums on some unassigned node: new groups lie among those
-            // nodes, so an equal column would only repeat the same test (on a valid
-            // state a node without assignments has all of its allocatable free, and
-            // every dimension costs the searches below time).
-            let differs = |d: usize| {
-                self.zero
-                    .ids()
-                    .any(|n| alloc[n as usize * stride + d] != free[n as usize * stride + d])
-            };
-            let cols: Vec<(bool, usize)> = (0..stride)
-                .map(|d| (false, d))
-                .chain((0..stride).filter(|&d| differs(d)).map(|d| (true, d)))
-                .collect();
+            let cols = self.group_columns();
             let need = cols.iter().map(|&(_, d)| req[d]).collect();
             Sums::from_fn(self.rows, need, |i, c| {
                 let (is_free, d) = cols[c];
@@ -173,6 +167,29 @@ impl MemoryHintFamily {
                 }
             })
         })
+    }
+
+    /// The columns of the new-group sums, `(is_free, resource)`: every resource's
+    /// allocatable, then the free of the resources where it can bound more. A
+    /// resource's free sums bound new groups only where they differ from its allocatable
+    /// sums on some unassigned node: new groups lie among those nodes, so an equal column
+    /// would only repeat the same test (on a valid state a node without assignments has
+    /// all of its allocatable free, and every dimension costs the searches time). None
+    /// when a reusable mask lies among the unassigned nodes (its free sum gets the
+    /// reusable bytes added, so free sums alone are no bound for new groups).
+    fn group_columns(&self) -> Vec<(bool, usize)> {
+        let (alloc, free, stride) = (&self.alloc, &self.free, self.req.len());
+        let differs = |d: usize| {
+            !self.reusable_in_zero
+                && self
+                    .zero
+                    .ids()
+                    .any(|n| alloc[n as usize * stride + d] != free[n as usize * stride + d])
+        };
+        (0..stride)
+            .map(|d| (false, d))
+            .chain((0..stride).filter(|&d| differs(d)).map(|d| (true, d)))
+            .collect()
     }
 
     fn reusable_for(&self, m: NumaMask, r: usize) -> u64 {
