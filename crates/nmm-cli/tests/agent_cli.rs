@@ -151,25 +151,58 @@ fn config(d: &std::path::Path) -> std::path::PathBuf {
     cfg
 }
 
+/// `nmm agent` on a fresh state directory (`<d>/state`, the node of `SCENARIO`),
+/// connecting to a fake runtime's NRI socket, metrics on a free port; `extra`
+/// arguments are appended.
+struct NriAgentRun {
+    d: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+    rt: tokio::runtime::Runtime,
+    fake: FakeRuntime,
+    agent: Running,
+}
+
+impl NriAgentRun {
+    fn start(extra: &[&str]) -> NriAgentRun {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = config(d.path());
+        let sock = d.path().join("nri.sock");
+        let rt = nmm_agent::nri::runtime().unwrap();
+        let fake = rt.block_on(async { FakeRuntime::listen(&sock) }).unwrap();
+        let state = d.path().join("state");
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--config".as_ref(),
+            cfg.as_os_str(),
+            "--state-dir".as_ref(),
+            state.as_os_str(),
+            "--create-state-dir".as_ref(),
+            "--nri-socket".as_ref(),
+            sock.as_os_str(),
+            "--metrics-addr".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let agent = Running::spawn(&args);
+        NriAgentRun {
+            d,
+            cfg,
+            rt,
+            fake,
+            agent,
+        }
+    }
+}
+
 #[test]
 fn agent_serves_nri_metrics_and_stops_on_sigterm() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = config(d.path());
-    let sock = d.path().join("nri.sock");
-    let rt = nmm_agent::nri::runtime().unwrap();
-    let fake = rt.block_on(async { FakeRuntime::listen(&sock) }).unwrap();
-    let state = d.path().join("state");
-    let mut agent = Running::spawn(&[
-        "--config".as_ref(),
-        cfg.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--create-state-dir".as_ref(),
-        "--nri-socket".as_ref(),
-        sock.as_os_str(),
-        "--metrics-addr".as_ref(),
-        "127.0.0.1:0".as_ref(),
-    ]);
+    // the directory lives as long as the test
+    let NriAgentRun {
+        d: _d,
+        cfg: _,
+        rt,
+        fake,
+        mut agent,
+    } = NriAgentRun::start(&[]);
     agent.wait_for("restored 0 pods");
     let line = agent.wait_for("serving");
     assert!(line.contains("NRI plugin 10-nmm on"), "{line}");
@@ -333,23 +366,14 @@ fn a_taken_metrics_port_exits_before_any_nri_connection() {
 /// with an RFC 3339 timestamp and a level, and the admission is one event.
 #[test]
 fn probes_kubelet_metrics_and_timestamped_logs() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = config(d.path());
-    let sock = d.path().join("nri.sock");
-    let rt = nmm_agent::nri::runtime().unwrap();
-    let fake = rt.block_on(async { FakeRuntime::listen(&sock) }).unwrap();
-    let state = d.path().join("state");
-    let mut agent = Running::spawn(&[
-        "--config".as_ref(),
-        cfg.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--create-state-dir".as_ref(),
-        "--nri-socket".as_ref(),
-        sock.as_os_str(),
-        "--metrics-addr".as_ref(),
-        "127.0.0.1:0".as_ref(),
-    ]);
+    // the directory lives as long as the test
+    let NriAgentRun {
+        d: _d,
+        cfg: _,
+        rt,
+        fake,
+        mut agent,
+    } = NriAgentRun::start(&[]);
     let addr = agent.metrics_addr();
     assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
     // The agent has dialled the socket, but the runtime has not accepted it yet.
@@ -431,25 +455,13 @@ fn probes_kubelet_metrics_and_timestamped_logs() {
 /// level; the admission event's fields are JSON fields. `--log-level warn` drops info.
 #[test]
 fn json_logs_parse_and_the_level_filters() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = config(d.path());
-    let sock = d.path().join("nri.sock");
-    let rt = nmm_agent::nri::runtime().unwrap();
-    let fake = rt.block_on(async { FakeRuntime::listen(&sock) }).unwrap();
-    let state = d.path().join("state");
-    let mut agent = Running::spawn(&[
-        "--config".as_ref(),
-        cfg.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--create-state-dir".as_ref(),
-        "--nri-socket".as_ref(),
-        sock.as_os_str(),
-        "--metrics-addr".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--log-format".as_ref(),
-        "json".as_ref(),
-    ]);
+    let NriAgentRun {
+        d,
+        cfg,
+        rt,
+        fake,
+        mut agent,
+    } = NriAgentRun::start(&["--log-format", "json"]);
     agent.wait_for("serving");
     let mut fp = rt.block_on(fake.accept(&[], &[])).unwrap();
     let (p, c) = guaranteed("db", "00000000-0000-4000-8000-000000000001", 2);
