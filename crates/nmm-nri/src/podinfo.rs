@@ -330,9 +330,10 @@ fn parse_overrides(pod: &PodSandbox) -> Result<Overrides, String> {
     Ok(out)
 }
 
-fn name_list(pod: &PodSandbox, key: &str) -> Result<Vec<String>, String> {
-    let names: Vec<String> = pod
-        .annotations
+/// The comma-separated names of annotation `key` (blanks dropped; none when absent),
+/// unchecked: [`pod_info_from_nri`] bounds their number and length.
+pub fn annotation_names(pod: &PodSandbox, key: &str) -> Vec<String> {
+    pod.annotations
         .get(key)
         .map(|v| {
             v.split(',')
@@ -341,7 +342,11 @@ fn name_list(pod: &PodSandbox, key: &str) -> Result<Vec<String>, String> {
                 .map(String::from)
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn name_list(pod: &PodSandbox, key: &str) -> Result<Vec<String>, String> {
+    let names = annotation_names(pod, key);
     if names.len() > limits::MAX_CONTAINERS {
         return Err(format!(
             "annotation {key}: {} names, above the limit of {}",

@@ -13,7 +13,8 @@ use nmm_core::node::AdmitResult;
 use nmm_core::pod::{ContainerInfo, PodInfo, QosClass};
 use nmm_core::quantity::Quantity;
 use nmm_nri::podinfo::{
-    parse_kubepods_cgroup, INIT_CONTAINERS_ANNOTATION, SIDECAR_CONTAINERS_ANNOTATION,
+    annotation_names, parse_kubepods_cgroup, INIT_CONTAINERS_ANNOTATION,
+    SIDECAR_CONTAINERS_ANNOTATION,
 };
 use nmm_nri::{
     Container, ContainerState, LinuxResources, PodSandbox, Rejection, REQUESTS_ANNOTATION,
@@ -96,20 +97,8 @@ pub fn pod_from_info(info: &PodInfo) -> Pod {
 /// limit), so that [`pod_info_from_nri`] reads them back as the annotation says.
 pub(super) fn placeholders(pod: &PodSandbox, have: &[Container]) -> Vec<Container> {
     let mut names: Vec<String> = Vec::new();
-    let list = |key: &str| -> Vec<String> {
-        pod.annotations
-            .get(key)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    names.extend(list(INIT_CONTAINERS_ANNOTATION));
-    names.extend(list(SIDECAR_CONTAINERS_ANNOTATION));
+    names.extend(annotation_names(pod, INIT_CONTAINERS_ANNOTATION));
+    names.extend(annotation_names(pod, SIDECAR_CONTAINERS_ANNOTATION));
     let requests: serde_json::Map<String, serde_json::Value> = pod
         .annotations
         .get(REQUESTS_ANNOTATION)
