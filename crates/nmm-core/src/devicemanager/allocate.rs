@@ -236,7 +236,7 @@ impl DeviceManager {
             }
         }
         // Healthy devices are reported ones, so a resource with healthy devices has an index.
-        let Some(x) = self.index_of(resource) else {
+        let Some(x) = self.index.get_mut(resource) else {
             return Err(format!(
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: 0"
             ));
@@ -273,7 +273,10 @@ impl DeviceManager {
             needed -= chosen.len() as i64;
             return Err(short(required, needed));
         }
-        self.mark_positions(resource, &chosen);
+        // Into the allocated books (the resource has its entry, see above): bits only.
+        for &i in &chosen {
+            x.allocated.set(i);
+        }
         Ok(Picked {
             ids: reused,
             positions: chosen,

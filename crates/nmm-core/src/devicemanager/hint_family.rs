@@ -312,6 +312,9 @@ pub struct DeviceFamily {
     reuse_hits: Vec<NumaMask>,
     /// `minAffinitySize`: the smallest mask size all of the resource's devices could fill.
     preferred_size: u32,
+    /// [`HintFamily::min_size`], searched once when the family is made (the merge asks
+    /// for it again).
+    min_size: Option<u32>,
 }
 
 impl DeviceFamily {
@@ -344,12 +347,12 @@ impl DeviceFamily {
         let fewest = PerNode::of(all)
             .and_then(|pn| pn.min_extra(request, NumaMask::EMPTY, universe, &[]))
             .unwrap_or_else(|| min_extra(all, request, NumaMask::EMPTY, universe, &[]));
-        DeviceFamily {
+        DeviceFamily::with_min_size(
             universe,
-            avail: Coverage::new(available, request - reusable_with_topology.len() as i64),
-            reuse_hits: reusable_with_topology,
-            preferred_size: preferred_size(universe, fewest),
-        }
+            Coverage::new(available, request - reusable_with_topology.len() as i64),
+            reusable_with_topology,
+            preferred_size(universe, fewest),
+        )
     }
 
     /// The family of a registered resource's devices (what [`DeviceFamily::new`] makes of
@@ -375,11 +378,29 @@ impl DeviceFamily {
             }
             counted => Coverage::new(counted.masks(x), need),
         };
+        DeviceFamily::with_min_size(
+            universe,
+            avail,
+            reusable_with_topology,
+            preferred_size(universe, fewest),
+        )
+    }
+
+    fn with_min_size(
+        universe: NumaMask,
+        avail: Coverage,
+        reuse_hits: Vec<NumaMask>,
+        preferred_size: u32,
+    ) -> DeviceFamily {
+        let min_size = avail
+            .min_extra(NumaMask::EMPTY, universe, &reuse_hits)
+            .map(|k| k.max(1));
         DeviceFamily {
             universe,
             avail,
-            reuse_hits: reusable_with_topology,
-            preferred_size: preferred_size(universe, fewest),
+            reuse_hits,
+            preferred_size,
+            min_size,
         }
     }
 }
@@ -413,9 +434,7 @@ impl HintFamily for DeviceFamily {
     }
 
     fn min_size(&self) -> Option<u32> {
-        self.avail
-            .min_extra(NumaMask::EMPTY, self.universe, &self.reuse_hits)
-            .map(|k| k.max(1))
+        self.min_size
     }
 
     fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {

@@ -4,8 +4,8 @@
 //! devices by position. The string books in [`DeviceManager`] stay the truth for the
 //! devices (checkpoint, renderers); the devices in use (`allocatedDevices`) are the
 //! allocated bits of the index plus, by id, the ids the index does not have (devices of a
-//! checkpoint no plugin reports): `DeviceManager::mark_allocated` and `mark_positions` add
-//! to them, every wholesale change goes through `DeviceManager::set_allocated`, and
+//! checkpoint no plugin reports): `DeviceManager::mark_allocated` and the picks of
+//! `devicesToAllocate` add to them, every wholesale change goes through `DeviceManager::set_allocated`, and
 //! `DeviceManager::allocated_ids` reads the whole set.
 
 use super::{Device, DeviceManager};
@@ -320,17 +320,6 @@ impl DeviceManager {
         }
     }
 
-    /// Adds devices of a registered resource, by position in its index, to the allocated
-    /// books (bits only: no id is copied).
-    pub(super) fn mark_positions(&mut self, resource: &str, positions: &[usize]) {
-        self.ensure_allocated_entry(resource);
-        if let Some(x) = self.index.get_mut(resource) {
-            for &i in positions {
-                x.allocated.set(i);
-            }
-        }
-    }
-
     /// The index of a registered resource.
     pub(super) fn index_of(&self, resource: &str) -> Option<&ResourceIndex> {
         self.index.get(resource)
@@ -416,5 +405,116 @@ mod tests {
         assert_eq!(x.available().ones().collect::<Vec<_>>(), vec![0]);
         assert_eq!(x.available_ones().collect::<Vec<_>>(), vec![0]);
         assert!(x.is_available(0) && !x.is_available(1) && !x.is_available(2));
+    }
+
+    /// One change of the books in [`allocated_books_are_a_plain_map`].
+    #[derive(Debug, Clone)]
+    enum BooksOp {
+        /// A plugin reports these of the ids (bits), healthy ones per bit.
+        Register(usize, u8, u8),
+        /// `allocatedDevices` replaced: per resource, no entry or these ids.
+        Set(Vec<Option<u8>>),
+        Mark(usize, usize),
+        Ensure(usize),
+        /// A container takes devices through `devicesToAllocate` (by position).
+        Pick(usize, i64),
+    }
+
+    const RS: [&str; 2] = ["example.com/nic", "nvidia.com/gpu"];
+    const IDS: [&str; 6] = ["d2", "d10", "d1", "e", "gone", "d0"];
+
+    fn ids_of(bits: u8) -> BTreeSet<String> {
+        (0..IDS.len())
+            .filter(|i| bits & (1 << i) != 0)
+            .map(|i| IDS[i].to_string())
+            .collect()
+    }
+
+    fn books_op() -> impl proptest::strategy::Strategy<Value = BooksOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..2usize, any::<u8>(), any::<u8>()).prop_map(|(r, a, h)| BooksOp::Register(r, a, h)),
+            proptest::collection::vec(proptest::option::of(any::<u8>()), 2).prop_map(BooksOp::Set),
+            (0..2usize, 0..IDS.len()).prop_map(|(r, i)| BooksOp::Mark(r, i)),
+            (0..2usize).prop_map(BooksOp::Ensure),
+            (0..2usize, 1..3i64).prop_map(|(r, n)| BooksOp::Pick(r, n)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// `allocatedDevices` kept as index bits plus unindexed ids reads as the plain
+        /// map of id sets it stands for, through registrations that add and drop ids,
+        /// wholesale replacements, single marks and picks; the indices stay fresh and
+        /// `isDevicePluginResource` follows the entries.
+        #[test]
+        fn allocated_books_are_a_plain_map(
+            ops in proptest::collection::vec(books_op(), 1..20),
+        ) {
+            let mut m = DeviceManager {
+                numa_nodes: vec![0, 1],
+                ..Default::default()
+            };
+            let mut model: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            let mut healthy: BTreeSet<String> = BTreeSet::new();
+            for op in ops {
+                match op {
+                    BooksOp::Register(r, present, good) => {
+                        let devices: Vec<Device> = (0..IDS.len())
+                            .filter(|i| present & (1 << i) != 0)
+                            .map(|i| Device {
+                                resource: RS[r].into(),
+                                id: IDS[i].into(),
+                                numa: Some(vec![(i % 2) as u32]),
+                                healthy: good & (1 << i) != 0,
+                            })
+                            .collect();
+                        m.register(RS[r], &devices);
+                        healthy.insert(RS[r].to_string());
+                    }
+                    BooksOp::Set(per) => {
+                        model = per
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(r, bits)| Some((RS[r].to_string(), ids_of((*bits)?))))
+                            .collect();
+                        m.set_allocated(model.clone());
+                    }
+                    BooksOp::Mark(r, i) => {
+                        m.mark_allocated(RS[r], IDS[i]);
+                        model.entry(RS[r].to_string()).or_default().insert(IDS[i].to_string());
+                    }
+                    BooksOp::Ensure(r) => {
+                        m.ensure_allocated_entry(RS[r]);
+                        model.entry(RS[r].to_string()).or_default();
+                    }
+                    BooksOp::Pick(r, n) => {
+                        let none = BTreeSet::new();
+                        let hint = crate::topology::hint::TopologyHint::NONE;
+                        // The resource gets its entry once it has healthy devices, whether
+                        // enough are available or not (`allocateRemainingFrom`).
+                        match m.pick_devices("p", "c", RS[r], n, &none, hint) {
+                            Ok(p) => {
+                                let x = m.index_of(RS[r]).expect("picked from an index");
+                                let got: BTreeSet<String> =
+                                    p.positions.iter().map(|&i| x.ids[i].clone()).collect();
+                                model.entry(RS[r].to_string()).or_default().extend(got);
+                            }
+                            Err(e) if e.starts_with("requested number of devices unavailable") => {
+                                model.entry(RS[r].to_string()).or_default();
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(m.allocated_books(), model.clone());
+                proptest::prop_assert!(m.index_matches_books());
+                for r in RS {
+                    proptest::prop_assert_eq!(
+                        m.is_device_plugin_resource(r),
+                        healthy.contains(r) || model.contains_key(r)
+                    );
+                }
+            }
+        }
     }
 }
