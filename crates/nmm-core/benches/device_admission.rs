@@ -2,8 +2,8 @@
 //! plugin resources: the Device Manager is the first hint provider) on a half-full machine
 //! of 8 NUMA nodes (two GPUs and two NICs per node) and on a GB200-like tray of 34 nodes
 //! (2 Grace nodes with CPUs, GPUs and NICs attached to them, 32 CPU-less GPU memory
-//! nodes), under every Topology Manager policy; and the same pod without devices, for the
-//! CPU and Memory Managers' share. `docs/BENCHMARKS.md` reports the figures.
+//! nodes), under every Topology Manager policy and both scopes (`POLICY/pod`: pod scope);
+//! and the same pod without devices, for the CPU and Memory Managers' share. `docs/BENCHMARKS.md` reports the figures.
 //!
 //!   cargo bench -p nmm-core --bench device_admission
 
@@ -20,7 +20,15 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .sample_size(30);
     for nodes in [8u32, 34] {
-        for policy in ["none", "best-effort", "restricted", "single-numa-node"] {
+        for policy in [
+            "none",
+            "best-effort",
+            "restricted",
+            "single-numa-node",
+            "best-effort/pod",
+            "restricted/pod",
+            "single-numa-node/pod",
+        ] {
             let base = half_full(nodes, policy);
             // The same pod without devices: what the CPU and Memory Managers cost alone.
             for (what, p) in [

@@ -7,8 +7,8 @@
 //!     target/release/examples/device_admission_instructions 8 best-effort gpu+nic 100
 //!
 //! The instructions callgrind reports (only those of the measured admissions, not of the
-//! ones that fill the machine) divided by the count (last argument) are one admission's. Arguments: NUMA nodes (8 or 34), policy,
-//! `gpu+nic` or `no-devices`, count. It also prints the median thread CPU time per
+//! ones that fill the machine) divided by the count (last argument) are one admission's. Arguments: NUMA nodes (8 or 34), policy
+//! (`POLICY/pod` for the pod scope), `gpu+nic` or `no-devices`, count. It also prints the median thread CPU time per
 //! admission (a rough figure; not meaningful under valgrind).
 
 #[path = "../benches/support/device_node.rs"]

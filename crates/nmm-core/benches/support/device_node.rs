@@ -54,8 +54,10 @@ pub fn devices(nodes: u32) -> Vec<Device> {
     out
 }
 
+/// `policy`: a Topology Manager policy, container scope; `POLICY/pod` for the pod scope.
 pub fn config(policy: &str, nodes: u32) -> KubeletConfig {
-    let c = KubeletConfig::static_managers(policy, "container").reserving("2", "1Gi");
+    let (policy, scope) = policy.split_once('/').unwrap_or((policy, "container"));
+    let c = KubeletConfig::static_managers(policy, scope).reserving("2", "1Gi");
     if nodes > 8 {
         c.topology_option("max-allowable-numa-nodes", &nodes.to_string())
     } else {

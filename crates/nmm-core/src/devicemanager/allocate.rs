@@ -14,6 +14,7 @@ use super::{DeviceManager, NODE_WITHOUT_TOPOLOGY};
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::hint::TopologyHint;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `filterByAffinity`'s three groups of available devices.
@@ -24,7 +25,29 @@ pub struct Filtered {
     pub no_affinity: BTreeSet<String>,
 }
 
-/// The signature of [`DeviceManager::devices_to_allocate`].
+/// What `devicesToAllocate` picked: devices named by id (the reused ones), and devices
+/// by position in the resource's index (the others), never the same device twice.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Picked {
+    pub ids: BTreeSet<String>,
+    pub positions: SmallVec<[usize; 4]>,
+}
+
+impl Picked {
+    /// Devices named by id only.
+    pub fn ids(ids: BTreeSet<String>) -> Picked {
+        Picked {
+            ids,
+            positions: SmallVec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.positions.is_empty()
+    }
+}
+
+/// The signature of [`DeviceManager::pick_devices`].
 pub(super) type DevicesToAllocate = fn(
     &mut DeviceManager,
     &str,
@@ -33,7 +56,7 @@ pub(super) type DevicesToAllocate = fn(
     i64,
     &BTreeSet<String>,
     TopologyHint,
-) -> Result<BTreeSet<String>, String>;
+) -> Result<Picked, String>;
 
 impl DeviceManager {
     /// `Allocate(pod, container)`.
@@ -43,7 +66,7 @@ impl DeviceManager {
         c: &ContainerInfo,
         hint: TopologyHint,
     ) -> Result<(), String> {
-        self.allocate_container_with(pod, c, hint, Self::devices_to_allocate)
+        self.allocate_container_with(pod, c, hint, Self::pick_devices)
     }
 
     /// `Allocate` with a given `devicesToAllocate` (the tests compare two of them).
@@ -84,12 +107,12 @@ impl DeviceManager {
         to_allocate: DevicesToAllocate,
     ) -> Result<(), String> {
         // Go ranges over the limits map; sorted here (see the module comment).
+        let empty = BTreeSet::new();
         for (resource, q) in &c.limits {
             if !self.is_device_plugin_resource(resource) {
                 continue;
             }
             let needed = q.value();
-            let empty = BTreeSet::new();
             let reusable = reuse.get(resource).unwrap_or(&empty);
             let devs = to_allocate(self, &pod.uid, &c.name, resource, needed, reusable, hint)?;
             if devs.is_empty() {
@@ -109,17 +132,25 @@ impl DeviceManager {
             }
             let mut info = AllocInfo::default();
             let x = self.index_of(resource);
-            for d in devs {
-                // The device's NUMA nodes (none: unknown, or without topology).
-                let mask = x
-                    .and_then(|x| Some(x.masks[x.pos(&d)?]))
-                    .unwrap_or(NumaMask::EMPTY);
+            // The device's NUMA nodes (none: unknown, or without topology).
+            let mut record = |d: String, mask: NumaMask| {
                 let mut nodes = mask.ids().map(i64::from);
                 let first = nodes.next().unwrap_or(NODE_WITHOUT_TOPOLOGY);
                 for n in nodes {
                     info.by_numa.entry(n).or_default().insert(d.clone());
                 }
                 info.by_numa.entry(first).or_default().insert(d);
+            };
+            for d in devs.ids {
+                let mask = x
+                    .and_then(|x| Some(x.masks[x.pos(&d)?]))
+                    .unwrap_or(NumaMask::EMPTY);
+                record(d, mask);
+            }
+            if let Some(x) = x {
+                for &i in &devs.positions {
+                    record(x.ids[i].clone(), x.masks[i]);
+                }
             }
             self.pod_devices.insert(&pod.uid, &c.name, resource, info);
         }
@@ -127,9 +158,6 @@ impl DeviceManager {
     }
 
     /// `devicesToAllocate`: the ids to hand to the plugin's `Allocate` (empty: nothing to do).
-    ///
-    /// Works on device positions (see [`super::index`]): ids ascend with positions, so "the
-    /// first ids of a set in sorted order" is "its lowest positions".
     pub fn devices_to_allocate(
         &mut self,
         pod: &str,
@@ -139,6 +167,26 @@ impl DeviceManager {
         reusable: &BTreeSet<String>,
         hint: TopologyHint,
     ) -> Result<BTreeSet<String>, String> {
+        let picked = self.pick_devices(pod, container, resource, required, reusable, hint)?;
+        let mut ids = picked.ids;
+        if let Some(x) = self.index_of(resource) {
+            ids.extend(picked.positions.iter().map(|&i| x.ids[i].clone()));
+        }
+        Ok(ids)
+    }
+
+    /// [`DeviceManager::devices_to_allocate`] naming the devices it takes from the index by
+    /// position (see [`super::index`]): ids ascend with positions, so "the first ids of a
+    /// set in sorted order" is "its lowest positions".
+    pub(super) fn pick_devices(
+        &mut self,
+        pod: &str,
+        container: &str,
+        resource: &str,
+        required: i64,
+        reusable: &BTreeSet<String>,
+        hint: TopologyHint,
+    ) -> Result<Picked, String> {
         let mut needed = required;
         let held = self.pod_devices.container_devices(pod, container, resource);
         if let Some(h) = &held {
@@ -170,12 +218,10 @@ impl DeviceManager {
             ));
         }
         if needed <= 0 {
-            return Ok(BTreeSet::new());
+            return Ok(Picked::default());
         }
         // The books get an entry for the resource, taken from or not (`allocateRemainingFrom`).
-        if !self.allocated.contains_key(resource) {
-            self.allocated.insert(resource.to_string(), BTreeSet::new());
-        }
+        self.ensure_allocated_entry(resource);
         // Reusable devices first (by id: they may be devices no plugin reports any more).
         let mut reused: BTreeSet<String> = BTreeSet::new();
         for d in reusable {
@@ -186,11 +232,11 @@ impl DeviceManager {
             reused.insert(d.clone());
             needed -= 1;
             if needed == 0 {
-                return Ok(reused);
+                return Ok(Picked::ids(reused));
             }
         }
         // Healthy devices are reported ones, so a resource with healthy devices has an index.
-        let Some(x) = self.index_of(resource) else {
+        let Some(x) = self.index.get_mut(resource) else {
             return Err(format!(
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: 0"
             ));
@@ -213,7 +259,7 @@ impl DeviceManager {
         // the aligned ones first (only they are offered when there are more than
         // needed), then the lowest of the others.
         let want = needed as usize;
-        let mut chosen: Vec<usize> = x
+        let mut chosen: SmallVec<[usize; 4]> = x
             .available_ones()
             .filter(|&i| is_aligned(i))
             .take(want)
@@ -227,9 +273,14 @@ impl DeviceManager {
             needed -= chosen.len() as i64;
             return Err(short(required, needed));
         }
-        reused.extend(chosen.iter().map(|&i| x.ids[i].clone()));
-        self.mark_positions(resource, &chosen);
-        Ok(reused)
+        // Into the allocated books (the resource has its entry, see above): bits only.
+        for &i in &chosen {
+            x.allocated.set(i);
+        }
+        Ok(Picked {
+            ids: reused,
+            positions: chosen,
+        })
     }
 
     /// `filterByAffinity`: available devices on a node of the hint, on other nodes, and

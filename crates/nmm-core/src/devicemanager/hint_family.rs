@@ -10,7 +10,8 @@
 //! since such devices never overlap; devices on several nodes use a depth-first search
 //! bounded by the best remaining gains.
 
-use super::topology_hints::HintInputs;
+use super::index::ResourceIndex;
+use super::topology_hints::{Counted, HintInputs};
 use super::DeviceManager;
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
@@ -22,7 +23,8 @@ use std::rc::Rc;
 /// Masks of the devices a mask may touch, and how many of them it must touch.
 #[derive(Debug, Clone)]
 struct Coverage {
-    /// One entry per device (its NUMA mask; empty masks never count).
+    /// One entry per device (its NUMA mask; empty masks never count). Left empty by
+    /// [`Coverage::per_node`], whose questions never reach the device walk.
     devices: Vec<NumaMask>,
     need: i64,
     /// The devices counted per node, when none of them has more than one node (NICs,
@@ -58,6 +60,22 @@ impl PerNode {
             pn.nodes = pn.nodes.or(*d);
         }
         Some(pn)
+    }
+
+    /// The available devices of a resource whose devices have one node each.
+    fn available(x: &ResourceIndex) -> PerNode {
+        let mut pn = PerNode {
+            counts: [0; 64],
+            nodes: NumaMask::EMPTY,
+        };
+        for i in x.available_ones() {
+            let d = x.masks[i];
+            if d.0 != 0 {
+                pn.counts[d.0.trailing_zeros() as usize] += 1;
+                pn.nodes = pn.nodes.or(d);
+            }
+        }
+        pn
     }
 
     /// How many devices `m` touches.
@@ -126,6 +144,16 @@ impl Coverage {
             per_node: PerNode::of(&devices),
             devices,
             need,
+        }
+    }
+
+    /// Devices given as per-node counts only: for questions without hits, which
+    /// [`PerNode::min_extra`] always answers.
+    fn per_node(pn: PerNode, need: i64) -> Coverage {
+        Coverage {
+            devices: Vec::new(),
+            need,
+            per_node: Some(pn),
         }
     }
 
@@ -284,6 +312,9 @@ pub struct DeviceFamily {
     reuse_hits: Vec<NumaMask>,
     /// `minAffinitySize`: the smallest mask size all of the resource's devices could fill.
     preferred_size: u32,
+    /// [`HintFamily::min_size`], searched once when the family is made (the merge asks
+    /// for it again).
+    min_size: Option<u32>,
 }
 
 impl DeviceFamily {
@@ -313,18 +344,72 @@ impl DeviceFamily {
         reusable_with_topology: Vec<NumaMask>,
         request: i64,
     ) -> DeviceFamily {
-        let n = universe.count();
         let fewest = PerNode::of(all)
             .and_then(|pn| pn.min_extra(request, NumaMask::EMPTY, universe, &[]))
             .unwrap_or_else(|| min_extra(all, request, NumaMask::EMPTY, universe, &[]));
-        let preferred_size = fewest.map(|k| k.max(1)).filter(|&k| k < n).unwrap_or(n);
+        DeviceFamily::with_min_size(
+            universe,
+            Coverage::new(available, request - reusable_with_topology.len() as i64),
+            reusable_with_topology,
+            preferred_size(universe, fewest),
+        )
+    }
+
+    /// The family of a registered resource's devices (what [`DeviceFamily::new`] makes of
+    /// the index's masks), from what the index keeps: `minAffinitySize` from its per-node
+    /// sums, and for single-node devices without reusable ones the available devices'
+    /// per-node counts straight from its bits, without a list of masks.
+    pub(super) fn of_index(
+        x: &ResourceIndex,
+        counted: Counted,
+        reusable_with_topology: Vec<NumaMask>,
+        request: i64,
+    ) -> DeviceFamily {
+        let universe = x.universe;
+        let fewest = match x.fewest_nodes(request) {
+            Some(fewest) => fewest,
+            None => min_extra(&x.masks, request, NumaMask::EMPTY, universe, &[]),
+        };
+        let need = request - reusable_with_topology.len() as i64;
+        let avail = match counted {
+            // Without hits every question is a per-node sum: no list of masks is kept.
+            Counted::Available if x.single_node() && reusable_with_topology.is_empty() => {
+                Coverage::per_node(PerNode::available(x), need)
+            }
+            counted => Coverage::new(counted.masks(x), need),
+        };
+        DeviceFamily::with_min_size(
+            universe,
+            avail,
+            reusable_with_topology,
+            preferred_size(universe, fewest),
+        )
+    }
+
+    fn with_min_size(
+        universe: NumaMask,
+        avail: Coverage,
+        reuse_hits: Vec<NumaMask>,
+        preferred_size: u32,
+    ) -> DeviceFamily {
+        let min_size = avail
+            .min_extra(NumaMask::EMPTY, universe, &reuse_hits)
+            .map(|k| k.max(1));
         DeviceFamily {
             universe,
-            avail: Coverage::new(available, request - reusable_with_topology.len() as i64),
-            reuse_hits: reusable_with_topology,
+            avail,
+            reuse_hits,
             preferred_size,
+            min_size,
         }
     }
+}
+
+/// `minAffinitySize` from the fewest nodes all of the resource's devices need: at least
+/// 1, the whole machine when no smaller mask has enough.
+fn preferred_size(universe: NumaMask, fewest: Option<u32>) -> u32 {
+    let n = universe.count();
+    fewest.map(|k| k.max(1)).filter(|&k| k < n).unwrap_or(n)
 }
 
 impl HintFamily for DeviceFamily {
@@ -349,9 +434,7 @@ impl HintFamily for DeviceFamily {
     }
 
     fn min_size(&self) -> Option<u32> {
-        self.avail
-            .min_extra(NumaMask::EMPTY, self.universe, &self.reuse_hits)
-            .map(|k| k.max(1))
+        self.min_size
     }
 
     fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
@@ -377,14 +460,20 @@ impl DeviceManager {
     /// for resources without topology or without enough devices, a [`DeviceFamily`]
     /// instead of the list of masks otherwise.
     pub fn topology_hint_families(&self, pod: &PodInfo, c: Option<&ContainerInfo>) -> LargeHints {
-        let requests = match c {
-            Some(c) => self.container_device_request(c),
-            None => self.pod_device_request(pod),
-        };
         let mut out = BTreeMap::new();
-        for (resource, requested) in requests {
-            let family = self.resource_family(pod, c, &resource, requested);
-            out.insert(resource, family);
+        match c {
+            Some(c) => {
+                for (resource, requested) in self.container_requests(c) {
+                    let family = self.resource_family(pod, Some(c), resource, requested);
+                    out.insert(resource.clone(), family);
+                }
+            }
+            None => {
+                for (resource, requested) in self.pod_requests(pod) {
+                    let family = self.resource_family(pod, None, resource, requested);
+                    out.insert(resource.clone(), family);
+                }
+            }
         }
         Some(out)
     }
@@ -396,16 +485,12 @@ impl DeviceManager {
         resource: &str,
         requested: i64,
     ) -> Option<LargeList> {
-        let (all, avail, reuse) = match self.hint_inputs(pod, c, resource, requested) {
+        let (x, counted, reuse) = match self.hint_inputs(pod, c, resource, requested) {
             HintInputs::NoPreference => return None,
             HintInputs::Unsatisfiable => return Some(LargeList::Explicit(Vec::new())),
-            HintInputs::Masks { all, avail, reuse } => (all, avail, reuse),
+            HintInputs::Masks { x, counted, reuse } => (x, counted, reuse),
         };
-        let universe = self
-            .numa_nodes
-            .iter()
-            .fold(NumaMask::EMPTY, |m, &n| m.or(NumaMask::single(n)));
-        let family = DeviceFamily::from_vecs(universe, all, avail, reuse, requested);
+        let family = DeviceFamily::of_index(x, counted, reuse, requested);
         // No member at all (e.g. only topology-less devices left) is the kubelet's empty
         // list, which the policies read as "cannot satisfy" / "any node, not preferred".
         if family.min_size().is_none() {

@@ -1,9 +1,12 @@
 //! Per-resource device indices, so that an admission works on integers: the ids of a
 //! resource sorted once at registration (bytewise, the order of the `BTreeSet<String>`s the
 //! books keep), each device's NUMA mask, and bit sets of the healthy and the allocated
-//! devices by position. The string books in [`DeviceManager`] stay the truth (checkpoint,
-//! renderers); the allocated bits follow them: `DeviceManager::mark_allocated` sets both,
-//! and every wholesale change of the books goes through `DeviceManager::set_allocated`.
+//! devices by position. The string books in [`DeviceManager`] stay the truth for the
+//! devices (checkpoint, renderers); the devices in use (`allocatedDevices`) are the
+//! allocated bits of the index plus, by id, the ids the index does not have (devices of a
+//! checkpoint no plugin reports): `DeviceManager::mark_allocated` and the picks of
+//! `devicesToAllocate` add to them, every wholesale change goes through `DeviceManager::set_allocated`, and
+//! `DeviceManager::allocated_ids` reads the whole set.
 
 use super::{Device, DeviceManager};
 use crate::bitmask::NumaMask;
@@ -76,11 +79,20 @@ pub struct ResourceIndex {
     pub allocated: Bits,
     /// `deviceHasTopologyAlignment`: some device has NUMA nodes.
     pub aligned: bool,
+    /// The machine's NUMA nodes (the universe of the resource's hint lists).
+    pub universe: NumaMask,
+    /// When no device has more than one NUMA node (NICs, GPUs): the device counts of the
+    /// universe's nodes, largest first, summed (`fewest[k]`: the most devices `k + 1`
+    /// nodes hold), so that `minAffinitySize` is a look-up instead of a search over the
+    /// devices at every admission. `None` when some device has several nodes.
+    pub fewest: Option<Vec<i64>>,
 }
 
 impl ResourceIndex {
-    /// The index of the devices a plugin reported (`all`: id -> device).
+    /// The index of the devices a plugin reported (`all`: id -> device) on a machine of
+    /// `universe`'s NUMA nodes.
     pub fn new(
+        universe: NumaMask,
         all: &BTreeMap<String, Device>,
         healthy: Option<&BTreeSet<String>>,
         allocated: Option<&BTreeSet<String>>,
@@ -94,6 +106,8 @@ impl ResourceIndex {
             healthy: Bits::new(n),
             allocated: Bits::new(n),
             aligned: false,
+            universe,
+            fewest: None,
         };
         for (i, (id, d)) in all.iter().enumerate() {
             x.ids.push(id.clone());
@@ -110,7 +124,29 @@ impl ResourceIndex {
             }
         }
         x.set_allocated(allocated);
+        x.fewest = fewest_table(universe, &x.masks);
         x
+    }
+
+    /// The fewest nodes whose devices number at least `request` (0 for a request of 0
+    /// or less), `None` when all of the universe's devices are too few; only for
+    /// resources whose devices have one node each (else `None` outside).
+    pub fn fewest_nodes(&self, request: i64) -> Option<Option<u32>> {
+        let sums = self.fewest.as_ref()?;
+        if request <= 0 {
+            return Some(Some(0));
+        }
+        Some(
+            sums.iter()
+                .position(|&s| s >= request)
+                .map(|k| k as u32 + 1),
+        )
+    }
+
+    /// Whether a device with NUMA nodes has exactly one (the per-node counts describe
+    /// the resource): [`ResourceIndex::fewest`] is `Some`.
+    pub fn single_node(&self) -> bool {
+        self.fewest.is_some()
     }
 
     /// The position of an id, if the plugin reports it.
@@ -147,21 +183,64 @@ impl ResourceIndex {
         })
     }
 
+    /// How many devices are available (healthy and not allocated).
+    pub fn available_count(&self) -> usize {
+        self.healthy
+            .0
+            .iter()
+            .enumerate()
+            .map(|(k, &h)| {
+                (h & !self.allocated.0.get(k).copied().unwrap_or(0)).count_ones() as usize
+            })
+            .sum()
+    }
+
     /// Whether a device is available (healthy and not allocated).
     pub fn is_available(&self, i: usize) -> bool {
         self.healthy.get(i) && !self.allocated.get(i)
     }
 }
 
+/// [`ResourceIndex::fewest`] of these device masks.
+fn fewest_table(universe: NumaMask, masks: &[NumaMask]) -> Option<Vec<i64>> {
+    let mut counts = [0i64; 64];
+    for m in masks {
+        if m.0 & m.0.wrapping_sub(1) != 0 {
+            return None;
+        }
+        if !m.and(universe).is_empty() {
+            counts[m.0.trailing_zeros() as usize] += 1;
+        }
+    }
+    let mut per_node: Vec<i64> = counts.into_iter().filter(|&c| c > 0).collect();
+    per_node.sort_unstable_by(|a, b| b.cmp(a));
+    let mut sum = 0;
+    for c in per_node.iter_mut() {
+        sum += *c;
+        *c = sum;
+    }
+    Some(per_node)
+}
+
 impl DeviceManager {
-    /// Rebuilds a resource's index from the books (after its plugin reported devices).
+    /// The machine's NUMA nodes as a mask.
+    pub(super) fn universe(&self) -> NumaMask {
+        self.numa_nodes
+            .iter()
+            .fold(NumaMask::EMPTY, |m, &n| m.or(NumaMask::single(n)))
+    }
+
+    /// Rebuilds a resource's index from the books (after its plugin reported devices):
+    /// the devices in use stay in use, whether the new index has them or not.
     pub(super) fn reindex(&mut self, resource: &str) {
+        let in_use = self.allocated_ids(resource);
         match self.all.get(resource) {
             Some(all) => {
                 let x = ResourceIndex::new(
+                    self.universe(),
                     all,
                     self.healthy.get(resource),
-                    self.allocated.get(resource),
+                    in_use.as_ref(),
                 );
                 self.index.insert(resource.to_string(), x);
             }
@@ -169,49 +248,75 @@ impl DeviceManager {
                 self.index.remove(resource);
             }
         }
-    }
-
-    /// Replaces the allocated books (`allocatedDevices`) and their bits.
-    pub(super) fn set_allocated(&mut self, allocated: BTreeMap<String, BTreeSet<String>>) {
-        self.allocated = allocated;
-        for (r, x) in self.index.iter_mut() {
-            x.set_allocated(self.allocated.get(r));
+        if let Some(ids) = in_use {
+            let unindexed = self.unindexed(resource, ids);
+            self.allocated_unindexed
+                .insert(resource.to_string(), unindexed);
         }
     }
 
-    /// Adds one id to the allocated books and bits.
+    /// The ids of `ids` the resource's index does not have.
+    fn unindexed(&self, resource: &str, mut ids: BTreeSet<String>) -> BTreeSet<String> {
+        if let Some(x) = self.index.get(resource) {
+            ids.retain(|id| x.pos(id).is_none());
+        }
+        ids
+    }
+
+    /// Replaces the allocated books (`allocatedDevices`: resource -> ids in use).
+    pub(super) fn set_allocated(&mut self, allocated: BTreeMap<String, BTreeSet<String>>) {
+        for (r, x) in self.index.iter_mut() {
+            x.set_allocated(allocated.get(r));
+        }
+        self.allocated_unindexed = allocated
+            .into_iter()
+            .map(|(r, ids)| {
+                let ids = self.unindexed(&r, ids);
+                (r, ids)
+            })
+            .collect();
+    }
+
+    /// `allocatedDevices[resource]`: every id in use (`None`: no entry).
+    pub fn allocated_ids(&self, resource: &str) -> Option<BTreeSet<String>> {
+        let unindexed = self.allocated_unindexed.get(resource)?;
+        let mut ids = unindexed.clone();
+        if let Some(x) = self.index.get(resource) {
+            ids.extend(x.allocated.ones().map(|i| x.ids[i].clone()));
+        }
+        Some(ids)
+    }
+
+    /// `allocatedDevices` whole (for tests and the reference path).
+    #[cfg(test)]
+    pub(super) fn allocated_books(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.allocated_unindexed
+            .keys()
+            .map(|r| (r.clone(), self.allocated_ids(r).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Gives the resource an `allocatedDevices` entry (empty if it had none).
+    pub(super) fn ensure_allocated_entry(&mut self, resource: &str) {
+        if !self.allocated_unindexed.contains_key(resource) {
+            self.allocated_unindexed
+                .insert(resource.to_string(), BTreeSet::new());
+        }
+    }
+
+    /// Adds one id to the allocated books: its bit when the index has it, else by id.
     pub(super) fn mark_allocated(&mut self, resource: &str, id: &str) {
-        if let Some(x) = self.index.get_mut(resource) {
-            if let Some(i) = x.pos(id) {
+        self.ensure_allocated_entry(resource);
+        if let Some(i) = self.index.get(resource).and_then(|x| x.pos(id)) {
+            if let Some(x) = self.index.get_mut(resource) {
                 x.allocated.set(i);
             }
-        }
-        match self.allocated.get_mut(resource) {
-            Some(books) => {
-                if !books.contains(id) {
-                    books.insert(id.to_string());
-                }
-            }
-            None => {
-                self.allocated
-                    .insert(resource.to_string(), [id.to_string()].into());
-            }
-        }
-    }
-
-    /// Adds devices of a registered resource, by position in its index, to the allocated
-    /// books and bits.
-    pub(super) fn mark_positions(&mut self, resource: &str, positions: &[usize]) {
-        let Some(x) = self.index.get_mut(resource) else {
             return;
-        };
-        let books = match self.allocated.get_mut(resource) {
-            Some(books) => books,
-            None => self.allocated.entry(resource.to_string()).or_default(),
-        };
-        for &i in positions {
-            x.allocated.set(i);
-            books.insert(x.ids[i].clone());
+        }
+        if let Some(ids) = self.allocated_unindexed.get_mut(resource) {
+            if !ids.contains(id) {
+                ids.insert(id.to_string());
+            }
         }
     }
 
@@ -220,14 +325,19 @@ impl DeviceManager {
         self.index.get(resource)
     }
 
-    /// Whether every index agrees with the books (for tests).
+    /// Whether every index agrees with the books (for tests): built afresh from the
+    /// devices and the ids in use it is the same, and no id kept by name is indexed.
     #[cfg(test)]
     pub(super) fn index_matches_books(&self) -> bool {
         let keys: Vec<&String> = self.index.keys().collect();
         keys == self.all.keys().collect::<Vec<_>>()
             && self.index.iter().all(|(r, x)| {
-                let fresh =
-                    ResourceIndex::new(&self.all[r], self.healthy.get(r), self.allocated.get(r));
+                let fresh = ResourceIndex::new(
+                    self.universe(),
+                    &self.all[r],
+                    self.healthy.get(r),
+                    self.allocated_ids(r).as_ref(),
+                );
                 fresh.ids == x.ids
                     && fresh.masks == x.masks
                     && fresh.healthy == x.healthy
@@ -235,6 +345,14 @@ impl DeviceManager {
                     && fresh.has_nodes == x.has_nodes
                     && fresh.has_topology == x.has_topology
                     && fresh.aligned == x.aligned
+                    && fresh.universe == x.universe
+                    && fresh.fewest == x.fewest
+                    && (self.allocated_unindexed.contains_key(r) || x.allocated.is_empty())
+            })
+            && self.allocated_unindexed.iter().all(|(r, ids)| {
+                self.index
+                    .get(r)
+                    .is_none_or(|x| ids.iter().all(|id| x.pos(id).is_none()))
             })
     }
 }
@@ -277,7 +395,7 @@ mod tests {
         .collect();
         let healthy: BTreeSet<String> = ["d2".to_string(), "d1".to_string()].into();
         let used: BTreeSet<String> = ["d2".to_string(), "gone".to_string()].into();
-        let x = ResourceIndex::new(&all, Some(&healthy), Some(&used));
+        let x = ResourceIndex::new(NumaMask(0b11), &all, Some(&healthy), Some(&used));
         assert_eq!(x.ids, vec!["d1", "d10", "d2"]);
         assert_eq!(x.pos("d2"), Some(2));
         assert_eq!(x.pos("gone"), None);
@@ -287,5 +405,116 @@ mod tests {
         assert_eq!(x.available().ones().collect::<Vec<_>>(), vec![0]);
         assert_eq!(x.available_ones().collect::<Vec<_>>(), vec![0]);
         assert!(x.is_available(0) && !x.is_available(1) && !x.is_available(2));
+    }
+
+    /// One change of the books in [`allocated_books_are_a_plain_map`].
+    #[derive(Debug, Clone)]
+    enum BooksOp {
+        /// A plugin reports these of the ids (bits), healthy ones per bit.
+        Register(usize, u8, u8),
+        /// `allocatedDevices` replaced: per resource, no entry or these ids.
+        Set(Vec<Option<u8>>),
+        Mark(usize, usize),
+        Ensure(usize),
+        /// A container takes devices through `devicesToAllocate` (by position).
+        Pick(usize, i64),
+    }
+
+    const RS: [&str; 2] = ["example.com/nic", "nvidia.com/gpu"];
+    const IDS: [&str; 6] = ["d2", "d10", "d1", "e", "gone", "d0"];
+
+    fn ids_of(bits: u8) -> BTreeSet<String> {
+        (0..IDS.len())
+            .filter(|i| bits & (1 << i) != 0)
+            .map(|i| IDS[i].to_string())
+            .collect()
+    }
+
+    fn books_op() -> impl proptest::strategy::Strategy<Value = BooksOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..2usize, any::<u8>(), any::<u8>()).prop_map(|(r, a, h)| BooksOp::Register(r, a, h)),
+            proptest::collection::vec(proptest::option::of(any::<u8>()), 2).prop_map(BooksOp::Set),
+            (0..2usize, 0..IDS.len()).prop_map(|(r, i)| BooksOp::Mark(r, i)),
+            (0..2usize).prop_map(BooksOp::Ensure),
+            (0..2usize, 1..3i64).prop_map(|(r, n)| BooksOp::Pick(r, n)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// `allocatedDevices` kept as index bits plus unindexed ids reads as the plain
+        /// map of id sets it stands for, through registrations that add and drop ids,
+        /// wholesale replacements, single marks and picks; the indices stay fresh and
+        /// `isDevicePluginResource` follows the entries.
+        #[test]
+        fn allocated_books_are_a_plain_map(
+            ops in proptest::collection::vec(books_op(), 1..20),
+        ) {
+            let mut m = DeviceManager {
+                numa_nodes: vec![0, 1],
+                ..Default::default()
+            };
+            let mut model: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            let mut healthy: BTreeSet<String> = BTreeSet::new();
+            for op in ops {
+                match op {
+                    BooksOp::Register(r, present, good) => {
+                        let devices: Vec<Device> = (0..IDS.len())
+                            .filter(|i| present & (1 << i) != 0)
+                            .map(|i| Device {
+                                resource: RS[r].into(),
+                                id: IDS[i].into(),
+                                numa: Some(vec![(i % 2) as u32]),
+                                healthy: good & (1 << i) != 0,
+                            })
+                            .collect();
+                        m.register(RS[r], &devices);
+                        healthy.insert(RS[r].to_string());
+                    }
+                    BooksOp::Set(per) => {
+                        model = per
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(r, bits)| Some((RS[r].to_string(), ids_of((*bits)?))))
+                            .collect();
+                        m.set_allocated(model.clone());
+                    }
+                    BooksOp::Mark(r, i) => {
+                        m.mark_allocated(RS[r], IDS[i]);
+                        model.entry(RS[r].to_string()).or_default().insert(IDS[i].to_string());
+                    }
+                    BooksOp::Ensure(r) => {
+                        m.ensure_allocated_entry(RS[r]);
+                        model.entry(RS[r].to_string()).or_default();
+                    }
+                    BooksOp::Pick(r, n) => {
+                        let none = BTreeSet::new();
+                        let hint = crate::topology::hint::TopologyHint::NONE;
+                        // The resource gets its entry once it has healthy devices, whether
+                        // enough are available or not (`allocateRemainingFrom`).
+                        match m.pick_devices("p", "c", RS[r], n, &none, hint) {
+                            Ok(p) => {
+                                let x = m.index_of(RS[r]).expect("picked from an index");
+                                let got: BTreeSet<String> =
+                                    p.positions.iter().map(|&i| x.ids[i].clone()).collect();
+                                model.entry(RS[r].to_string()).or_default().extend(got);
+                            }
+                            Err(e) if e.starts_with("requested number of devices unavailable") => {
+                                model.entry(RS[r].to_string()).or_default();
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(m.allocated_books(), model.clone());
+                proptest::prop_assert!(m.index_matches_books());
+                for r in RS {
+                    proptest::prop_assert_eq!(
+                        m.is_device_plugin_resource(r),
+                        healthy.contains(r) || model.contains_key(r)
+                    );
+                }
+            }
+        }
     }
 }

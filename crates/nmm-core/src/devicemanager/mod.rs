@@ -42,8 +42,10 @@ pub struct DeviceManager {
     all: BTreeMap<String, BTreeMap<String, Device>>,
     healthy: BTreeMap<String, BTreeSet<String>>,
     unhealthy: BTreeMap<String, BTreeSet<String>>,
-    /// `allocatedDevices`: resource -> ids in use.
-    allocated: BTreeMap<String, BTreeSet<String>>,
+    /// `allocatedDevices` (resource -> ids in use), a key per resource with an entry: the
+    /// ids its index does not have (all of them when it has none); the indexed ones are
+    /// the index's allocated bits (see [`index`]).
+    allocated_unindexed: BTreeMap<String, BTreeSet<String>>,
     pub pod_devices: PodDevices,
     /// `devicesToReuse`: pod uid -> resource -> ids its finished init containers left.
     reuse: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
@@ -132,7 +134,7 @@ impl DeviceManager {
 
     /// `isDevicePluginResource`: a registered resource or one with allocations.
     pub fn is_device_plugin_resource(&self, resource: &str) -> bool {
-        self.healthy.contains_key(resource) || self.allocated.contains_key(resource)
+        self.healthy.contains_key(resource) || self.allocated_unindexed.contains_key(resource)
     }
 
     /// `UpdateAllocatedDevices` for a pod that is gone (removed, or rejected).
@@ -177,10 +179,6 @@ impl DeviceManager {
 
     pub fn healthy_ids(&self, resource: &str) -> Option<&BTreeSet<String>> {
         self.healthy.get(resource)
-    }
-
-    pub fn allocated_ids(&self, resource: &str) -> Option<&BTreeSet<String>> {
-        self.allocated.get(resource)
     }
 
     /// `GetAllocatableDevices`: the healthy devices of every registered resource.

@@ -47,17 +47,15 @@ impl PodDevices {
 
     pub fn insert(&mut self, pod: &str, container: &str, resource: &str, info: AllocInfo) {
         // Keys are copied only when new (a container's second resource reuses them).
-        if !self.devs.contains_key(pod) {
-            self.devs.insert(pod.to_string(), BTreeMap::new());
-        }
-        let Some(containers) = self.devs.get_mut(pod) else {
-            return;
+        let containers = if self.devs.contains_key(pod) {
+            self.devs.get_mut(pod).expect("present")
+        } else {
+            self.devs.entry(pod.to_string()).or_default()
         };
-        if !containers.contains_key(container) {
-            containers.insert(container.to_string(), BTreeMap::new());
-        }
-        let Some(resources) = containers.get_mut(container) else {
-            return;
+        let resources = if containers.contains_key(container) {
+            containers.get_mut(container).expect("present")
+        } else {
+            containers.entry(container.to_string()).or_default()
         };
         match resources.get_mut(resource) {
             Some(old) => *old = info,
@@ -98,11 +96,18 @@ impl PodDevices {
 
     /// Everything one container holds: resource -> ids.
     pub fn container_all(&self, pod: &str, container: &str) -> BTreeMap<String, BTreeSet<String>> {
-        self.devs
+        // Inserted one by one (in order): collecting would sort a vector first.
+        let mut out = BTreeMap::new();
+        for (k, v) in self
+            .devs
             .get(pod)
             .and_then(|c| c.get(container))
-            .map(|r| r.iter().map(|(k, v)| (k.clone(), v.devices())).collect())
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+        {
+            out.insert(k.clone(), v.devices());
+        }
+        out
     }
 
     /// `addContainerAllocatedResources`: add the container's devices to `set`.

@@ -6,7 +6,7 @@ use super::allocate::go_quote;
 use super::types::preferred_allocation;
 use super::*;
 use crate::bitmask::{iterate_masks, NumaMask};
-use crate::devicemanager::allocate::Filtered;
+use crate::devicemanager::allocate::{Filtered, Picked};
 use crate::devicemanager::hint_family::DeviceFamily;
 use crate::topology::family::{HintFamily, LargeList};
 use std::rc::Rc;
@@ -30,11 +30,11 @@ impl DeviceManager {
     /// `getAvailableDevices`: healthy and not allocated.
     pub(super) fn available_devices_ref(&self, resource: &str) -> BTreeSet<String> {
         let healthy = self.healthy.get(resource);
-        let used = self.allocated.get(resource);
+        let used = self.allocated_ids(resource);
         healthy
             .into_iter()
             .flatten()
-            .filter(|d| !used.is_some_and(|u| u.contains(*d)))
+            .filter(|d| !used.as_ref().is_some_and(|u| u.contains(*d)))
             .cloned()
             .collect()
     }
@@ -145,6 +145,21 @@ impl DeviceManager {
         Some(self.generate_hints_ref(resource, &available, &reusable, requested))
     }
 
+    /// [`DeviceManager::devices_to_allocate_ref`] in the shape `Allocate` takes: every
+    /// device named by id.
+    pub(super) fn pick_devices_ref(
+        &mut self,
+        pod: &str,
+        container: &str,
+        resource: &str,
+        required: i64,
+        reusable: &BTreeSet<String>,
+        hint: TopologyHint,
+    ) -> Result<Picked, String> {
+        self.devices_to_allocate_ref(pod, container, resource, required, reusable, hint)
+            .map(Picked::ids)
+    }
+
     /// `devicesToAllocate`: the ids to hand to the plugin's `Allocate` (empty: nothing to do).
     pub(super) fn devices_to_allocate_ref(
         &mut self,
@@ -237,12 +252,12 @@ impl DeviceManager {
         allocated: &mut BTreeSet<String>,
         needed: &mut i64,
     ) -> bool {
-        let books = self.allocated.entry(resource.to_string()).or_default();
+        self.ensure_allocated_entry(resource);
         for d in from {
             if allocated.contains(d) {
                 continue;
             }
-            books.insert(d.clone());
+            self.mark_allocated(resource, d);
             allocated.insert(d.clone());
             *needed -= 1;
             if *needed == 0 {
@@ -549,12 +564,12 @@ mod tests {
                             check_hints(&m, &p, Some(c));
                             let mut r = m.clone();
                             let want = r.allocate_container_with(
-                                &p, c, hint, DeviceManager::devices_to_allocate_ref,
+                                &p, c, hint, DeviceManager::pick_devices_ref,
                             );
                             let got = m.allocate_container(&p, c, hint);
                             prop_assert_eq!(&got, &want);
                             prop_assert_eq!(&m.pod_devices, &r.pod_devices);
-                            prop_assert_eq!(&m.allocated, &r.allocated);
+                            prop_assert_eq!(m.allocated_books(), r.allocated_books());
                             prop_assert_eq!(reuse_view(&m), reuse_view(&r));
                             prop_assert!(m.index_matches_books());
                             for res in RESOURCES {

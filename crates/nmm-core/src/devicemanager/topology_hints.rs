@@ -19,10 +19,28 @@ pub(super) enum HintInputs<'a> {
     NoPreference,
     Unsatisfiable,
     Masks {
-        all: &'a [NumaMask],
-        avail: Vec<NumaMask>,
+        x: &'a ResourceIndex,
+        counted: Counted,
         reuse: Vec<NumaMask>,
     },
+}
+
+/// The devices a resource's hints count.
+pub(super) enum Counted {
+    /// The masks of the devices the container or pod holds already.
+    Held(Vec<NumaMask>),
+    /// The resource's available devices (healthy, not allocated).
+    Available,
+}
+
+impl Counted {
+    /// The counted devices' masks.
+    pub(super) fn masks(&self, x: &ResourceIndex) -> Vec<NumaMask> {
+        match self {
+            Counted::Held(m) => m.clone(),
+            Counted::Available => x.available_ones().map(|i| x.masks[i]).collect(),
+        }
+    }
 }
 
 /// The masks of the reusable devices that report a topology (`Topology != nil`).
@@ -37,42 +55,73 @@ fn reuse_masks(x: &ResourceIndex, reusable: &BTreeSet<String>) -> Vec<NumaMask> 
 impl DeviceManager {
     /// `getContainerDeviceRequest`: the container's device resources and counts (limits).
     pub fn container_device_request(&self, c: &ContainerInfo) -> BTreeMap<String, i64> {
+        self.container_requests(c)
+            .map(|(r, n)| (r.clone(), n))
+            .collect()
+    }
+
+    /// [`DeviceManager::container_device_request`] without copying: resources ascending.
+    pub(super) fn container_requests<'c>(
+        &'c self,
+        c: &'c ContainerInfo,
+    ) -> impl Iterator<Item = (&'c String, i64)> + 'c {
         c.limits
             .iter()
             .filter(|(r, _)| self.is_device_plugin_resource(r))
-            .map(|(r, q)| (r.clone(), count(q)))
-            .collect()
+            .map(|(r, q)| (r, count(q)))
     }
 
     /// `getPodDeviceRequest`: `resource.PodLimits` restricted to device resources: the
     /// larger of the app containers plus sidecars, and the peak of any init container
     /// (with the sidecars started before it).
     pub fn pod_device_request(&self, pod: &PodInfo) -> BTreeMap<String, i64> {
-        let add = |into: &mut BTreeMap<String, i64>, from: &BTreeMap<String, i64>| {
-            for (k, v) in from {
-                *into.entry(k.clone()).or_default() += v;
+        self.pod_requests(pod)
+            .into_iter()
+            .map(|(r, n)| (r.clone(), n))
+            .collect()
+    }
+
+    /// [`DeviceManager::pod_device_request`] without copying: resources ascending.
+    pub(super) fn pod_requests<'p>(&self, pod: &'p PodInfo) -> Vec<(&'p String, i64)> {
+        // Only device resources are summed (the others are dropped at the end anyway,
+        // and sums and maxima are per resource).
+        type Counts<'p> = Vec<(&'p String, i64)>;
+        fn slot<'a, 'p>(v: &'a mut Counts<'p>, r: &'p String) -> &'a mut i64 {
+            let k = match v.binary_search_by(|(x, _)| x.as_str().cmp(r)) {
+                Ok(k) => k,
+                Err(k) => {
+                    v.insert(k, (r, 0));
+                    k
+                }
+            };
+            &mut v[k].1
+        }
+        let add = |into: &mut Counts<'p>, from: &Counts<'p>| {
+            for &(r, n) in from {
+                *slot(into, r) += n;
             }
         };
-        let max_into = |into: &mut BTreeMap<String, i64>, from: &BTreeMap<String, i64>| {
-            for (k, v) in from {
-                let e = into.entry(k.clone()).or_insert(*v);
-                if *v > *e {
-                    *e = *v;
+        let max_into = |into: &mut Counts<'p>, from: &Counts<'p>| {
+            for &(r, n) in from {
+                match into.binary_search_by(|(x, _)| x.as_str().cmp(r)) {
+                    Ok(k) => into[k].1 = into[k].1.max(n),
+                    Err(k) => into.insert(k, (r, n)),
                 }
             }
         };
-        let limits = |c: &ContainerInfo| -> BTreeMap<String, i64> {
+        let limits = |c: &'p ContainerInfo| -> Counts<'p> {
             c.limits
                 .iter()
-                .map(|(r, q)| (r.clone(), count(q)))
+                .filter(|(r, _)| self.is_device_plugin_resource(r))
+                .map(|(r, q)| (r, count(q)))
                 .collect()
         };
-        let mut reqs = BTreeMap::new();
+        let mut reqs: Counts<'p> = Vec::new();
         for c in pod.app_containers() {
             add(&mut reqs, &limits(c));
         }
-        let mut sidecars = BTreeMap::new();
-        let mut init_peak = BTreeMap::new();
+        let mut sidecars: Counts<'p> = Vec::new();
+        let mut init_peak: Counts<'p> = Vec::new();
         for c in pod.init_containers() {
             let l = limits(c);
             let use_now = if c.restartable {
@@ -87,7 +136,6 @@ impl DeviceManager {
             max_into(&mut init_peak, &use_now);
         }
         max_into(&mut reqs, &init_peak);
-        reqs.retain(|r, _| self.is_device_plugin_resource(r));
         reqs
     }
 
@@ -180,7 +228,9 @@ impl DeviceManager {
         let Some(x) = self.index_of(resource).filter(|x| x.aligned) else {
             return HintInputs::NoPreference;
         };
+        // (A pod being admitted for the first time holds nothing: no look-up per resource.)
         let allocated = match c {
+            _ if !self.pod_devices.has_pod(&pod.uid) => BTreeSet::new(),
             Some(c) => self
                 .pod_devices
                 .container_devices(&pod.uid, &c.name, resource)
@@ -191,46 +241,41 @@ impl DeviceManager {
             if allocated.len() as i64 != requested {
                 return HintInputs::Unsatisfiable;
             }
-            let avail = allocated
+            let held = allocated
                 .iter()
                 .map(|d| x.pos(d).map_or(NumaMask::EMPTY, |i| x.masks[i]))
                 .collect();
             return HintInputs::Masks {
-                all: &x.masks,
-                avail,
+                x,
+                counted: Counted::Held(held),
                 reuse: Vec::new(),
             };
         }
-        let empty = BTreeSet::new();
         let reusable = match c {
-            Some(_) => self
-                .reuse
-                .get(&pod.uid)
-                .and_then(|m| m.get(resource))
-                .unwrap_or(&empty),
-            None => &empty,
+            Some(_) => self.reuse.get(&pod.uid).and_then(|m| m.get(resource)),
+            None => None,
         };
-        let outside = reusable
-            .iter()
-            .filter(|d| !x.pos(d).is_some_and(|i| x.is_available(i)))
-            .count();
-        let avail: Vec<NumaMask> = x.available_ones().map(|i| x.masks[i]).collect();
-        if ((avail.len() + outside) as i64) < requested {
+        let outside = reusable.map_or(0, |r| {
+            r.iter()
+                .filter(|d| !x.pos(d).is_some_and(|i| x.is_available(i)))
+                .count()
+        });
+        if ((x.available_count() + outside) as i64) < requested {
             return HintInputs::Unsatisfiable;
         }
         HintInputs::Masks {
-            all: &x.masks,
-            avail,
-            reuse: reuse_masks(x, reusable),
+            x,
+            counted: Counted::Available,
+            reuse: reusable.map_or_else(Vec::new, |r| reuse_masks(x, r)),
         }
     }
 
     /// `GetTopologyHints` for one container.
     pub fn topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
-        for (resource, requested) in self.container_device_request(c) {
-            let hints = self.resource_hints(pod, Some(c), &resource, requested);
-            out.insert(resource, hints);
+        for (resource, requested) in self.container_requests(c) {
+            let hints = self.resource_hints(pod, Some(c), resource, requested);
+            out.insert(resource.clone(), hints);
         }
         Some(out)
     }
@@ -238,9 +283,9 @@ impl DeviceManager {
     /// `GetPodTopologyHints`.
     pub fn pod_topology_hints(&self, pod: &PodInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
-        for (resource, requested) in self.pod_device_request(pod) {
-            let hints = self.resource_hints(pod, None, &resource, requested);
-            out.insert(resource, hints);
+        for (resource, requested) in self.pod_requests(pod) {
+            let hints = self.resource_hints(pod, None, resource, requested);
+            out.insert(resource.clone(), hints);
         }
         Some(out)
     }
@@ -257,8 +302,9 @@ impl DeviceManager {
         match self.hint_inputs(pod, c, resource, requested) {
             HintInputs::NoPreference => None,
             HintInputs::Unsatisfiable => Some(Vec::new()),
-            HintInputs::Masks { all, avail, reuse } => {
-                Some(self.hints_of_masks(all, &avail, &reuse, requested))
+            HintInputs::Masks { x, counted, reuse } => {
+                let avail = counted.masks(x);
+                Some(self.hints_of_masks(&x.masks, &avail, &reuse, requested))
             }
         }
     }
