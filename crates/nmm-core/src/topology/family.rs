@@ -350,18 +350,60 @@ pub fn merge_large_with(
     merger: &Merger,
     dense_universe: usize,
 ) -> TopologyHint {
+    merge_large_inner(lists, merger, dense_universe, false)
+        .unwrap_or(TopologyHint::new(merger.numa.all, false))
+}
+
+/// The merged hint of `lists` when it is preferred, `None` when it is not: what
+/// policies `restricted` and `single-numa-node` need to decide (they reject every
+/// non-preferred hint). Equal to [`merge_large`] whenever that is preferred; the search
+/// for the best non-preferred mask, the costly part of a rejection, is not run.
+pub fn merge_large_preferred(lists: &[LargeList], merger: &Merger) -> Option<TopologyHint> {
+    merge_large_inner(lists, merger, DENSE_UNIVERSE, true)
+}
+
+/// [`merge_large_with`]; with `preferred_only`, `None` instead of a non-preferred hint.
+fn merge_large_inner(
+    lists: &[LargeList],
+    merger: &Merger,
+    dense_universe: usize,
+    preferred_only: bool,
+) -> Option<TopologyHint> {
     let all = merger.numa.all;
     if lists
         .iter()
         .any(|l| matches!(l, LargeList::Explicit(v) if v.is_empty()))
     {
-        return TopologyHint::new(all, false);
+        return (!preferred_only).then_some(TopologyHint::new(all, false));
     }
-    let b = lists.iter().map(min_count).max().unwrap_or(0);
     let cached: Vec<Cached> = lists.iter().map(|l| Cached::new(l, all)).collect();
-    if let Some(h) = best_preferred(&cached, merger, b) {
-        return h;
+    if let Some(h) = best_preferred(&cached, merger) {
+        return Some(h);
     }
+    if preferred_only {
+        return None;
+    }
+    // `BestNonPreferredAffinityCount` ranks non-preferred hints only: asked for (a
+    // family may have to search for its smallest member) once none is preferred
+    let b = lists.iter().map(min_count).max().unwrap_or(0);
+    Some(best_non_preferred(
+        lists,
+        &cached,
+        merger,
+        b,
+        dense_universe,
+    ))
+}
+
+/// The best non-preferred merged hint (when no preferred one exists).
+fn best_non_preferred(
+    lists: &[LargeList],
+    cached: &[Cached],
+    merger: &Merger,
+    b: u32,
+    dense_universe: usize,
+) -> TopologyHint {
+    let all = merger.numa.all;
 
     // No preferred candidate: the best AND of one member per list.
     let u = lists.iter().fold(all, |u, l| u.and(list_universe(l, all)));
@@ -459,7 +501,10 @@ pub fn merge_large_with(
 }
 
 /// The best preferred merged hint, if there is one.
-fn best_preferred(lists: &[Cached], merger: &Merger, b: u32) -> Option<TopologyHint> {
+fn best_preferred(lists: &[Cached], merger: &Merger) -> Option<TopologyHint> {
+    // the merger's comparison reads `BestNonPreferredAffinityCount` only between two
+    // non-preferred hints: any value ranks preferred ones alike
+    let b = 0;
     let all = merger.numa.all;
     let constraining: Vec<&Cached> = lists
         .iter()
@@ -764,6 +809,8 @@ mod tests {
             }
             let expected = merge_brute_force(&plain, &merger);
             prop_assert_eq!(merge_large_with(&large, &merger, 0), expected);
+            // the preferred-only merge (restricted and single-numa-node decisions)
+            prop_assert_eq!(merge_large_preferred(&large, &merger), expected.preferred.then_some(expected));
             prop_assert_eq!(merge_large_with(&large, &merger, 64), expected);
             let _ = n;
         }
