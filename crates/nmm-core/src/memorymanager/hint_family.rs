@@ -347,6 +347,23 @@ impl HintFamily for MemoryHintFamily {
         }
     }
 
+    /// Listed members that fit, and the new groups' nodes by the largest completion of
+    /// their sums.
+    fn sized_span(&self, inn: NumaMask, out: NumaMask, size: u32) -> NumaMask {
+        let listed = self
+            .listed_members
+            .iter()
+            .filter(|&&m| inn.is_subset_of(m) && m.and(out).is_empty() && m.count() == size)
+            .fold(NumaMask::EMPTY, |u, &m| u.or(m));
+        if size >= 2 && inn.is_subset_of(self.zero) && inn.and(out).is_empty() {
+            listed.or(self
+                .group()
+                .sized_span(inn, NumaMask(self.zero.0 & !out.0), size))
+        } else {
+            listed
+        }
+    }
+
     /// Members containing `inn` other than listed ones are new groups of unassigned
     /// nodes, whose sums reach the request in every dimension of `group`.
     fn capacity(&self, inn: NumaMask) -> Option<Capacity> {

@@ -94,6 +94,16 @@ pub trait HintFamily: Debug {
         let _ = inn;
         self.universe()
     }
+    /// A superset of the union of the members with `size` nodes that contain `inn` and
+    /// avoid `out`: the preferred walk asks every list for its members within the
+    /// others' spans, so a family that can narrow its span by size and exclusions (the
+    /// largest completion by per-node sums) prunes what the others' answers alone
+    /// would not. Only prunes, so any superset is right; the default is
+    /// [`HintFamily::span`].
+    fn sized_span(&self, inn: NumaMask, out: NumaMask, size: u32) -> NumaMask {
+        let _ = (out, size);
+        self.span(inn)
+    }
     /// What a member containing `inn` can leave out, as weights against a capacity (see
     /// [`Capacity`]), when the family can bound it: the covering search of the
     /// non-preferred merge uses it to stop early. Only prunes, so `None` (the default)
@@ -577,16 +587,26 @@ fn best_preferred(lists: &[Cached], merger: &Merger) -> Option<TopologyHint> {
             }
             continue;
         }
-        // a preferred mask is a member of every list: it lies within their spans
+        // A preferred mask is a member of every list: it lies within their spans of
+        // `inn` (and within `u`), so each list is asked for a member there, not only
+        // for one avoiding `out`. A list whose own members reach outside the others'
+        // spans then answers for the members they could share (a CPU list among nodes
+        // rich in CPUs, a memory list among unassigned nodes, say).
         let ok = |inn: NumaMask, out: NumaMask| {
-            distinct
-                .iter()
-                .fold(NumaMask(u.0 & !out.0), |p, l| {
-                    p.and(list_span(l.list, inn, all))
-                })
-                .count()
-                >= k
-                && distinct.iter().all(|l| l.extends(inn, out, Some(k)))
+            let fits = |w: NumaMask| w.count() >= k && inn.is_subset_of(w);
+            let mut within = distinct.iter().fold(NumaMask(u.0 & !out.0), |p, l| {
+                p.and(list_span(l.list, inn, all))
+            });
+            for l in &distinct {
+                if let LargeList::Family(f) = l.list {
+                    if !fits(within) {
+                        return false;
+                    }
+                    within = within.and(f.sized_span(inn, NumaMask(!within.0), k));
+                }
+            }
+            let out = NumaMask(!within.0);
+            fits(within) && distinct.iter().all(|l| l.extends(inn, out, Some(k)))
         };
         // a smaller preferred size always beats a larger one
         if let Some(h) = best_of_size(
