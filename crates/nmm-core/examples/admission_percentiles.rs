@@ -42,6 +42,8 @@ fn main() {
     let repeat: Option<usize> = std::env::var("NMM_REPEAT")
         .ok()
         .and_then(|s| s.parse().ok());
+    // NMM_SEED=S runs that seed only (of the SEEDS given)
+    let only_seed: Option<u64> = std::env::var("NMM_SEED").ok().and_then(|s| s.parse().ok());
     println!("| nodes | admissions | p50 | p99 | max | slowest run |");
     println!("|---:|---:|---:|---:|---:|---|");
     for nodes in [8u32, 16, 34, 64] {
@@ -57,7 +59,7 @@ fn main() {
                     if filter.as_ref().is_some_and(|f| *f != tag) {
                         continue;
                     }
-                    for seed in 0..seeds {
+                    for seed in (0..seeds).filter(|s| only_seed.is_none_or(|o| o == *s)) {
                         let shape = Shape {
                             nodes,
                             memory_types: 1 + (seed % 4) as usize,

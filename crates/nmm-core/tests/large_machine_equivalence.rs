@@ -15,6 +15,7 @@ use nmm_core::kubelet_config::KubeletConfig;
 use nmm_core::machine::{Cpu, Machine, NumaNode};
 use nmm_core::node::{AdmitResult, Node, StartOptions};
 use nmm_core::pod::PodInfo;
+use nmm_core::topology::policy::MergeOutcome;
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -148,6 +149,19 @@ fn view(r: &AdmitResult) -> String {
     )
 }
 
+/// The merged hints of an admission's trail (pod scope, then per container), with
+/// rejections decided unranked ranked again: the kubelet's merged hint, as explanations
+/// and the agent's log show it.
+fn merges(r: &mut AdmitResult, node: &Node) -> String {
+    r.trace.rank_merges(&node.topology.policy);
+    let one = |m: &Option<MergeOutcome>| {
+        m.as_ref()
+            .map(|m| format!("{:?}/{}/{}", m.hint, m.admit, m.unranked))
+    };
+    let cs: Vec<Option<String>> = r.trace.containers.iter().map(|t| one(&t.merge)).collect();
+    format!("{:?} {:?}", one(&r.trace.pod_merge), cs)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(800))]
     #[test]
@@ -173,9 +187,12 @@ proptest! {
             match o {
                 Op::Admit { .. } => {
                     let p = pod(i, o);
-                    let rs: Vec<AdmitResult> = nodes.iter_mut().map(|n| n.admit(&p).unwrap()).collect();
+                    let mut rs: Vec<AdmitResult> = nodes.iter_mut().map(|n| n.admit(&p).unwrap()).collect();
                     prop_assert_eq!(view(&rs[0]), view(&rs[1]), "projection path differs at step {}", i);
                     prop_assert_eq!(view(&rs[0]), view(&rs[2]), "search path differs at step {}", i);
+                    let ranked: Vec<String> = rs.iter_mut().zip(&nodes).map(|(r, n)| merges(r, n)).collect();
+                    prop_assert_eq!(&ranked[0], &ranked[1], "projection path's merge at step {}", i);
+                    prop_assert_eq!(&ranked[0], &ranked[2], "search path's merge at step {}", i);
                     if rs[0].admitted { live.push(rs[0].uid.clone()); }
                 }
                 Op::Remove(k) => {
@@ -227,9 +244,11 @@ proptest! {
         for (i, op) in hetero::ops(steps, shape, &mut rng).into_iter().enumerate() {
             match op {
                 hetero::Op::Admit(p) => {
-                    let a = exact.admit(&p).unwrap();
-                    let b = large.admit(&p).unwrap();
+                    let mut a = exact.admit(&p).unwrap();
+                    let mut b = large.admit(&p).unwrap();
                     prop_assert_eq!(view(&a), view(&b), "step {} on {:?}", i, shape);
+                    // a rejection decided without ranking has the kubelet's hint once ranked
+                    prop_assert_eq!(merges(&mut a, &exact), merges(&mut b, &large), "step {} on {:?}", i, shape);
                     if a.admitted { live.push(a.uid.clone()); }
                 }
                 hetero::Op::Remove(k) => {

@@ -100,6 +100,11 @@ impl Tx<'_> {
             }
         };
         let elapsed = t0.elapsed();
+        let mut r = r;
+        if !r.admitted {
+            // the log line shows a rejection's merged hint as the kubelet would report it
+            r.trace.rank_merges(&self.g.node.topology.policy);
+        }
         let m = &self.agent.metrics;
         let policies = crate::metrics::Policies {
             cpu_static: matches!(self.g.node.cpu.policy, CpuPolicy::Static(_)),

@@ -150,6 +150,18 @@ impl HintFamily for CpuHintFamily {
             .capacity(inn.or(self.reuse_mask).and(self.universe), self.universe)
     }
 
+    /// Members of `size` nodes hold `inn`, the reusable CPUs' nodes, and CPUs reaching
+    /// the request: a node is in one exactly when it completes to a member with the
+    /// richest other nodes.
+    fn sized_span(&self, inn: NumaMask, out: NumaMask, size: u32) -> NumaMask {
+        let inn = inn.or(self.reuse_mask);
+        let pool = NumaMask(self.universe.0 & !out.0);
+        if !inn.is_subset_of(pool) {
+            return NumaMask::EMPTY;
+        }
+        self.sums().sized_span(inn, pool, size)
+    }
+
     fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
         self.extends_witness(inn, out, size).0
     }
@@ -185,5 +197,47 @@ impl HintFamily for CpuHintFamily {
             Some(_) => None,
         };
         (member.is_some(), member)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// `sized_span` is exactly the union of the members of that size containing
+        /// `inn` and avoiding `out` (the preferred walk's pruning relies on the superset).
+        #[test]
+        fn sized_span_is_the_union_of_members(
+            totals in prop::collection::vec(0usize..8, 1..=8),
+            avail_seed in prop::collection::vec(0usize..8, 8),
+            reuse in 0u64..256, reusable_count in 0usize..4,
+            request in 0usize..30, inn in 0u64..256, out in 0u64..256, k in 0u32..9,
+        ) {
+            // nodes without CPUs are not in the universe
+            let numa_total: Vec<(u32, usize)> = totals
+                .iter()
+                .enumerate()
+                .filter(|(_, &t)| t > 0)
+                .map(|(n, &t)| (n as u32, t))
+                .collect();
+            let avail: Vec<(u32, usize)> = numa_total
+                .iter()
+                .map(|&(n, t)| (n, avail_seed[n as usize].min(t)))
+                .collect();
+            let universe = numa_total.iter().fold(0u64, |m, &(n, _)| m | 1 << n);
+            let reuse_mask = NumaMask(reuse & universe & 0b11);
+            let f = CpuHintFamily::new(&numa_total, &avail, reusable_count, reuse_mask, request, None);
+            let (inn, out) = (NumaMask(inn & !out), NumaMask(out));
+            let union = (1u64..256)
+                .map(NumaMask)
+                .filter(|&m| {
+                    m.count() == k && inn.is_subset_of(m) && m.and(out).is_empty() && f.get(m).is_some()
+                })
+                .fold(NumaMask::EMPTY, NumaMask::or);
+            prop_assert_eq!(f.sized_span(inn, out, k), union);
+        }
     }
 }

@@ -56,13 +56,15 @@ use self::{alternatives::*, cpu::*, memory::*, merge::*, providers::*, replay::*
 pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> {
     let base = replay(h, h.config, true)?;
     let before = &base.node;
-    let result = before
+    let mut result = before
         .clone()
         .admit(pod)
         .map_err(|error| ExplainError::Step {
             index: h.steps.len(),
             error,
         })?;
+    // a rejection's merged hint, as the kubelet would report it
+    result.trace.rank_merges(&before.topology.policy);
     let trace = &result.trace;
     let policy = &before.topology.policy;
 

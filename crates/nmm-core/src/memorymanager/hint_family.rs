@@ -43,7 +43,11 @@ pub struct MemoryHintFamily {
     /// Whether a reusable mask lies among the unassigned nodes (see `group`).
     reusable_in_zero: bool,
     min_affinity: u32,
-    min_size: Option<u32>,
+    /// The smallest member's size: only a non-preferred merge ranks by it (and the
+    /// default hint's search starts there), so it is found on first use.
+    min_size: OnceCell<Option<u32>>,
+    /// Some new group of unassigned nodes, if there is one (found on first use).
+    any_group: OnceCell<Option<NumaMask>>,
 }
 
 /// Go's `uint64` sum of resource `r` over the nodes of `m`, from a flat per-node table
@@ -134,7 +138,8 @@ impl MemoryHintFamily {
             rows: max,
             reusable_in_zero,
             min_affinity,
-            min_size: None,
+            min_size: OnceCell::new(),
+            any_group: OnceCell::new(),
         };
         // The new-group sums are often these very allocatable sums (see `group_columns`):
         // then they are not built twice.
@@ -147,8 +152,19 @@ impl MemoryHintFamily {
         members.sort_unstable();
         members.dedup();
         f.listed_members = members;
-        f.min_size = f.compute_min_size();
         f
+    }
+
+    /// Whether the list has any member (an empty list is "no preference" to the
+    /// Topology Manager): one search at most, where the smallest size takes one per size.
+    pub fn has_member(&self) -> bool {
+        !self.listed_members.is_empty() || self.any_group().is_some()
+    }
+
+    fn any_group(&self) -> Option<NumaMask> {
+        *self
+            .any_group
+            .get_or_init(|| self.group_member(NumaMask::EMPTY, self.zero, None))
     }
 
     /// The sums a new group must reach (the `group` field), built once on first use.
@@ -233,7 +249,7 @@ impl MemoryHintFamily {
         // One search for any new group gives an upper bound, so only the sizes between
         // the sums' lower bound and it are asked one by one (asking every size from 2,
         // each failing size an exhaustive search, was half of some 64-node admissions).
-        let Some(some) = self.group_member(NumaMask::EMPTY, self.zero, None) else {
+        let Some(some) = self.any_group() else {
             return listed;
         };
         let upper = some.count();
@@ -255,7 +271,7 @@ impl MemoryHintFamily {
         if let Some(m) = first_of_size(self.min_affinity) {
             return Some(TopologyHint::new(m, true));
         }
-        let from = base.count().max(self.min_size.unwrap_or(1));
+        let from = base.count().max(self.min_size().unwrap_or(1));
         (from..=self.universe.count())
             .find_map(first_of_size)
             .map(|m| TopologyHint::new(m, m.count() == self.min_affinity))
@@ -305,7 +321,7 @@ impl HintFamily for MemoryHintFamily {
     }
 
     fn min_size(&self) -> Option<u32> {
-        self.min_size
+        *self.min_size.get_or_init(|| self.compute_min_size())
     }
 
     fn extends(&self, inn: NumaMask, out: NumaMask, size: Option<u32>) -> bool {
@@ -343,6 +359,23 @@ impl HintFamily for MemoryHintFamily {
             .fold(NumaMask::EMPTY, |u, &m| u.or(m));
         if inn.is_subset_of(self.zero) {
             listed.or(self.zero)
+        } else {
+            listed
+        }
+    }
+
+    /// Listed members that fit, and the new groups' nodes by the largest completion of
+    /// their sums.
+    fn sized_span(&self, inn: NumaMask, out: NumaMask, size: u32) -> NumaMask {
+        let listed = self
+            .listed_members
+            .iter()
+            .filter(|&&m| inn.is_subset_of(m) && m.and(out).is_empty() && m.count() == size)
+            .fold(NumaMask::EMPTY, |u, &m| u.or(m));
+        if size >= 2 && inn.is_subset_of(self.zero) && inn.and(out).is_empty() {
+            listed.or(self
+                .group()
+                .sized_span(inn, NumaMask(self.zero.0 & !out.0), size))
         } else {
             listed
         }

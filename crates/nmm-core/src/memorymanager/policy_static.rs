@@ -354,7 +354,7 @@ impl StaticPolicy {
 
     fn family_hints(&self, pod_uid: &str, req: &Requests) -> LargeHints {
         let f = MemoryHintFamily::new(self, pod_uid, req);
-        if f.min_size().is_none() {
+        if !f.has_member() {
             // No mask at all: an empty map, "no preference" to the Topology Manager.
             return Some(BTreeMap::new());
         }

@@ -94,6 +94,16 @@ pub trait HintFamily: Debug {
         let _ = inn;
         self.universe()
     }
+    /// A superset of the union of the members with `size` nodes that contain `inn` and
+    /// avoid `out`: the preferred walk asks every list for its members within the
+    /// others' spans, so a family that can narrow its span by size and exclusions (the
+    /// largest completion by per-node sums) prunes what the others' answers alone
+    /// would not. Only prunes, so any superset is right; the default is
+    /// [`HintFamily::span`].
+    fn sized_span(&self, inn: NumaMask, out: NumaMask, size: u32) -> NumaMask {
+        let _ = (out, size);
+        self.span(inn)
+    }
     /// What a member containing `inn` can leave out, as weights against a capacity (see
     /// [`Capacity`]), when the family can bound it: the covering search of the
     /// non-preferred merge uses it to stop early. Only prunes, so `None` (the default)
@@ -350,18 +360,60 @@ pub fn merge_large_with(
     merger: &Merger,
     dense_universe: usize,
 ) -> TopologyHint {
+    merge_large_inner(lists, merger, dense_universe, false)
+        .unwrap_or(TopologyHint::new(merger.numa.all, false))
+}
+
+/// The merged hint of `lists` when it is preferred, `None` when it is not: what
+/// policies `restricted` and `single-numa-node` need to decide (they reject every
+/// non-preferred hint). Equal to [`merge_large`] whenever that is preferred; the search
+/// for the best non-preferred mask, the costly part of a rejection, is not run.
+pub fn merge_large_preferred(lists: &[LargeList], merger: &Merger) -> Option<TopologyHint> {
+    merge_large_inner(lists, merger, DENSE_UNIVERSE, true)
+}
+
+/// [`merge_large_with`]; with `preferred_only`, `None` instead of a non-preferred hint.
+fn merge_large_inner(
+    lists: &[LargeList],
+    merger: &Merger,
+    dense_universe: usize,
+    preferred_only: bool,
+) -> Option<TopologyHint> {
     let all = merger.numa.all;
     if lists
         .iter()
         .any(|l| matches!(l, LargeList::Explicit(v) if v.is_empty()))
     {
-        return TopologyHint::new(all, false);
+        return (!preferred_only).then_some(TopologyHint::new(all, false));
     }
-    let b = lists.iter().map(min_count).max().unwrap_or(0);
     let cached: Vec<Cached> = lists.iter().map(|l| Cached::new(l, all)).collect();
-    if let Some(h) = best_preferred(&cached, merger, b) {
-        return h;
+    if let Some(h) = best_preferred(&cached, merger) {
+        return Some(h);
     }
+    if preferred_only {
+        return None;
+    }
+    // `BestNonPreferredAffinityCount` ranks non-preferred hints only: asked for (a
+    // family may have to search for its smallest member) once none is preferred
+    let b = lists.iter().map(min_count).max().unwrap_or(0);
+    Some(best_non_preferred(
+        lists,
+        &cached,
+        merger,
+        b,
+        dense_universe,
+    ))
+}
+
+/// The best non-preferred merged hint (when no preferred one exists).
+fn best_non_preferred(
+    lists: &[LargeList],
+    cached: &[Cached],
+    merger: &Merger,
+    b: u32,
+    dense_universe: usize,
+) -> TopologyHint {
+    let all = merger.numa.all;
 
     // No preferred candidate: the best AND of one member per list.
     let u = lists.iter().fold(all, |u, l| u.and(list_universe(l, all)));
@@ -459,7 +511,10 @@ pub fn merge_large_with(
 }
 
 /// The best preferred merged hint, if there is one.
-fn best_preferred(lists: &[Cached], merger: &Merger, b: u32) -> Option<TopologyHint> {
+fn best_preferred(lists: &[Cached], merger: &Merger) -> Option<TopologyHint> {
+    // the merger's comparison reads `BestNonPreferredAffinityCount` only between two
+    // non-preferred hints: any value ranks preferred ones alike
+    let b = 0;
     let all = merger.numa.all;
     let constraining: Vec<&Cached> = lists
         .iter()
@@ -532,16 +587,26 @@ fn best_preferred(lists: &[Cached], merger: &Merger, b: u32) -> Option<TopologyH
             }
             continue;
         }
-        // a preferred mask is a member of every list: it lies within their spans
+        // A preferred mask is a member of every list: it lies within their spans of
+        // `inn` (and within `u`), so each list is asked for a member there, not only
+        // for one avoiding `out`. A list whose own members reach outside the others'
+        // spans then answers for the members they could share (a CPU list among nodes
+        // rich in CPUs, a memory list among unassigned nodes, say).
         let ok = |inn: NumaMask, out: NumaMask| {
-            distinct
-                .iter()
-                .fold(NumaMask(u.0 & !out.0), |p, l| {
-                    p.and(list_span(l.list, inn, all))
-                })
-                .count()
-                >= k
-                && distinct.iter().all(|l| l.extends(inn, out, Some(k)))
+            let fits = |w: NumaMask| w.count() >= k && inn.is_subset_of(w);
+            let mut within = distinct.iter().fold(NumaMask(u.0 & !out.0), |p, l| {
+                p.and(list_span(l.list, inn, all))
+            });
+            for l in &distinct {
+                if let LargeList::Family(f) = l.list {
+                    if !fits(within) {
+                        return false;
+                    }
+                    within = within.and(f.sized_span(inn, NumaMask(!within.0), k));
+                }
+            }
+            let out = NumaMask(!within.0);
+            fits(within) && distinct.iter().all(|l| l.extends(inn, out, Some(k)))
         };
         // a smaller preferred size always beats a larger one
         if let Some(h) = best_of_size(
@@ -764,6 +829,8 @@ mod tests {
             }
             let expected = merge_brute_force(&plain, &merger);
             prop_assert_eq!(merge_large_with(&large, &merger, 0), expected);
+            // the preferred-only merge (restricted and single-numa-node decisions)
+            prop_assert_eq!(merge_large_preferred(&large, &merger), expected.preferred.then_some(expected));
             prop_assert_eq!(merge_large_with(&large, &merger, 64), expected);
             let _ = n;
         }

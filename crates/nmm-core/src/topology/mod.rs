@@ -148,6 +148,21 @@ impl Admission {
         }
     }
 
+    /// Replaces every [`MergeOutcome::unranked`] merge of the trail by the full one,
+    /// with the kubelet's non-preferred mask (see [`Policy::decide_large`]): for what
+    /// shows the merged hint of a rejection (explanations, the agent's log line). The
+    /// decision stays as it is.
+    pub fn rank_merges(&mut self, policy: &Policy) {
+        if let Some(m) = self.pod_merge.as_mut().filter(|m| m.unranked) {
+            *m = m.ranked(policy, &self.pod_families);
+        }
+        for t in &mut self.containers {
+            if let Some(m) = t.merge.as_mut().filter(|m| m.unranked) {
+                *m = m.ranked(policy, &t.provider_families);
+            }
+        }
+    }
+
     fn reject(&mut self, reason: String, message: String) {
         self.admitted = false;
         self.reason = Some(reason);

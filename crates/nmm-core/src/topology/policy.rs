@@ -1,7 +1,7 @@
 //! The Topology Manager policies: how provider hints become one hint, and whether the
 //! pod may run with it. One type per kubelet policy file, behind one enum.
 
-use super::family::{merge_large_with, LargeList};
+use super::family::{merge_large_preferred, merge_large_with, LargeList};
 use super::hint::{LargeHints, ProviderHints, TopologyHint};
 use super::merge::{filter_providers_hints, filter_single_numa, merge, Merger};
 use super::numa_info::NumaInfo;
@@ -43,6 +43,22 @@ pub struct MergeOutcome {
     pub admit: bool,
     /// The per-resource hint lists that were merged (after the policy's filtering).
     pub lists: Vec<Vec<TopologyHint>>,
+    /// A rejection decided without ranking the non-preferred masks
+    /// ([`Policy::decide_large`]): `hint` is then "any node, not preferred", not the
+    /// kubelet's merged hint; [`MergeOutcome::ranked`] gives that.
+    pub unranked: bool,
+}
+
+impl MergeOutcome {
+    /// The outcome with the kubelet's merged hint: an [`MergeOutcome::unranked`]
+    /// rejection merged again in full from the described lists it was decided on (the
+    /// same decision; the hint is the kubelet's non-preferred mask). Others as they are.
+    pub fn ranked(&self, policy: &Policy, families: &[(&'static str, LargeHints)]) -> MergeOutcome {
+        if !self.unranked {
+            return self.clone();
+        }
+        policy.merge_large(families.iter().map(|(_, h)| h))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +84,27 @@ impl Policy {
     pub fn merge_large<'a>(
         &self,
         providers: impl IntoIterator<Item = &'a LargeHints>,
+    ) -> MergeOutcome {
+        self.merge_large_as(providers, false)
+    }
+
+    /// [`Policy::merge_large`] as admission needs it: the same decision, but a
+    /// `restricted` or `single-numa-node` rejection stops once no preferred mask exists
+    /// (every non-preferred hint is rejected, so which one the kubelet would report does
+    /// not change the decision, and searching for it is the costly part of a rejection
+    /// on a large machine). The outcome is then [`MergeOutcome::unranked`];
+    /// [`MergeOutcome::ranked`] finds the kubelet's mask for whoever shows it.
+    pub fn decide_large<'a>(
+        &self,
+        providers: impl IntoIterator<Item = &'a LargeHints>,
+    ) -> MergeOutcome {
+        self.merge_large_as(providers, true)
+    }
+
+    fn merge_large_as<'a>(
+        &self,
+        providers: impl IntoIterator<Item = &'a LargeHints>,
+        decide_only: bool,
     ) -> MergeOutcome {
         if self.kind == PolicyKind::None {
             return super::policy_none::merge();
@@ -120,7 +157,15 @@ impl Policy {
             numa: &self.numa,
             closest: self.options.prefer_closest_numa && !single,
         };
-        let mut hint = merge_large_with(&lists, &merger, self.dense_universe);
+        let mut unranked = false;
+        let mut hint = if decide_only && self.kind != PolicyKind::BestEffort {
+            merge_large_preferred(&lists, &merger).unwrap_or_else(|| {
+                unranked = true;
+                TopologyHint::NONE
+            })
+        } else {
+            merge_large_with(&lists, &merger, self.dense_universe)
+        };
         if single && hint.affinity == Some(self.numa.all) {
             hint.affinity = None;
         }
@@ -132,6 +177,7 @@ impl Policy {
             hint,
             admit,
             lists: Vec::new(),
+            unranked,
         }
     }
 

@@ -9,5 +9,6 @@ pub fn merge(p: &Policy, providers: &[ProviderHints]) -> MergeOutcome {
         hint,
         admit: true,
         lists,
+        unranked: false,
     }
 }

@@ -8,5 +8,6 @@ pub fn merge() -> MergeOutcome {
         hint: TopologyHint::NONE,
         admit: true,
         lists: Vec::new(),
+        unranked: false,
     }
 }

@@ -9,5 +9,6 @@ pub fn merge(p: &Policy, providers: &[ProviderHints]) -> MergeOutcome {
         admit: hint.preferred,
         hint,
         lists,
+        unranked: false,
     }
 }

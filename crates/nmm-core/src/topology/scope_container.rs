@@ -16,7 +16,7 @@ pub fn admit(
                 .iter_mut()
                 .map(|p| (p.name(), p.get_topology_hint_families(pod, c)))
                 .collect();
-            let merged = tm.policy.merge_large(fams.iter().map(|(_, h)| h));
+            let merged = tm.policy.decide_large(fams.iter().map(|(_, h)| h));
             adm.containers[i].provider_families = fams;
             merged
         } else {

@@ -14,7 +14,7 @@ pub fn admit(
             .iter_mut()
             .map(|p| (p.name(), p.get_pod_topology_hint_families(pod)))
             .collect();
-        let merged = tm.policy.merge_large(fams.iter().map(|(_, h)| h));
+        let merged = tm.policy.decide_large(fams.iter().map(|(_, h)| h));
         adm.pod_families = fams;
         merged
     } else {

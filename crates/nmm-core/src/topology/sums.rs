@@ -58,6 +58,9 @@ pub struct Sums {
     /// bound prunes), then the nodes that go furthest towards the need (so the first
     /// branch taken usually holds a member), then by id.
     rank: Vec<u32>,
+    /// Per dimension, whether the sum over every node stays below 2^64 (then no sum
+    /// of any set wraps).
+    wrap_free: Vec<bool>,
 }
 
 /// The state of one [`Sums::find`] search.
@@ -115,7 +118,11 @@ impl Sums {
         // ids are distinct, so an unstable sort gives the one order
         ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         let rank = ranked.into_iter().map(|k| k.2).collect();
+        let wrap_free = (0..dims)
+            .map(|d| (0..rows as u32).map(|i| at(i, d) as i128).sum::<i128>() < WRAP)
+            .collect();
         Sums {
+            wrap_free,
             vals,
             rows,
             need,
@@ -226,6 +233,82 @@ impl Sums {
             least = least.max(k);
         }
         least
+    }
+
+    /// A superset of the union of the sets `m` with `inn ⊆ m ⊆ inn ∪ pool`, `|m| = k`,
+    /// whose wrapped sums reach the need: `inn` and the nodes `x` of the pool such that,
+    /// in every dimension whose sums over `inn ∪ pool` cannot wrap, `inn`, `x` and the
+    /// `k - |inn| - 1` largest other values of the pool reach the need (the largest
+    /// completion of `inn ∪ {x}`). Empty when that leaves no set. Exact with one
+    /// dimension that cannot wrap; a superset otherwise (each dimension is judged
+    /// alone, and wrapping ones not at all).
+    pub fn sized_span(&self, inn: NumaMask, pool: NumaMask, k: u32) -> NumaMask {
+        let pool = NumaMask(pool.0 & !inn.0);
+        let Some(add) = k.checked_sub(inn.count()) else {
+            return NumaMask::EMPTY;
+        };
+        if pool.count() < add {
+            return NumaMask::EMPTY;
+        }
+        let dims = self.need.len();
+        let mut have: DimSums = SmallVec::from_elem(0, dims);
+        for row in inn.ids().filter_map(|n| self.row(n)) {
+            for (a, &v) in have.iter_mut().zip(row) {
+                *a += v as i128;
+            }
+        }
+        // with no node to add, `inn` is the only set
+        let mut cands = if add == 0 { NumaMask::EMPTY } else { pool };
+        for (d, &need) in self.need.iter().enumerate() {
+            let have = have[d];
+            let need = need as i128;
+            if have >= need {
+                continue;
+            }
+            let wraps = || have + pool.ids().map(|n| self.val(n, d)).sum::<i128>() >= WRAP;
+            if !self.wrap_free[d] && wraps() {
+                continue;
+            }
+            if add == 0 {
+                return NumaMask::EMPTY;
+            }
+            // the `add` largest values of the pool: their sum, the smallest of them
+            // (0 when nodes without a row, zeros, complete them) and which nodes they are
+            let order = &self.order[d * self.rows..][..self.rows];
+            let sorted = &self.sorted[d * self.rows..][..self.rows];
+            let (mut top, mut last, mut left, mut taken) = (0i128, 0i128, add, NumaMask::EMPTY);
+            for (&n, &v) in order.iter().zip(sorted) {
+                if left == 0 {
+                    break;
+                }
+                if pool.is_set(n) {
+                    top += v as i128;
+                    last = v as i128;
+                    taken = taken.or(NumaMask::single(n));
+                    left -= 1;
+                }
+            }
+            if left > 0 {
+                last = 0;
+            }
+            if have + top < need {
+                return NumaMask::EMPTY;
+            }
+            // a node outside the largest ones takes the place of their smallest: it
+            // needs at least `least`
+            let least = need - have - top + last;
+            if least > 0 {
+                let short = NumaMask(cands.0 & !taken.0)
+                    .ids()
+                    .filter(|&x| self.val(x, d) < least)
+                    .fold(0u64, |m, x| m | 1u64 << x);
+                cands = NumaMask(cands.0 & !short);
+            }
+        }
+        if cands.count() < add {
+            return NumaMask::EMPTY;
+        }
+        inn.or(cands)
     }
 
     /// Whether the wrapped sums of `m` reach the need in every dimension.
@@ -595,6 +678,34 @@ mod tests {
                     prop_assert!(bound.allows(t, NumaMask(pool.0 & !t.0), t.count()), "T {:?}", t);
                     prop_assert!(bound.allows(t, NumaMask::EMPTY, t.count()), "T {:?}", t);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// `sized_span` holds every set of `k` nodes reaching the need (wrapped values
+        /// included), and with one dimension without wrapped values it is exactly
+        /// their union.
+        #[test]
+        fn sized_span_holds_every_member(
+            vals in (1usize..=7, 1usize..=3).prop_flat_map(|(n, d)| prop::collection::vec(prop::collection::vec(value(), d), n)),
+            need_seed in prop::collection::vec(0u64..60, 3),
+            inn in 0u64..128, pool in 0u64..128, k in 0u32..8,
+        ) {
+            let n = vals.len();
+            let full = (1u64 << n) - 1;
+            let need: Vec<u64> = need_seed[..vals[0].len()].to_vec();
+            let (inn, pool) = (NumaMask(inn & full & !pool), NumaMask(pool & full));
+            let s = Sums::new(vals.clone(), need.clone());
+            let span = s.sized_span(inn, pool, k);
+            let union = brute(&vals, &need, inn, pool, Some(k))
+                .into_iter()
+                .fold(NumaMask::EMPTY, NumaMask::or);
+            prop_assert!(union.is_subset_of(span), "{:?} not within {:?}", union, span);
+            let plain = vals.iter().all(|r| r[0] < 1 << 63);
+            if vals[0].len() == 1 && plain {
+                prop_assert_eq!(span, union);
             }
         }
     }
