@@ -11,9 +11,10 @@ pub struct NumaInfo {
     pub all: NumaMask,
     /// `distances[i]` = row of node i (indexed by node id), empty when unknown.
     distances: Vec<Vec<u64>>,
-    /// `nearest[i]`: the other nodes of `all`, by ascending distance from node i (ties by
-    /// id). Built once per machine; the mean-distance bounds of the merge scan it.
-    nearest: Vec<Vec<u32>>,
+    /// `nearest[i]`: the other nodes of `all` with their distance from node i, by
+    /// ascending distance (ties by id). Built once per machine; the mean-distance bounds
+    /// of the merge scan it.
+    nearest: Vec<Vec<(u32, u64)>>,
 }
 
 impl NumaInfo {
@@ -42,16 +43,21 @@ impl NumaInfo {
         let max = all.ids().map(|i| i as usize + 1).max().unwrap_or(0);
         let mut nearest = vec![Vec::new(); max];
         for i in all.ids() {
-            let mut row: Vec<u32> = all.ids().filter(|&j| j != i).collect();
-            row.sort_by_key(|&j| (info.distance(i, j), j));
+            let mut row: Vec<(u32, u64)> = all
+                .ids()
+                .filter(|&j| j != i)
+                .map(|j| (j, info.distance(i, j)))
+                .collect();
+            row.sort_by_key(|&(j, d)| (d, j));
             nearest[i as usize] = row;
         }
         info.nearest = nearest;
         info
     }
 
-    /// The other nodes of the machine by ascending distance from `i`.
-    pub fn nearest(&self, i: u32) -> &[u32] {
+    /// The other nodes of the machine with their distance from `i`, by ascending
+    /// distance.
+    pub fn nearest(&self, i: u32) -> &[(u32, u64)] {
         self.nearest.get(i as usize).map_or(&[], |r| r.as_slice())
     }
 

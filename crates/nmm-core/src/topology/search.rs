@@ -116,7 +116,81 @@ fn bound_from(
         }
         let mut need = add - 1;
         let mut last = 0;
-        for &b in numa.nearest(a).iter().take(SCAN) {
+        let full = len == add;
+        let mut dropped = false;
+        for &(b, d) in numa.nearest(a).iter().take(SCAN) {
+            if need == 0 {
+                break;
+            }
+            last = d;
+            if cands.is_set(b) {
+                v += last;
+                need -= 1;
+            }
+            // The row is sorted: every amount still to come is at least `last`, so the
+            // candidate's final amount is at least this; once that reaches the largest
+            // of the smallest amounts kept, the candidate cannot enter them.
+            if full && v.saturating_add(need as u64 * last) >= least[add - 1] {
+                dropped = true;
+                break;
+            }
+        }
+        if dropped {
+            continue;
+        }
+        v += need as u64 * last;
+        if len == add && v >= least[add - 1] {
+            continue;
+        }
+        // insert, keeping the `add` smallest
+        let mut i = len.min(add - 1);
+        if len < add {
+            len += 1;
+        }
+        while i > 0 && least[i - 1] > v {
+            least[i] = least[i - 1];
+            i -= 1;
+        }
+        least[i] = v;
+    }
+    have + least[..add].iter().sum::<u64>()
+}
+
+/// [`bound_from`] as first written (every candidate's row scanned in full): the oracle
+/// its early exits are tested against.
+#[cfg(test)]
+fn bound_from_reference(
+    numa: &NumaInfo,
+    u: NumaMask,
+    k: u32,
+    inn: NumaMask,
+    out: NumaMask,
+    have: u64,
+    to_inn: &[u64; 64],
+) -> u64 {
+    let add = k.saturating_sub(inn.count()) as usize;
+    if add == 0 {
+        return have;
+    }
+    let cands = NumaMask(u.0 & !inn.0 & !out.0);
+    if (cands.count() as usize) < add {
+        return u64::MAX;
+    }
+    /// Row entries read per candidate before the rest is counted at the last distance.
+    const SCAN: usize = 24;
+    // The `add` smallest per-node amounts so far, ascending. A candidate whose partial
+    // amount already reaches the largest of them cannot change their sum: it is
+    // skipped before its row is scanned.
+    let mut least = [0u64; 64];
+    let mut len = 0usize;
+    for a in cands.ids() {
+        let mut v = to_inn[a as usize];
+        if len == add && v >= least[add - 1] {
+            continue;
+        }
+        let mut need = add - 1;
+        let mut last = 0;
+        for &(b, _) in numa.nearest(a).iter().take(SCAN) {
             if need == 0 {
                 break;
             }
@@ -258,6 +332,45 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1500))]
+        /// The bound's early exits (a candidate dropped once the rest of its sorted row
+        /// cannot bring it under the kept amounts) leave every value as the full scan's,
+        /// on machines past the scan's cut-off, with asymmetric and huge distances.
+        #[test]
+        fn early_exits_keep_the_bound(
+            n in 2usize..40,
+            seed in proptest::prelude::any::<u64>(),
+            huge in proptest::prelude::any::<bool>(),
+            k in 1u32..12,
+        ) {
+            let mut x = seed | 1;
+            let mut next = move || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x };
+            let d: Vec<Vec<u64>> = (0..n)
+                .map(|i| (0..n).map(|j| {
+                    let r = next();
+                    if i == j { 10 } else if huge && r % 5 == 0 { u32::MAX as u64 - r % 7 } else { 11 + r % 40 }
+                }).collect())
+                .collect();
+            let numa = NumaInfo::from_matrix(d);
+            let all = numa.all.0;
+            let u = NumaMask(next() & all | 1);
+            let inn = NumaMask(next() & next() & u.0);
+            let out = NumaMask(next() & next() & all & !inn.0);
+            let mut to_inn = [0u64; 64];
+            for a in u.ids() {
+                to_inn[a as usize] = numa.distance(a, a)
+                    + inn.ids().map(|j| numa.distance(a, j) + numa.distance(j, a)).sum::<u64>();
+            }
+            let have = distance_sum(&numa, inn);
+            let k = k.max(inn.count());
+            proptest::prop_assert_eq!(
+                bound_from(&numa, u, k, inn, out, have, &to_inn),
+                bound_from_reference(&numa, u, k, inn, out, have, &to_inn)
+            );
         }
     }
 
