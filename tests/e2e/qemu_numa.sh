@@ -200,11 +200,15 @@ mark ENFORCE-END
 
 for pod in app mem3; do
   mark ALLOC-\$pod-BEGIN
-  sh -c "echo \\\$\\\$ > \$CG/kubepods/poduid-\$pod/app/cgroup.procs && exec alloc $ANON_MIB $HUGE_MIB" > /tmp/alloc.out 2>&1 &
+  # one output file per pod: with a shared one, the wait below could read the previous
+  # pod's "ready" before the new helper's shell had truncated it
+  OUT=/tmp/alloc-\$pod.out
+  rm -f \$OUT
+  sh -c "echo \\\$\\\$ > \$CG/kubepods/poduid-\$pod/app/cgroup.procs && exec alloc $ANON_MIB $HUGE_MIB" > \$OUT 2>&1 &
   i=0
-  while ! grep -q ready /tmp/alloc.out && [ \$i -lt 600 ]; do sleep 1; i=\$((i+1)); done
-  cat /tmp/alloc.out
-  PID=\$(sed -n 's/^alloc pid=\([0-9]*\).*/\1/p' /tmp/alloc.out)
+  while ! grep -q ready \$OUT 2>/dev/null && [ \$i -lt 600 ]; do sleep 1; i=\$((i+1)); done
+  cat \$OUT
+  PID=\$(sed -n 's/^alloc pid=\([0-9]*\).*/\1/p' \$OUT)
   echo "cgroup-of-pid \$(cat /proc/\$PID/cgroup)"
   grep -E '^(Cpus|Mems)_allowed_list' /proc/\$PID/status
   mark NUMA-MAPS-\$pod-BEGIN
