@@ -126,6 +126,11 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+// mimalloc: admissions allocate many small short-lived objects (hint families, sums,
+// masks); with glibc's malloc they take about 15% more instructions (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     match run(cli) {

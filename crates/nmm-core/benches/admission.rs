@@ -116,3 +116,8 @@ fn bench_heterogeneous(c: &mut Criterion) {
 
 criterion_group!(benches, bench, bench_heterogeneous);
 criterion_main!(benches);
+
+// The allocator the `nmm` binary runs with (see its main.rs), so that the figures are
+// the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

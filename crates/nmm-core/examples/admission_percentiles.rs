@@ -146,3 +146,8 @@ fn main() {
         );
     }
 }
+
+// The allocator the `nmm` binary runs with (see its main.rs), so that the figures are
+// the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -54,3 +54,8 @@ fn main() {
         times[0].as_secs_f64() * 1e6
     );
 }
+
+// The allocator the `nmm` binary runs with (see its main.rs), so that the figures are
+// the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
