@@ -87,6 +87,9 @@ proptest! {
             p.large = true;
             let described = p.best_memory_hint(POD, &req, base);
             prop_assert_eq!(described, listed, "base {:?}", base);
+            // the same after the hints found no member (Allocate then reuses that)
+            let _ = p.family_hints(POD, &req);
+            prop_assert_eq!(p.best_memory_hint(POD, &req, base), listed, "base {:?}", base);
         }
         // The direct answer, where there is one, is findBestHint's.
         if let Some(id) = p.first_single_member(POD, &req) {
@@ -97,4 +100,28 @@ proptest! {
             );
         }
     }
+}
+
+/// `Allocate` answers "no member" from the hints' family only while the books read the
+/// same: once a node has room, the default hint is found.
+#[test]
+fn no_member_memo_follows_the_books() {
+    let node: NodeSpec = (vec![(4, false, 4), (0, false, 0)], None, 0);
+    let mut p = state(&[node.clone(), node], &[]);
+    p.large = true;
+    let req: Requests = [(MEMORY.to_string(), 10 * GI)].into();
+    assert!(p.family_hints(POD, &req).is_some_and(|m| m.is_empty()));
+    assert!(p.no_member.is_some());
+    assert_eq!(p.best_memory_hint(POD, &req, NumaMask::EMPTY), None);
+    let t = p
+        .machine_state
+        .get_mut(&1)
+        .and_then(|ns| ns.memory_map.get_mut(MEMORY))
+        .expect("node 1 memory");
+    t.allocatable = 12 * GI;
+    t.free = 12 * GI;
+    assert_eq!(
+        p.best_memory_hint(POD, &req, NumaMask::EMPTY),
+        Some(TopologyHint::new(NumaMask::single(1), true))
+    );
 }

@@ -58,8 +58,26 @@ fn sum(v: &[u64], stride: usize, m: NumaMask, r: usize) -> u64 {
         .fold(0u64, u64::wrapping_add)
 }
 
-impl MemoryHintFamily {
-    pub fn new(p: &StaticPolicy, pod_uid: &str, req: &Requests) -> MemoryHintFamily {
+/// What a family is built from: the request and, read from the policy's books, the
+/// per-node tables, groups and this pod's reusable memory. Two families built from equal
+/// inputs are equal, so a family can be kept and used again while its inputs still read
+/// the same (see [`MemoryHintFamily::built_from`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyInputs {
+    universe: NumaMask,
+    req: Vec<u64>,
+    alloc: Vec<u64>,
+    free: Vec<u64>,
+    assigned: NumaMask,
+    cells: Vec<NumaMask>,
+    cells_len: Vec<usize>,
+    reusable: Vec<(NumaMask, Vec<u64>)>,
+    groups: Vec<NumaMask>,
+    rows: usize,
+}
+
+impl FamilyInputs {
+    pub fn read(p: &StaticPolicy, pod_uid: &str, req: &Requests) -> FamilyInputs {
         let ms = &p.machine_state;
         let max = ms.keys().map(|&n| n as usize + 1).max().unwrap_or(0);
         let names: Vec<&String> = req.keys().collect();
@@ -101,8 +119,72 @@ impl MemoryHintFamily {
                 )
             })
             .collect();
+        FamilyInputs {
+            universe,
+            req: req.values().copied().collect(),
+            alloc,
+            free,
+            assigned,
+            cells,
+            cells_len,
+            reusable,
+            groups,
+            rows: max,
+        }
+    }
+}
+
+impl MemoryHintFamily {
+    pub fn new(p: &StaticPolicy, pod_uid: &str, req: &Requests) -> MemoryHintFamily {
+        MemoryHintFamily::from_inputs(FamilyInputs::read(p, pod_uid, req))
+    }
+
+    /// The inputs this family was built from, back (the family is dropped).
+    pub fn into_inputs(self) -> FamilyInputs {
+        FamilyInputs {
+            universe: self.universe,
+            req: self.req,
+            alloc: self.alloc,
+            free: self.free,
+            assigned: self.assigned,
+            cells: self.cells,
+            cells_len: self.cells_len,
+            reusable: self.reusable,
+            groups: self.groups,
+            rows: self.rows,
+        }
+    }
+
+    /// Whether this family was built from `inputs` (then it is the family they build).
+    pub fn built_from(&self, inputs: &FamilyInputs) -> bool {
+        let i = inputs;
+        self.universe == i.universe
+            && self.req == i.req
+            && self.alloc == i.alloc
+            && self.free == i.free
+            && self.assigned == i.assigned
+            && self.cells == i.cells
+            && self.cells_len == i.cells_len
+            && self.reusable == i.reusable
+            && self.groups == i.groups
+            && self.rows == i.rows
+    }
+
+    pub fn from_inputs(inputs: FamilyInputs) -> MemoryHintFamily {
+        let FamilyInputs {
+            universe,
+            req,
+            alloc,
+            free,
+            assigned,
+            cells,
+            cells_len,
+            reusable,
+            groups,
+            rows: max,
+        } = inputs;
+        let stride = req.len();
         let zero = NumaMask(universe.0 & !assigned.0);
-        let req: Vec<u64> = req.values().copied().collect();
         let reusable_in_zero = reusable.iter().any(|(m, _)| m.is_subset_of(zero));
         // minAffinitySize: the fewest nodes of any mask whose allocatable sums (wrapping)
         // reach the request, every node counted (groups and assignments play no part).

@@ -166,14 +166,14 @@ impl HintProvider for MemoryManager {
     }
 
     fn get_topology_hint_families(&mut self, pod: &PodInfo, c: &ContainerInfo) -> LargeHints {
-        match &self.policy {
+        match &mut self.policy {
             MemoryPolicy::None => to_large(None),
             MemoryPolicy::Static(p) => p.get_topology_hint_families(pod, c),
         }
     }
 
     fn get_pod_topology_hint_families(&mut self, pod: &PodInfo) -> LargeHints {
-        match &self.policy {
+        match &mut self.policy {
             MemoryPolicy::None => to_large(None),
             MemoryPolicy::Static(p) => p.get_pod_topology_hint_families(pod),
         }

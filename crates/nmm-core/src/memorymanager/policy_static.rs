@@ -5,7 +5,7 @@
 use super::drift::{
     accept_drifted_state, observed_drift, resolve, DriftReport, DriftSetting, Tolerance,
 };
-use super::hint_family::MemoryHintFamily;
+use super::hint_family::{FamilyInputs, MemoryHintFamily};
 use super::state::{Assignments, Block, MachineState, MemoryTable, NumaNodeState};
 use crate::bitmask::{iterate_masks, NumaMask};
 use crate::machine::{hugepage_resource_name, Machine};
@@ -33,6 +33,12 @@ pub struct StaticPolicy {
     system_reserved: SystemReserved,
     /// Describe hint lists instead of listing them (large machines).
     pub large: bool,
+    /// The inputs of the last hint family found to have no member at all. `Allocate`
+    /// then looks for a default or extended hint among the same members (none) when
+    /// its inputs read the same: the rejection of a container whose memory fits nowhere
+    /// is not searched for twice. Compared by content, so no change of the books can
+    /// leave it stale.
+    no_member: Option<FamilyInputs>,
 }
 
 pub fn is_memory_resource(name: &str) -> bool {
@@ -352,9 +358,10 @@ impl StaticPolicy {
         Some(h.into_iter().map(|(k, v)| (k, Some(v))).collect())
     }
 
-    fn family_hints(&self, pod_uid: &str, req: &Requests) -> LargeHints {
+    fn family_hints(&mut self, pod_uid: &str, req: &Requests) -> LargeHints {
         let f = MemoryHintFamily::new(self, pod_uid, req);
         if !f.has_member() {
+            self.no_member = Some(f.into_inputs());
             // No mask at all: an empty map, "no preference" to the Topology Manager.
             return Some(BTreeMap::new());
         }
@@ -366,7 +373,7 @@ impl StaticPolicy {
         )
     }
 
-    pub fn get_topology_hint_families(&self, pod: &PodInfo, c: &ContainerInfo) -> LargeHints {
+    pub fn get_topology_hint_families(&mut self, pod: &PodInfo, c: &ContainerInfo) -> LargeHints {
         if !self.large
             || pod.qos != QosClass::Guaranteed
             || self.blocks(&pod.uid, &c.name).is_some()
@@ -377,7 +384,7 @@ impl StaticPolicy {
         self.family_hints(&pod.uid, &req)
     }
 
-    pub fn get_pod_topology_hint_families(&self, pod: &PodInfo) -> LargeHints {
+    pub fn get_pod_topology_hint_families(&mut self, pod: &PodInfo) -> LargeHints {
         let allocated = pod
             .containers
             .iter()
@@ -403,7 +410,11 @@ impl StaticPolicy {
                     return Some(TopologyHint::new(NumaMask::single(n), true));
                 }
             }
-            let f = MemoryHintFamily::new(self, pod_uid, req);
+            let inputs = FamilyInputs::read(self, pod_uid, req);
+            if self.no_member.as_ref() == Some(&inputs) {
+                return None;
+            }
+            let f = MemoryHintFamily::from_inputs(inputs);
             f.min_size()?;
             return f.best_member(base);
         }

@@ -335,6 +335,20 @@ impl Sums {
         self.find(inn, pool, size, min_count, leaf).is_some()
     }
 
+    /// The exact sums of `m`, node by node, every dimension at once (rows are per node).
+    #[inline(always)]
+    fn dim_sums(&self, m: NumaMask) -> DimSums {
+        let mut acc: DimSums = SmallVec::from_elem(0, self.need.len());
+        for n in m.ids() {
+            if let Some(row) = self.row(n) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v as i128;
+                }
+            }
+        }
+        acc
+    }
+
     /// [`Sums::exists`], returning the set `leaf` accepted.
     pub fn find(
         &self,
@@ -360,21 +374,8 @@ impl Sums {
             ids[len] = n;
             len += 1;
         }
-        let dims = self.need.len();
-        // node by node, every dimension at once (rows are per node)
-        let sums = |m: NumaMask| {
-            let mut acc: DimSums = SmallVec::from_elem(0, dims);
-            for n in m.ids() {
-                if let Some(row) = self.row(n) {
-                    for (a, &v) in acc.iter_mut().zip(row) {
-                        *a += v as i128;
-                    }
-                }
-            }
-            acc
-        };
-        let cur = sums(inn);
-        let rest_sum = sums(pool);
+        let cur = self.dim_sums(inn);
+        let rest_sum = self.dim_sums(pool);
         let (lo_count, hi_count) = match size {
             Some(k) => (k.max(min_count), k),
             None => (min_count, u32::MAX),
