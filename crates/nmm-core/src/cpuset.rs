@@ -17,6 +17,9 @@ pub struct CpuSet {
 pub struct CpuSetParseError(pub String);
 
 impl CpuSet {
+    /// The empty set, as a constant (for `static` defaults).
+    pub const EMPTY: CpuSet = CpuSet { words: Vec::new() };
+
     pub fn new() -> Self {
         Self::default()
     }

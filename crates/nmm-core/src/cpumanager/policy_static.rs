@@ -203,14 +203,21 @@ impl StaticPolicy {
         self.default_set.difference(&self.reserved)
     }
 
+    /// The pod's reusable init-container CPUs (none when it has no entry).
+    fn reusable_cpus(&self, pod_uid: &str) -> &CpuSet {
+        static NONE: CpuSet = CpuSet::EMPTY;
+        self.cpus_to_reuse.get(pod_uid).unwrap_or(&NONE)
+    }
+
     fn update_reuse(&mut self, pod: &PodInfo, c: &ContainerInfo, set: &CpuSet) {
         self.cpus_to_reuse.retain(|uid, _| uid == &pod.uid);
-        let e = self.cpus_to_reuse.entry(pod.uid.clone()).or_default();
-        *e = if c.is_regular_init() {
-            e.union(set)
-        } else {
-            e.difference(set)
-        };
+        if c.is_regular_init() {
+            let e = self.cpus_to_reuse.entry(pod.uid.clone()).or_default();
+            *e = e.union(set);
+        } else if let Some(e) = self.cpus_to_reuse.get_mut(&pod.uid) {
+            // (a missing entry is the empty set: nothing to take away)
+            *e = e.difference(set);
+        }
     }
 
     /// Sockets holding CPUs of the NUMA nodes of `m` (`align-by-socket`).
@@ -338,12 +345,8 @@ impl StaticPolicy {
         {
             return to_large(self.get_topology_hints(pod, c));
         }
-        let reuse = self
-            .cpus_to_reuse
-            .get(&pod.uid)
-            .cloned()
-            .unwrap_or_default();
-        Self::wrap_family(self.family(&self.available(), &reuse, n))
+        let reuse = self.reusable_cpus(&pod.uid);
+        Self::wrap_family(self.family(&self.available(), reuse, n))
     }
 
     pub fn get_pod_topology_hint_families(&self, pod: &PodInfo) -> LargeHints {
@@ -352,12 +355,8 @@ impl StaticPolicy {
         if !self.large || n == 0 || any_assigned {
             return to_large(self.get_pod_topology_hints(pod));
         }
-        let reuse = self
-            .cpus_to_reuse
-            .get(&pod.uid)
-            .cloned()
-            .unwrap_or_default();
-        Self::wrap_family(self.family(&self.available(), &reuse, n))
+        let reuse = self.reusable_cpus(&pod.uid);
+        Self::wrap_family(self.family(&self.available(), reuse, n))
     }
 
     pub fn get_topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
@@ -483,11 +482,7 @@ impl StaticPolicy {
             self.update_reuse(pod, c, &set);
             return Ok(());
         }
-        let reuse = self
-            .cpus_to_reuse
-            .get(&pod.uid)
-            .cloned()
-            .unwrap_or_default();
+        let reuse = self.reusable_cpus(&pod.uid).clone();
         let set = self
             .allocate_cpus(n, hint.affinity, &reuse)
             .map_err(ProviderError::plain)?;

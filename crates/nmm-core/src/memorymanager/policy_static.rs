@@ -592,6 +592,9 @@ impl StaticPolicy {
     /// `updatePodReusableMemory`.
     fn update_reusable(&mut self, pod: &PodInfo, c: &ContainerInfo, blocks: &[Block]) {
         self.reusable.retain(|uid, _| uid == &pod.uid);
+        if !c.is_regular_init() && !self.reusable.contains_key(&pod.uid) {
+            return; // nothing reusable to take from (a missing entry reads as empty)
+        }
         let entry = self.reusable.entry(pod.uid.clone()).or_default();
         for b in blocks {
             let Some(mask) = mask_of(&b.numa_affinity) else {
