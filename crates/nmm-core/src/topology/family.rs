@@ -637,6 +637,11 @@ fn achievable(lists: &[&Cached], t: NumaMask, u: NumaMask) -> bool {
     let rest = lists.iter().fold(NumaMask(u.0 & !t.0), |r, l| {
         r.and(list_span(l.list, t, l.all))
     });
+    // The covering search's first answers, before the capacities it may need are
+    // built (each a table per list; most masks are decided here).
+    if rest.is_empty() || lists.iter().any(|l| l.extends(t, rest, None)) {
+        return true;
+    }
     let caps: Vec<Option<Capacity>> = lists
         .iter()
         .map(|l| match l.list {
