@@ -460,24 +460,40 @@ fn best_non_preferred(
             .filter(|&n| !l.extends(NumaMask::EMPTY, NumaMask::single(n), None))
             .fold(NumaMask::EMPTY, |m, n| m.or(NumaMask::single(n)))
     };
-    let bounds: Vec<AndBound> = (0..real.len())
-        .filter(|&i| (0..i).all(|j| !same_list(real[i].list, real[j].list)))
-        .filter_map(|i| {
-            let LargeList::Family(f) = real[i].list else {
-                return None;
-            };
-            let kind = |j: usize| same_list(real[i].list, real[j].list);
-            let copies = (0..real.len()).filter(|&j| kind(j)).count() as u32;
-            let mut alone = u;
-            for j in (0..real.len()).filter(|&j| !kind(j)) {
-                if alone.is_empty() {
-                    break;
+    let build_bounds = || -> Vec<AndBound> {
+        (0..real.len())
+            .filter(|&i| (0..i).all(|j| !same_list(real[i].list, real[j].list)))
+            .filter_map(|i| {
+                let LargeList::Family(f) = real[i].list else {
+                    return None;
+                };
+                let kind = |j: usize| same_list(real[i].list, real[j].list);
+                let copies = (0..real.len()).filter(|&j| kind(j)).count() as u32;
+                let mut alone = u;
+                for j in (0..real.len()).filter(|&j| !kind(j)) {
+                    if alone.is_empty() {
+                        break;
+                    }
+                    alone = alone.and(never_left_out(real[j]));
                 }
-                alone = alone.and(never_left_out(real[j]));
-            }
-            f.and_bound(copies, alone)
-        })
-        .collect();
+                f.and_bound(copies, alone)
+            })
+            .collect()
+    };
+    // The bounds cost searches per node and list to build, and only prune: a walk that
+    // ends within a few questions does not need them, so they are built once it has
+    // asked this many (the same masks are found either way).
+    const UNBOUNDED_QUESTIONS: u32 = 16;
+    let bounds: std::cell::OnceCell<Vec<AndBound>> = std::cell::OnceCell::new();
+    let asked = std::cell::Cell::new(0u32);
+    let bounds_allow = |inn: NumaMask, out: NumaMask, c: u32| {
+        asked.set(asked.get() + 1);
+        asked.get() <= UNBOUNDED_QUESTIONS
+            || bounds
+                .get_or_init(build_bounds)
+                .iter()
+                .all(|b| b.allows(inn, out, c))
+    };
     let only = match real[..] {
         [l] => Some(l),
         _ => None,
@@ -499,7 +515,7 @@ fn best_non_preferred(
                     Some(l) => l.extends(inn, out, Some(c)),
                     None => contained(inn, out),
                 }
-                && bounds.iter().all(|b| b.allows(inn, out, c))
+                && bounds_allow(inn, out, c)
         };
         let accept = |t: NumaMask| achievable(&real, t, u);
         let found = best_of_size(merger, b, false, u, c, forced, &ok, &accept);
