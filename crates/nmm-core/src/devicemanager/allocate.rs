@@ -47,6 +47,14 @@ impl Picked {
     }
 }
 
+/// Why [`DeviceManager::allocate_each`] stopped.
+enum Stop {
+    /// `devicesToAllocate` failed.
+    Error(String),
+    /// The resource's plugin is unknown or stopped (the picks are undone).
+    Endpoint(String),
+}
+
 /// The signature of [`DeviceManager::pick_devices`].
 pub(super) type DevicesToAllocate = fn(
     &mut DeviceManager,
@@ -98,6 +106,11 @@ impl DeviceManager {
     }
 
     /// `allocateContainerResources`: every device resource in the container's limits.
+    /// The container's allocations are recorded in `podDevices` together once the loop
+    /// stops (one look-up of the pod and the container instead of one per resource);
+    /// nothing in the loop reads another resource's record, and an error stops it only
+    /// after the record is made, so the books read as after the kubelet's per-resource
+    /// inserts.
     fn allocate_container_resources(
         &mut self,
         pod: &PodInfo,
@@ -106,6 +119,31 @@ impl DeviceManager {
         reuse: &BTreeMap<String, BTreeSet<String>>,
         to_allocate: DevicesToAllocate,
     ) -> Result<(), String> {
+        let mut done = BTreeMap::new();
+        let stopped = self.allocate_each(pod, c, hint, reuse, to_allocate, &mut done);
+        self.pod_devices.insert_container(&pod.uid, &c.name, done);
+        match stopped {
+            Ok(()) => Ok(()),
+            Err(Stop::Error(e)) => Err(e),
+            Err(Stop::Endpoint(e)) => {
+                // The devices just picked go back: the books are what `podDevices` holds.
+                self.set_allocated(self.pod_devices.devices());
+                Err(e)
+            }
+        }
+    }
+
+    /// The loop of [`DeviceManager::allocate_container_resources`], its allocations into
+    /// `done` (resource -> record).
+    fn allocate_each(
+        &mut self,
+        pod: &PodInfo,
+        c: &ContainerInfo,
+        hint: TopologyHint,
+        reuse: &BTreeMap<String, BTreeSet<String>>,
+        to_allocate: DevicesToAllocate,
+        done: &mut BTreeMap<String, AllocInfo>,
+    ) -> Result<(), Stop> {
         // Go ranges over the limits map; sorted here (see the module comment).
         let empty = BTreeSet::new();
         for (resource, q) in &c.limits {
@@ -114,19 +152,18 @@ impl DeviceManager {
             }
             let needed = q.value();
             let reusable = reuse.get(resource).unwrap_or(&empty);
-            let devs = to_allocate(self, &pod.uid, &c.name, resource, needed, reusable, hint)?;
+            let devs = to_allocate(self, &pod.uid, &c.name, resource, needed, reusable, hint)
+                .map_err(Stop::Error)?;
             if devs.is_empty() {
                 continue;
             }
             match self.endpoints.get(resource.as_str()) {
-                None => {
-                    self.set_allocated(self.pod_devices.devices());
-                    return Err(format!("unknown Device Plugin {resource}"));
-                }
+                None => return Err(Stop::Endpoint(format!("unknown Device Plugin {resource}"))),
                 Some(false) => {
                     // A plugin known only from the checkpoint, not registered again.
-                    self.set_allocated(self.pod_devices.devices());
-                    return Err(format!("endpoint {resource} has been stopped"));
+                    return Err(Stop::Endpoint(format!(
+                        "endpoint {resource} has been stopped"
+                    )));
                 }
                 Some(true) => {}
             }
@@ -152,7 +189,7 @@ impl DeviceManager {
                     record(x.ids[i].clone(), x.masks[i]);
                 }
             }
-            self.pod_devices.insert(&pod.uid, &c.name, resource, info);
+            done.insert(resource.clone(), info);
         }
         Ok(())
     }

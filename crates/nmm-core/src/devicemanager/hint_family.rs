@@ -62,20 +62,21 @@ impl PerNode {
         Some(pn)
     }
 
-    /// The available devices of a resource whose devices have one node each.
-    fn available(x: &ResourceIndex) -> PerNode {
-        let mut pn = PerNode {
-            counts: [0; 64],
-            nodes: NumaMask::EMPTY,
-        };
+    const EMPTY: PerNode = PerNode {
+        counts: [0; 64],
+        nodes: NumaMask::EMPTY,
+    };
+
+    /// Counts the available devices of a resource whose devices have one node each
+    /// (into an empty count, in place: the family is built where it stays).
+    fn add_available(&mut self, x: &ResourceIndex) {
         for i in x.available_ones() {
             let d = x.masks[i];
             if d.0 != 0 {
-                pn.counts[d.0.trailing_zeros() as usize] += 1;
-                pn.nodes = pn.nodes.or(d);
+                self.counts[d.0.trailing_zeros() as usize] += 1;
+                self.nodes = self.nodes.or(d);
             }
         }
-        pn
     }
 
     /// How many devices `m` touches.
@@ -358,32 +359,45 @@ impl DeviceFamily {
     /// The family of a registered resource's devices (what [`DeviceFamily::new`] makes of
     /// the index's masks), from what the index keeps: `minAffinitySize` from its per-node
     /// sums, and for single-node devices without reusable ones the available devices'
-    /// per-node counts straight from its bits, without a list of masks.
+    /// per-node counts straight from its bits, without a list of masks, counted into the
+    /// family where it will stay (it is large: moves would copy it).
     pub(super) fn of_index(
         x: &ResourceIndex,
         counted: Counted,
         reusable_with_topology: Vec<NumaMask>,
         request: i64,
-    ) -> DeviceFamily {
+    ) -> Rc<DeviceFamily> {
         let universe = x.universe;
         let fewest = match x.fewest_nodes(request) {
             Some(fewest) => fewest,
             None => min_extra(&x.masks, request, NumaMask::EMPTY, universe, &[]),
         };
         let need = request - reusable_with_topology.len() as i64;
-        let avail = match counted {
+        let preferred_size = preferred_size(universe, fewest);
+        match counted {
             // Without hits every question is a per-node sum: no list of masks is kept.
             Counted::Available if x.single_node() && reusable_with_topology.is_empty() => {
-                Coverage::per_node(PerNode::available(x), need)
+                let mut family = Rc::new(DeviceFamily {
+                    universe,
+                    avail: Coverage::per_node(PerNode::EMPTY, need),
+                    reuse_hits: reusable_with_topology,
+                    preferred_size,
+                    min_size: None,
+                });
+                let f = Rc::get_mut(&mut family).expect("not shared yet");
+                if let Some(pn) = f.avail.per_node.as_mut() {
+                    pn.add_available(x);
+                }
+                f.min_size = f.avail.min_extra(NumaMask::EMPTY, universe, &[]).map(|k| k.max(1));
+                family
             }
-            counted => Coverage::new(counted.masks(x), need),
-        };
-        DeviceFamily::with_min_size(
-            universe,
-            avail,
-            reusable_with_topology,
-            preferred_size(universe, fewest),
-        )
+            counted => Rc::new(DeviceFamily::with_min_size(
+                universe,
+                Coverage::new(counted.masks(x), need),
+                reusable_with_topology,
+                preferred_size,
+            )),
+        }
     }
 
     fn with_min_size(
@@ -496,7 +510,7 @@ impl DeviceManager {
         if family.min_size().is_none() {
             return Some(LargeList::Explicit(Vec::new()));
         }
-        Some(LargeList::Family(Rc::new(family)))
+        Some(LargeList::Family(family))
     }
 }
 

@@ -250,6 +250,7 @@ impl DeviceManager {
         }
         if let Some(ids) = in_use {
             let unindexed = self.unindexed(resource, ids);
+            self.note_resource(resource);
             self.allocated_unindexed
                 .insert(resource.to_string(), unindexed);
         }
@@ -267,6 +268,9 @@ impl DeviceManager {
     pub(super) fn set_allocated(&mut self, allocated: BTreeMap<String, BTreeSet<String>>) {
         for (r, x) in self.index.iter_mut() {
             x.set_allocated(allocated.get(r));
+        }
+        for r in allocated.keys() {
+            self.note_resource(r);
         }
         self.allocated_unindexed = allocated
             .into_iter()
@@ -299,6 +303,7 @@ impl DeviceManager {
     /// Gives the resource an `allocatedDevices` entry (empty if it had none).
     pub(super) fn ensure_allocated_entry(&mut self, resource: &str) {
         if !self.allocated_unindexed.contains_key(resource) {
+            self.note_resource(resource);
             self.allocated_unindexed
                 .insert(resource.to_string(), BTreeSet::new());
         }
@@ -349,6 +354,11 @@ impl DeviceManager {
                     && fresh.fewest == x.fewest
                     && (self.allocated_unindexed.contains_key(r) || x.allocated.is_empty())
             })
+            && self
+                .healthy
+                .keys()
+                .chain(self.allocated_unindexed.keys())
+                .all(|r| self.resource_lens & Self::len_bit(r) != 0)
             && self.allocated_unindexed.iter().all(|(r, ids)| {
                 self.index
                     .get(r)

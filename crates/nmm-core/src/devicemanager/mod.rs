@@ -55,6 +55,11 @@ pub struct DeviceManager {
     order: Vec<String>,
     /// Per registered resource: its devices by position, healthy and allocated bits.
     index: BTreeMap<String, index::ResourceIndex>,
+    /// Bit `len % 64` set for the length of every resource name `healthy` or
+    /// `allocated_unindexed` has had as a key (never cleared): a name whose bit is clear
+    /// (`cpu`, `memory` next to `nvidia.com/gpu`) is no device-plugin resource, without
+    /// looking it up. Every key goes in through [`DeviceManager::note_resource`].
+    resource_lens: u64,
     /// Describe hint lists instead of listing every mask.
     pub large: bool,
     /// Why the checkpoint could not be read (the kubelet logs it and starts empty).
@@ -82,6 +87,7 @@ impl DeviceManager {
                 self.pod_devices = cp.pod_devices;
                 self.set_allocated(self.pod_devices.devices());
                 for r in cp.registered.keys() {
+                    self.note_resource(r);
                     self.healthy.insert(r.clone(), BTreeSet::new());
                     self.unhealthy.insert(r.clone(), BTreeSet::new());
                     self.endpoints.insert(r.clone(), false);
@@ -103,6 +109,7 @@ impl DeviceManager {
             }
             all.insert(d.id.clone(), d.clone());
         }
+        self.note_resource(resource);
         self.healthy.insert(resource.to_string(), healthy);
         self.unhealthy.insert(resource.to_string(), unhealthy);
         self.all.insert(resource.to_string(), all);
@@ -134,7 +141,18 @@ impl DeviceManager {
 
     /// `isDevicePluginResource`: a registered resource or one with allocations.
     pub fn is_device_plugin_resource(&self, resource: &str) -> bool {
-        self.healthy.contains_key(resource) || self.allocated_unindexed.contains_key(resource)
+        self.resource_lens & Self::len_bit(resource) != 0
+            && (self.healthy.contains_key(resource)
+                || self.allocated_unindexed.contains_key(resource))
+    }
+
+    fn len_bit(resource: &str) -> u64 {
+        1 << (resource.len() % 64)
+    }
+
+    /// A resource name is about to become a key of `healthy` or `allocated_unindexed`.
+    fn note_resource(&mut self, resource: &str) {
+        self.resource_lens |= Self::len_bit(resource);
     }
 
     /// `UpdateAllocatedDevices` for a pod that is gone (removed, or rejected).

@@ -65,6 +65,29 @@ impl PodDevices {
         }
     }
 
+    /// [`PodDevices::insert`] of every resource of one container (nothing when empty).
+    pub fn insert_container(
+        &mut self,
+        pod: &str,
+        container: &str,
+        mut resources: BTreeMap<String, AllocInfo>,
+    ) {
+        if resources.is_empty() {
+            return;
+        }
+        let containers = match self.devs.get_mut(pod) {
+            Some(c) => c,
+            None => self.devs.entry(pod.to_string()).or_default(),
+        };
+        match containers.get_mut(container) {
+            // A resource recorded before is replaced.
+            Some(old) => old.append(&mut resources),
+            None => {
+                containers.insert(container.to_string(), resources);
+            }
+        }
+    }
+
     pub fn delete(&mut self, pod: &str) -> bool {
         self.devs.remove(pod).is_some()
     }

@@ -433,6 +433,7 @@ fn allocation_errors_are_the_kubelets() {
         Err("requested number of devices unavailable for nic. Requested: 2, Available: 1".into())
     );
     // A resource the checkpoint named whose plugin has not registered again.
+    m.note_resource("old");
     m.healthy.insert("old".into(), BTreeSet::new());
     let p = pod(vec![container("c", false, &[("old", "1")])]);
     assert_eq!(

@@ -7,12 +7,17 @@ use super::DeviceManager;
 use crate::bitmask::{iterate_masks, NumaMask};
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::hint::{ProviderHints, TopologyHint};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A device count as the kubelet reads it (`int(quantity.Value())`).
 fn count(q: &crate::quantity::Quantity) -> i64 {
     q.value()
 }
+
+/// Device resources and counts, resources ascending (see
+/// [`DeviceManager::pod_requests`]).
+pub(super) type Requests<'p> = SmallVec<[(&'p String, i64); 4]>;
 
 /// See [`DeviceManager::hint_inputs`].
 pub(super) enum HintInputs<'a> {
@@ -61,10 +66,10 @@ impl DeviceManager {
     }
 
     /// [`DeviceManager::container_device_request`] without copying: resources ascending.
-    pub(super) fn container_requests<'c>(
-        &'c self,
+    pub(super) fn container_requests<'s, 'c>(
+        &'s self,
         c: &'c ContainerInfo,
-    ) -> impl Iterator<Item = (&'c String, i64)> + 'c {
+    ) -> impl Iterator<Item = (&'c String, i64)> + use<'s, 'c> {
         c.limits
             .iter()
             .filter(|(r, _)| self.is_device_plugin_resource(r))
@@ -82,11 +87,10 @@ impl DeviceManager {
     }
 
     /// [`DeviceManager::pod_device_request`] without copying: resources ascending.
-    pub(super) fn pod_requests<'p>(&self, pod: &'p PodInfo) -> Vec<(&'p String, i64)> {
+    pub(super) fn pod_requests<'p>(&self, pod: &'p PodInfo) -> Requests<'p> {
         // Only device resources are summed (the others are dropped at the end anyway,
-        // and sums and maxima are per resource).
-        type Counts<'p> = Vec<(&'p String, i64)>;
-        fn slot<'a, 'p>(v: &'a mut Counts<'p>, r: &'p String) -> &'a mut i64 {
+        // and sums and maxima are per resource). The lists are short: no heap.
+        fn slot<'a, 'p>(v: &'a mut Requests<'p>, r: &'p String) -> &'a mut i64 {
             let k = match v.binary_search_by(|(x, _)| x.as_str().cmp(r)) {
                 Ok(k) => k,
                 Err(k) => {
@@ -96,41 +100,40 @@ impl DeviceManager {
             };
             &mut v[k].1
         }
-        let add = |into: &mut Counts<'p>, from: &Counts<'p>| {
-            for &(r, n) in from {
+        fn add<'p>(into: &mut Requests<'p>, from: impl Iterator<Item = (&'p String, i64)>) {
+            for (r, n) in from {
                 *slot(into, r) += n;
             }
-        };
-        let max_into = |into: &mut Counts<'p>, from: &Counts<'p>| {
+        }
+        fn max_into<'p>(into: &mut Requests<'p>, from: &Requests<'p>) {
             for &(r, n) in from {
                 match into.binary_search_by(|(x, _)| x.as_str().cmp(r)) {
                     Ok(k) => into[k].1 = into[k].1.max(n),
                     Err(k) => into.insert(k, (r, n)),
                 }
             }
-        };
-        let limits = |c: &'p ContainerInfo| -> Counts<'p> {
-            c.limits
-                .iter()
-                .filter(|(r, _)| self.is_device_plugin_resource(r))
-                .map(|(r, q)| (r, count(q)))
-                .collect()
-        };
-        let mut reqs: Counts<'p> = Vec::new();
-        for c in pod.app_containers() {
-            add(&mut reqs, &limits(c));
         }
-        let mut sidecars: Counts<'p> = Vec::new();
-        let mut init_peak: Counts<'p> = Vec::new();
+        let mut reqs = Requests::new();
+        // The usual pod: one app container, no init containers: its own request.
+        if let [only] = pod.containers.as_slice() {
+            if !only.init {
+                reqs.extend(self.container_requests(only));
+                return reqs;
+            }
+        }
+        for c in pod.app_containers() {
+            add(&mut reqs, self.container_requests(c));
+        }
+        let mut sidecars = Requests::new();
+        let mut init_peak = Requests::new();
         for c in pod.init_containers() {
-            let l = limits(c);
             let use_now = if c.restartable {
-                add(&mut reqs, &l);
-                add(&mut sidecars, &l);
+                add(&mut reqs, self.container_requests(c));
+                add(&mut sidecars, self.container_requests(c));
                 sidecars.clone()
             } else {
-                let mut t = l;
-                add(&mut t, &sidecars);
+                let mut t: Requests<'p> = self.container_requests(c).collect();
+                add(&mut t, sidecars.iter().copied());
                 t
             };
             max_into(&mut init_peak, &use_now);
