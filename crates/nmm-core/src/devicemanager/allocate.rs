@@ -92,7 +92,7 @@ impl DeviceManager {
             if c.is_regular_init() {
                 self.pod_devices
                     .add_container_to(&pod.uid, &c.name, &mut reuse);
-            } else {
+            } else if !reuse.is_empty() {
                 // Sidecars keep their devices; app containers have taken theirs.
                 self.pod_devices
                     .remove_container_from(&pod.uid, &c.name, &mut reuse);
@@ -278,12 +278,6 @@ impl DeviceManager {
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: 0"
             ));
         };
-        let n_available = x.available_ones().count();
-        if (n_available as i64) < needed {
-            return Err(format!(
-                "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
-            ));
-        }
         // `filterByAffinity`'s aligned devices: on a node of the hint's affinity (none
         // without an affinity or for a resource without topology).
         let affinity = hint.affinity.filter(|_| x.aligned);
@@ -294,16 +288,32 @@ impl DeviceManager {
         // allocation (must-include: the devices chosen so far, then the lowest others
         // offered, up to `required` in all) adds the lowest `needed` offered positions:
         // the aligned ones first (only they are offered when there are more than
-        // needed), then the lowest of the others.
+        // needed), then the lowest of the others. One pass over the available devices
+        // finds both (and counts them, unless enough aligned ones come first).
         let want = needed as usize;
-        let mut chosen: SmallVec<[usize; 4]> = x
-            .available_ones()
-            .filter(|&i| is_aligned(i))
-            .take(want)
-            .collect();
+        let mut chosen: SmallVec<[usize; 4]> = SmallVec::new();
+        let mut others: SmallVec<[usize; 4]> = SmallVec::new();
+        let mut n_available = 0usize;
+        for i in x.available_ones() {
+            n_available += 1;
+            if is_aligned(i) {
+                chosen.push(i);
+                if chosen.len() == want {
+                    break;
+                }
+            } else if others.len() < want {
+                others.push(i);
+            }
+        }
         if chosen.len() < want {
-            let more = want - chosen.len();
-            chosen.extend(x.available_ones().filter(|&i| !is_aligned(i)).take(more));
+            // Every available device was counted.
+            if (n_available as i64) < needed {
+                return Err(format!(
+                    "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
+                ));
+            }
+            let more = (want - chosen.len()).min(others.len());
+            chosen.extend_from_slice(&others[..more]);
         }
         if (chosen.len() as i64) < needed {
             // Not reached: at least `needed` devices are available.

@@ -11,7 +11,7 @@
 //! bounded by the best remaining gains.
 
 use super::index::ResourceIndex;
-use super::topology_hints::{Counted, HintInputs};
+use super::topology_hints::{Counted, HintInputs, HintQuery};
 use super::DeviceManager;
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
@@ -122,9 +122,15 @@ impl PerNode {
         }
         let mut gains = [0u32; 64];
         let mut k = 0;
+        let mut best = 0;
         for n in NumaMask(allowed.0 & !forced.0).and(self.nodes).ids() {
             gains[k] = self.counts[n as usize];
+            best = best.max(gains[k]);
             k += 1;
+        }
+        // Often one node is enough: no sort then.
+        if i64::from(best) >= left {
+            return Some(Some(extra + 1));
         }
         let gains = &mut gains[..k];
         gains.sort_unstable_by(|a, b| b.cmp(a));
@@ -475,16 +481,17 @@ impl DeviceManager {
     /// instead of the list of masks otherwise.
     pub fn topology_hint_families(&self, pod: &PodInfo, c: Option<&ContainerInfo>) -> LargeHints {
         let mut out = BTreeMap::new();
+        let q = self.hint_query(pod, c);
         match c {
             Some(c) => {
                 for (resource, requested) in self.container_requests(c) {
-                    let family = self.resource_family(pod, Some(c), resource, requested);
+                    let family = self.resource_family(&q, resource, requested);
                     out.insert(resource.clone(), family);
                 }
             }
             None => {
                 for (resource, requested) in self.pod_requests(pod) {
-                    let family = self.resource_family(pod, None, resource, requested);
+                    let family = self.resource_family(&q, resource, requested);
                     out.insert(resource.clone(), family);
                 }
             }
@@ -494,12 +501,11 @@ impl DeviceManager {
 
     fn resource_family(
         &self,
-        pod: &PodInfo,
-        c: Option<&ContainerInfo>,
+        q: &HintQuery<'_>,
         resource: &str,
         requested: i64,
     ) -> Option<LargeList> {
-        let (x, counted, reuse) = match self.hint_inputs(pod, c, resource, requested) {
+        let (x, counted, reuse) = match self.hint_inputs(q, resource, requested) {
             HintInputs::NoPreference => return None,
             HintInputs::Unsatisfiable => return Some(LargeList::Explicit(Vec::new())),
             HintInputs::Masks { x, counted, reuse } => (x, counted, reuse),

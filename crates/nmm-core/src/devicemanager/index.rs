@@ -169,18 +169,18 @@ impl ResourceIndex {
     }
 
     /// The positions of [`ResourceIndex::available`], ascending, without building it.
-    pub fn available_ones(&self) -> impl Iterator<Item = usize> + '_ {
-        self.healthy.0.iter().enumerate().flat_map(|(k, &h)| {
-            let mut w = h & !self.allocated.0.get(k).copied().unwrap_or(0);
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let b = w.trailing_zeros() as usize;
-                w &= w - 1;
-                Some(k * 64 + b)
-            })
-        })
+    pub fn available_ones(&self) -> AvailableOnes<'_> {
+        AvailableOnes {
+            healthy: &self.healthy.0,
+            allocated: &self.allocated.0,
+            k: 0,
+            w: self.available_word(0),
+        }
+    }
+
+    /// Word `k` of [`ResourceIndex::available`] (0 past the end).
+    fn available_word(&self, k: usize) -> u64 {
+        self.healthy.0.get(k).copied().unwrap_or(0) & !self.allocated.0.get(k).copied().unwrap_or(0)
     }
 
     /// How many devices are available (healthy and not allocated).
@@ -198,6 +198,30 @@ impl ResourceIndex {
     /// Whether a device is available (healthy and not allocated).
     pub fn is_available(&self, i: usize) -> bool {
         self.healthy.get(i) && !self.allocated.get(i)
+    }
+}
+
+/// [`ResourceIndex::available_ones`]: the set bits of `healthy & !allocated`, word by word.
+pub struct AvailableOnes<'a> {
+    healthy: &'a [u64],
+    allocated: &'a [u64],
+    /// The word `w` is what is left of.
+    k: usize,
+    w: u64,
+}
+
+impl Iterator for AvailableOnes<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.w == 0 {
+            self.k += 1;
+            let h = *self.healthy.get(self.k)?;
+            self.w = h & !self.allocated.get(self.k).copied().unwrap_or(0);
+        }
+        let b = self.w.trailing_zeros() as usize;
+        self.w &= self.w - 1;
+        Some(self.k * 64 + b)
     }
 }
 

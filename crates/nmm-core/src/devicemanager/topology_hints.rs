@@ -19,6 +19,19 @@ fn count(q: &crate::quantity::Quantity) -> i64 {
 /// [`DeviceManager::pod_requests`]).
 pub(super) type Requests<'p> = SmallVec<[(&'p String, i64); 4]>;
 
+/// Who asks for hints, and what every resource's answer reads (see
+/// [`DeviceManager::hint_query`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HintQuery<'a> {
+    pod: &'a PodInfo,
+    /// `None` for pod scope.
+    c: Option<&'a ContainerInfo>,
+    /// Whether the pod holds devices already (a pod admitted for the first time does not).
+    holds: bool,
+    /// The pod's reusable devices (container scope only).
+    reuse: Option<&'a BTreeMap<String, BTreeSet<String>>>,
+}
+
 /// See [`DeviceManager::hint_inputs`].
 pub(super) enum HintInputs<'a> {
     NoPreference,
@@ -216,24 +229,39 @@ impl DeviceManager {
         hints
     }
 
+    /// What every resource's [`DeviceManager::hint_inputs`] reads, looked up once.
+    pub(super) fn hint_query<'a>(
+        &'a self,
+        pod: &'a PodInfo,
+        c: Option<&'a ContainerInfo>,
+    ) -> HintQuery<'a> {
+        HintQuery {
+            pod,
+            c,
+            holds: self.pod_devices.has_pod(&pod.uid),
+            reuse: c.and_then(|_| self.reuse.get(&pod.uid)),
+        }
+    }
+
     /// What one resource's hints are made of (shared by the listed and the described
     /// hints): no preference for a resource without topology, nothing when the request
     /// cannot be met, else the masks of the resource's devices, of the devices to count
     /// (the ones the container or pod holds already, or the available ones) and of the
-    /// reusable ones with topology. `c` is `None` for pod scope (no init-container reuse).
+    /// reusable ones with topology. `q.c` is `None` for pod scope (no init-container
+    /// reuse).
     pub(super) fn hint_inputs(
         &self,
-        pod: &PodInfo,
-        c: Option<&ContainerInfo>,
+        q: &HintQuery<'_>,
         resource: &str,
         requested: i64,
     ) -> HintInputs<'_> {
+        let pod = q.pod;
         let Some(x) = self.index_of(resource).filter(|x| x.aligned) else {
             return HintInputs::NoPreference;
         };
         // (A pod being admitted for the first time holds nothing: no look-up per resource.)
-        let allocated = match c {
-            _ if !self.pod_devices.has_pod(&pod.uid) => BTreeSet::new(),
+        let allocated = match q.c {
+            _ if !q.holds => BTreeSet::new(),
             Some(c) => self
                 .pod_devices
                 .container_devices(&pod.uid, &c.name, resource)
@@ -254,10 +282,7 @@ impl DeviceManager {
                 reuse: Vec::new(),
             };
         }
-        let reusable = match c {
-            Some(_) => self.reuse.get(&pod.uid).and_then(|m| m.get(resource)),
-            None => None,
-        };
+        let reusable = q.reuse.and_then(|m| m.get(resource));
         let outside = reusable.map_or(0, |r| {
             r.iter()
                 .filter(|d| !x.pos(d).is_some_and(|i| x.is_available(i)))
@@ -276,8 +301,9 @@ impl DeviceManager {
     /// `GetTopologyHints` for one container.
     pub fn topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
+        let q = self.hint_query(pod, Some(c));
         for (resource, requested) in self.container_requests(c) {
-            let hints = self.resource_hints(pod, Some(c), resource, requested);
+            let hints = self.resource_hints(&q, resource, requested);
             out.insert(resource.clone(), hints);
         }
         Some(out)
@@ -286,8 +312,9 @@ impl DeviceManager {
     /// `GetPodTopologyHints`.
     pub fn pod_topology_hints(&self, pod: &PodInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
+        let q = self.hint_query(pod, None);
         for (resource, requested) in self.pod_requests(pod) {
-            let hints = self.resource_hints(pod, None, resource, requested);
+            let hints = self.resource_hints(&q, resource, requested);
             out.insert(resource.clone(), hints);
         }
         Some(out)
@@ -297,12 +324,11 @@ impl DeviceManager {
     /// empty list when the request cannot be met, else the generated hints.
     fn resource_hints(
         &self,
-        pod: &PodInfo,
-        c: Option<&ContainerInfo>,
+        q: &HintQuery<'_>,
         resource: &str,
         requested: i64,
     ) -> Option<Vec<TopologyHint>> {
-        match self.hint_inputs(pod, c, resource, requested) {
+        match self.hint_inputs(q, resource, requested) {
             HintInputs::NoPreference => None,
             HintInputs::Unsatisfiable => Some(Vec::new()),
             HintInputs::Masks { x, counted, reuse } => {
