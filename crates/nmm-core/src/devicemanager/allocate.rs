@@ -157,7 +157,8 @@ impl DeviceManager {
             if devs.is_empty() {
                 continue;
             }
-            match self.endpoints.get(resource.as_str()) {
+            let books = self.books.get(resource.as_str());
+            match books.and_then(|b| b.endpoint) {
                 None => return Err(Stop::Endpoint(format!("unknown Device Plugin {resource}"))),
                 Some(false) => {
                     // A plugin known only from the checkpoint, not registered again.
@@ -168,7 +169,7 @@ impl DeviceManager {
                 Some(true) => {}
             }
             let mut info = AllocInfo::default();
-            let x = self.index_of(resource);
+            let x = books.and_then(|b| b.index.as_ref());
             // The device's NUMA nodes (none: unknown, or without topology).
             let mut record = |d: String, mask: NumaMask| {
                 let mut nodes = mask.ids().map(i64::from);
@@ -241,9 +242,10 @@ impl DeviceManager {
         }
         // nmm models a kubelet whose sources are ready (no restart in progress), so the
         // "container already running" short cut never applies.
-        let Some(healthy) = self.healthy.get(resource) else {
+        let Some(books) = self.books.get_mut(resource).filter(|b| b.healthy.is_some()) else {
             return Err(format!("cannot allocate unregistered device {resource}"));
         };
+        let healthy = books.healthy.as_ref().expect("filtered above");
         if healthy.is_empty() {
             return Err(format!(
                 "no healthy devices present; cannot allocate unhealthy devices {resource}"
@@ -257,23 +259,29 @@ impl DeviceManager {
         if needed <= 0 {
             return Ok(Picked::default());
         }
-        // The books get an entry for the resource, taken from or not (`allocateRemainingFrom`).
-        self.ensure_allocated_entry(resource);
+        // The books get an entry for the resource, taken from or not (`allocateRemainingFrom`;
+        // its name has a `healthyDevices` key, so its length is noted already).
+        books.allocated_unindexed.get_or_insert_with(BTreeSet::new);
         // Reusable devices first (by id: they may be devices no plugin reports any more).
         let mut reused: BTreeSet<String> = BTreeSet::new();
-        for d in reusable {
-            if reused.contains(d) {
-                continue;
+        let index = if reusable.is_empty() {
+            books.index.as_mut()
+        } else {
+            for d in reusable {
+                if reused.contains(d) {
+                    continue;
+                }
+                self.mark_allocated(resource, d);
+                reused.insert(d.clone());
+                needed -= 1;
+                if needed == 0 {
+                    return Ok(Picked::ids(reused));
+                }
             }
-            self.mark_allocated(resource, d);
-            reused.insert(d.clone());
-            needed -= 1;
-            if needed == 0 {
-                return Ok(Picked::ids(reused));
-            }
-        }
+            self.books.get_mut(resource).and_then(|b| b.index.as_mut())
+        };
         // Healthy devices are reported ones, so a resource with healthy devices has an index.
-        let Some(x) = self.index.get_mut(resource) else {
+        let Some(x) = index else {
             return Err(format!(
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: 0"
             ));

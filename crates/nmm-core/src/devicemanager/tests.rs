@@ -434,7 +434,7 @@ fn allocation_errors_are_the_kubelets() {
     );
     // A resource the checkpoint named whose plugin has not registered again.
     m.note_resource("old");
-    m.healthy.insert("old".into(), BTreeSet::new());
+    m.books_mut("old").healthy = Some(BTreeSet::new());
     let p = pod(vec![container("c", false, &[("old", "1")])]);
     assert_eq!(
         m.allocate_container(&p, &p.containers[0], TopologyHint::NONE),
@@ -449,7 +449,8 @@ fn allocation_errors_are_the_kubelets() {
     // A held allocation whose device went unhealthy (a restarted kubelet's re-admission).
     let mut m = manager(&[0], &[("nic", vec![numa("n0", 0), numa("n1", 0)])]);
     hold(&mut m, "fakePod", "c", "nic", &["n0"]);
-    m.healthy.get_mut("nic").unwrap().remove("n0");
+    let healthy = m.books_mut("nic").healthy.as_mut().unwrap();
+    healthy.remove("n0");
     m.reindex("nic");
     let p = pod(vec![container("c", false, &[("nic", "1")])]);
     assert_eq!(
