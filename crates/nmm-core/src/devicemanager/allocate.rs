@@ -289,38 +289,32 @@ impl DeviceManager {
         // `filterByAffinity`'s aligned devices: on a node of the hint's affinity (none
         // without an affinity or for a resource without topology).
         let affinity = hint.affinity.filter(|_| x.aligned);
-        let is_aligned = |i: usize| {
-            affinity.is_some_and(|a| x.has_nodes.get(i) && !x.masks[i].and(a).is_empty())
-        };
         // The reused devices are allocated already, hence never available: the preferred
         // allocation (must-include: the devices chosen so far, then the lowest others
         // offered, up to `required` in all) adds the lowest `needed` offered positions:
         // the aligned ones first (only they are offered when there are more than
-        // needed), then the lowest of the others. One pass over the available devices
-        // finds both (and counts them, unless enough aligned ones come first).
+        // needed), then the lowest of the others. One pass over the words of available
+        // devices finds both.
         let want = needed as usize;
         let mut chosen: SmallVec<[usize; 4]> = SmallVec::new();
         let mut others: SmallVec<[usize; 4]> = SmallVec::new();
-        let mut n_available = 0usize;
-        for i in x.available_ones() {
-            n_available += 1;
-            if is_aligned(i) {
-                chosen.push(i);
-                if chosen.len() == want {
-                    break;
-                }
-            } else if others.len() < want {
-                others.push(i);
+        for (k, available) in x.available_words().enumerate() {
+            let aligned = affinity.map_or(0, |a| available & x.aligned_word(a, k));
+            take_lowest(aligned, k, want, &mut chosen);
+            if chosen.len() == want {
+                break;
             }
+            take_lowest(available & !aligned, k, want, &mut others);
         }
         if chosen.len() < want {
-            // Every available device was counted.
-            if (n_available as i64) < needed {
+            // No aligned devices enough: the others are all the rest (up to `want`).
+            if chosen.len() + others.len() < want {
+                let n_available = x.available_count();
                 return Err(format!(
                     "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
                 ));
             }
-            let more = (want - chosen.len()).min(others.len());
+            let more = want - chosen.len();
             chosen.extend_from_slice(&others[..more]);
         }
         if (chosen.len() as i64) < needed {
@@ -373,6 +367,14 @@ impl DeviceManager {
         // Devices no plugin reports have no topology.
         f.no_affinity.extend(unknown);
         f
+    }
+}
+
+/// Adds the positions of word `k`'s set bits to `into`, lowest first, until it holds `want`.
+fn take_lowest(mut w: u64, k: usize, want: usize, into: &mut SmallVec<[usize; 4]>) {
+    while w != 0 && into.len() < want {
+        into.push(k * 64 + w.trailing_zeros() as usize);
+        w &= w - 1;
     }
 }
 

@@ -11,7 +11,7 @@
 //! bounded by the best remaining gains.
 
 use super::index::ResourceIndex;
-use super::topology_hints::{Counted, HintInputs, HintQuery};
+use super::topology_hints::{Counted, HintInputs, HintQuery, Request};
 use super::DeviceManager;
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
@@ -484,28 +484,24 @@ impl DeviceManager {
         let q = self.hint_query(pod, c);
         match c {
             Some(c) => {
-                for (resource, requested) in self.container_requests(c) {
-                    let family = self.resource_family(&q, resource, requested);
-                    out.insert(resource.clone(), family);
+                for request in self.container_requests(c) {
+                    let family = self.resource_family(&q, request);
+                    out.insert(request.0.clone(), family);
                 }
             }
             None => {
-                for (resource, requested) in self.pod_requests(pod) {
-                    let family = self.resource_family(&q, resource, requested);
-                    out.insert(resource.clone(), family);
+                for request in self.pod_requests(pod) {
+                    let family = self.resource_family(&q, request);
+                    out.insert(request.0.clone(), family);
                 }
             }
         }
         Some(out)
     }
 
-    fn resource_family(
-        &self,
-        q: &HintQuery<'_>,
-        resource: &str,
-        requested: i64,
-    ) -> Option<LargeList> {
-        let (x, counted, reuse) = match self.hint_inputs(q, resource, requested) {
+    fn resource_family(&self, q: &HintQuery<'_>, request: Request<'_, '_>) -> Option<LargeList> {
+        let requested = request.1;
+        let (x, counted, reuse) = match self.hint_inputs(q, request) {
             HintInputs::NoPreference => return None,
             HintInputs::Unsatisfiable => return Some(LargeList::Explicit(Vec::new())),
             HintInputs::Masks { x, counted, reuse } => (x, counted, reuse),

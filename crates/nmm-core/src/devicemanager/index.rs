@@ -72,6 +72,9 @@ pub struct ResourceIndex {
     pub masks: Vec<NumaMask>,
     /// `Topology != nil && len(Nodes) > 0`.
     pub has_nodes: Bits,
+    /// Per NUMA node id, the devices with that node in their mask (empty past the last
+    /// node with a device).
+    pub by_node: Vec<Bits>,
     /// `Topology != nil`.
     pub has_topology: Bits,
     pub healthy: Bits,
@@ -102,6 +105,7 @@ impl ResourceIndex {
             ids: Vec::with_capacity(n),
             masks: Vec::with_capacity(n),
             has_nodes: Bits::new(n),
+            by_node: Vec::new(),
             has_topology: Bits::new(n),
             healthy: Bits::new(n),
             allocated: Bits::new(n),
@@ -112,6 +116,16 @@ impl ResourceIndex {
         for (i, (id, d)) in all.iter().enumerate() {
             x.ids.push(id.clone());
             x.masks.push(d.mask());
+            for node in d.mask().ids() {
+                let node = node as usize;
+                if x.by_node.len() <= node {
+                    x.by_node.resize(node + 1, Bits::default());
+                }
+                if x.by_node[node].0.is_empty() {
+                    x.by_node[node] = Bits::new(n);
+                }
+                x.by_node[node].set(i);
+            }
             if d.has_nodes() {
                 x.has_nodes.set(i);
                 x.aligned = true;
@@ -179,7 +193,7 @@ impl ResourceIndex {
     }
 
     /// Word `k` of [`ResourceIndex::available`] (0 past the end).
-    fn available_word(&self, k: usize) -> u64 {
+    pub fn available_word(&self, k: usize) -> u64 {
         self.healthy.0.get(k).copied().unwrap_or(0) & !self.allocated.0.get(k).copied().unwrap_or(0)
     }
 
@@ -193,6 +207,23 @@ impl ResourceIndex {
                 (h & !self.allocated.0.get(k).copied().unwrap_or(0)).count_ones() as usize
             })
             .sum()
+    }
+
+    /// Word `k` of the devices with NUMA nodes that meet `affinity` (`filterByAffinity`'s
+    /// aligned devices, before availability).
+    pub fn aligned_word(&self, affinity: NumaMask, k: usize) -> u64 {
+        let mut w = 0;
+        for n in affinity.ids() {
+            if let Some(b) = self.by_node.get(n as usize) {
+                w |= b.0.get(k).copied().unwrap_or(0);
+            }
+        }
+        w & self.has_nodes.0.get(k).copied().unwrap_or(0)
+    }
+
+    /// Words of the available devices (healthy and not allocated), lowest first.
+    pub fn available_words(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.healthy.0.len()).map(|k| self.available_word(k))
     }
 
     /// Whether a device is available (healthy and not allocated).
@@ -386,6 +417,7 @@ impl DeviceManager {
                     && fresh.healthy == x.healthy
                     && fresh.allocated == x.allocated
                     && fresh.has_nodes == x.has_nodes
+                    && fresh.by_node == x.by_node
                     && fresh.has_topology == x.has_topology
                     && fresh.aligned == x.aligned
                     && fresh.universe == x.universe

@@ -151,11 +151,17 @@ impl DeviceManager {
 
     /// `isDevicePluginResource`: a registered resource or one with allocations.
     pub fn is_device_plugin_resource(&self, resource: &str) -> bool {
-        self.resource_lens & Self::len_bit(resource) != 0
-            && self
-                .books
-                .get(resource)
-                .is_some_and(|b| b.healthy.is_some() || b.allocated_unindexed.is_some())
+        self.plugin_books(resource).is_some()
+    }
+
+    /// The books of a device-plugin resource (`None` for any other).
+    fn plugin_books(&self, resource: &str) -> Option<&Books> {
+        if self.resource_lens & Self::len_bit(resource) == 0 {
+            return None;
+        }
+        self.books
+            .get(resource)
+            .filter(|b| b.healthy.is_some() || b.allocated_unindexed.is_some())
     }
 
     /// The resource's books, made empty when it has none.

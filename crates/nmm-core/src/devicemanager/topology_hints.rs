@@ -15,9 +15,12 @@ fn count(q: &crate::quantity::Quantity) -> i64 {
     q.value()
 }
 
+/// A device resource, its count and its index (`None`: no device reported).
+pub(super) type Request<'s, 'p> = (&'p String, i64, Option<&'s ResourceIndex>);
+
 /// Device resources and counts, resources ascending (see
 /// [`DeviceManager::pod_requests`]).
-pub(super) type Requests<'p> = SmallVec<[(&'p String, i64); 4]>;
+pub(super) type Requests<'s, 'p> = SmallVec<[Request<'s, 'p>; 4]>;
 
 /// Who asks for hints, and what every resource's answer reads (see
 /// [`DeviceManager::hint_query`]).
@@ -74,19 +77,20 @@ impl DeviceManager {
     /// `getContainerDeviceRequest`: the container's device resources and counts (limits).
     pub fn container_device_request(&self, c: &ContainerInfo) -> BTreeMap<String, i64> {
         self.container_requests(c)
-            .map(|(r, n)| (r.clone(), n))
+            .map(|(r, n, _)| (r.clone(), n))
             .collect()
     }
 
-    /// [`DeviceManager::container_device_request`] without copying: resources ascending.
+    /// [`DeviceManager::container_device_request`] without copying, resources ascending,
+    /// each with its index (looked up once).
     pub(super) fn container_requests<'s, 'c>(
         &'s self,
         c: &'c ContainerInfo,
-    ) -> impl Iterator<Item = (&'c String, i64)> + use<'s, 'c> {
-        c.limits
-            .iter()
-            .filter(|(r, _)| self.is_device_plugin_resource(r))
-            .map(|(r, q)| (r, count(q)))
+    ) -> impl Iterator<Item = Request<'s, 'c>> + use<'s, 'c> {
+        c.limits.iter().filter_map(|(r, q)| {
+            let b = self.plugin_books(r)?;
+            Some((r, count(q), b.index.as_ref()))
+        })
     }
 
     /// `getPodDeviceRequest`: `resource.PodLimits` restricted to device resources: the
@@ -95,34 +99,27 @@ impl DeviceManager {
     pub fn pod_device_request(&self, pod: &PodInfo) -> BTreeMap<String, i64> {
         self.pod_requests(pod)
             .into_iter()
-            .map(|(r, n)| (r.clone(), n))
+            .map(|(r, n, _)| (r.clone(), n))
             .collect()
     }
 
     /// [`DeviceManager::pod_device_request`] without copying: resources ascending.
-    pub(super) fn pod_requests<'p>(&self, pod: &'p PodInfo) -> Requests<'p> {
+    pub(super) fn pod_requests<'s, 'p>(&'s self, pod: &'p PodInfo) -> Requests<'s, 'p> {
         // Only device resources are summed (the others are dropped at the end anyway,
         // and sums and maxima are per resource). The lists are short: no heap.
-        fn slot<'a, 'p>(v: &'a mut Requests<'p>, r: &'p String) -> &'a mut i64 {
-            let k = match v.binary_search_by(|(x, _)| x.as_str().cmp(r)) {
-                Ok(k) => k,
-                Err(k) => {
-                    v.insert(k, (r, 0));
-                    k
+        fn add<'s, 'p>(into: &mut Requests<'s, 'p>, from: impl Iterator<Item = Request<'s, 'p>>) {
+            for (r, n, x) in from {
+                match into.binary_search_by(|(y, _, _)| y.as_str().cmp(r)) {
+                    Ok(k) => into[k].1 += n,
+                    Err(k) => into.insert(k, (r, n, x)),
                 }
-            };
-            &mut v[k].1
-        }
-        fn add<'p>(into: &mut Requests<'p>, from: impl Iterator<Item = (&'p String, i64)>) {
-            for (r, n) in from {
-                *slot(into, r) += n;
             }
         }
-        fn max_into<'p>(into: &mut Requests<'p>, from: &Requests<'p>) {
-            for &(r, n) in from {
-                match into.binary_search_by(|(x, _)| x.as_str().cmp(r)) {
+        fn max_into<'s, 'p>(into: &mut Requests<'s, 'p>, from: &Requests<'s, 'p>) {
+            for &(r, n, x) in from {
+                match into.binary_search_by(|(y, _, _)| y.as_str().cmp(r)) {
                     Ok(k) => into[k].1 = into[k].1.max(n),
-                    Err(k) => into.insert(k, (r, n)),
+                    Err(k) => into.insert(k, (r, n, x)),
                 }
             }
         }
@@ -145,7 +142,7 @@ impl DeviceManager {
                 add(&mut sidecars, self.container_requests(c));
                 sidecars.clone()
             } else {
-                let mut t: Requests<'p> = self.container_requests(c).collect();
+                let mut t: Requests<'s, 'p> = self.container_requests(c).collect();
                 add(&mut t, sidecars.iter().copied());
                 t
             };
@@ -249,14 +246,13 @@ impl DeviceManager {
     /// (the ones the container or pod holds already, or the available ones) and of the
     /// reusable ones with topology. `q.c` is `None` for pod scope (no init-container
     /// reuse).
-    pub(super) fn hint_inputs(
+    pub(super) fn hint_inputs<'s>(
         &self,
         q: &HintQuery<'_>,
-        resource: &str,
-        requested: i64,
-    ) -> HintInputs<'_> {
+        (resource, requested, x): Request<'s, '_>,
+    ) -> HintInputs<'s> {
         let pod = q.pod;
-        let Some(x) = self.index_of(resource).filter(|x| x.aligned) else {
+        let Some(x) = x.filter(|x| x.aligned) else {
             return HintInputs::NoPreference;
         };
         // (A pod being admitted for the first time holds nothing: no look-up per resource.)
@@ -302,9 +298,9 @@ impl DeviceManager {
     pub fn topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
         let q = self.hint_query(pod, Some(c));
-        for (resource, requested) in self.container_requests(c) {
-            let hints = self.resource_hints(&q, resource, requested);
-            out.insert(resource.clone(), hints);
+        for request in self.container_requests(c) {
+            let hints = self.resource_hints(&q, request);
+            out.insert(request.0.clone(), hints);
         }
         Some(out)
     }
@@ -313,22 +309,18 @@ impl DeviceManager {
     pub fn pod_topology_hints(&self, pod: &PodInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
         let q = self.hint_query(pod, None);
-        for (resource, requested) in self.pod_requests(pod) {
-            let hints = self.resource_hints(&q, resource, requested);
-            out.insert(resource.clone(), hints);
+        for request in self.pod_requests(pod) {
+            let hints = self.resource_hints(&q, request);
+            out.insert(request.0.clone(), hints);
         }
         Some(out)
     }
 
     /// One resource's answer: `None` (no preference) for a resource without topology, an
     /// empty list when the request cannot be met, else the generated hints.
-    fn resource_hints(
-        &self,
-        q: &HintQuery<'_>,
-        resource: &str,
-        requested: i64,
-    ) -> Option<Vec<TopologyHint>> {
-        match self.hint_inputs(q, resource, requested) {
+    fn resource_hints(&self, q: &HintQuery<'_>, request: Request<'_, '_>) -> Option<Vec<TopologyHint>> {
+        let requested = request.1;
+        match self.hint_inputs(q, request) {
             HintInputs::NoPreference => None,
             HintInputs::Unsatisfiable => Some(Vec::new()),
             HintInputs::Masks { x, counted, reuse } => {
