@@ -394,7 +394,10 @@ impl DeviceFamily {
                 if let Some(pn) = f.avail.per_node.as_mut() {
                     pn.add_available(x);
                 }
-                f.min_size = f.avail.min_extra(NumaMask::EMPTY, universe, &[]).map(|k| k.max(1));
+                f.min_size = f
+                    .avail
+                    .min_extra(NumaMask::EMPTY, universe, &[])
+                    .map(|k| k.max(1));
                 family
             }
             counted => Rc::new(DeviceFamily::with_min_size(

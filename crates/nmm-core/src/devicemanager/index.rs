@@ -359,10 +359,10 @@ impl DeviceManager {
 
     /// Gives the resource an `allocatedDevices` entry (empty if it had none).
     pub(super) fn ensure_allocated_entry(&mut self, resource: &str) {
-        if !self
+        if self
             .books
             .get(resource)
-            .is_some_and(|b| b.allocated_unindexed.is_some())
+            .is_none_or(|b| b.allocated_unindexed.is_none())
         {
             self.note_resource(resource);
             self.books_mut(resource).allocated_unindexed = Some(BTreeSet::new());
@@ -429,9 +429,10 @@ impl DeviceManager {
                     || self.resource_lens & Self::len_bit(r) != 0
             })
             && self.books.values().all(|b| {
-                b.allocated_unindexed.iter().flatten().all(|id| {
-                    b.index.as_ref().is_none_or(|x| x.pos(id).is_none())
-                })
+                b.allocated_unindexed
+                    .iter()
+                    .flatten()
+                    .all(|id| b.index.as_ref().is_none_or(|x| x.pos(id).is_none()))
             })
     }
 }

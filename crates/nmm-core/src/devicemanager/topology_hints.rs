@@ -318,7 +318,11 @@ impl DeviceManager {
 
     /// One resource's answer: `None` (no preference) for a resource without topology, an
     /// empty list when the request cannot be met, else the generated hints.
-    fn resource_hints(&self, q: &HintQuery<'_>, request: Request<'_, '_>) -> Option<Vec<TopologyHint>> {
+    fn resource_hints(
+        &self,
+        q: &HintQuery<'_>,
+        request: Request<'_, '_>,
+    ) -> Option<Vec<TopologyHint>> {
         let requested = request.1;
         match self.hint_inputs(q, request) {
             HintInputs::NoPreference => None,
