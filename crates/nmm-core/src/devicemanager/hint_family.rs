@@ -171,6 +171,15 @@ impl Coverage {
         }
     }
 
+    /// Whether `m` touches `need` devices (`covered(m) >= need`); for a request of one,
+    /// per-node counts answer without summing (their nodes are the ones with devices).
+    fn covers(&self, m: NumaMask) -> bool {
+        match &self.per_node {
+            Some(pn) if self.need == 1 => !m.and(pn.nodes).is_empty(),
+            _ => self.covered(m) >= self.need,
+        }
+    }
+
     /// The fewest nodes of `allowed` (outside `base`) to add to `base` so that every
     /// `hit` mask is met and `need` devices are touched; `None` if impossible.
     fn min_extra(&self, base: NumaMask, allowed: NumaMask, hit: &[NumaMask]) -> Option<u32> {
@@ -394,10 +403,16 @@ impl DeviceFamily {
                 if let Some(pn) = f.avail.per_node.as_mut() {
                     pn.add_available(x);
                 }
-                f.min_size = f
-                    .avail
-                    .min_extra(NumaMask::EMPTY, universe, &[])
-                    .map(|k| k.max(1));
+                f.min_size = match (need, &f.avail.per_node) {
+                    // What `min_extra` answers for these: nothing to touch, one node;
+                    // one device, any node that has one.
+                    (..=0, _) => Some(1),
+                    (1, Some(pn)) => (!pn.nodes.and(universe).is_empty()).then_some(1),
+                    _ => f
+                        .avail
+                        .min_extra(NumaMask::EMPTY, universe, &[])
+                        .map(|k| k.max(1)),
+                };
                 family
             }
             counted => Rc::new(DeviceFamily::with_min_size(
@@ -440,9 +455,7 @@ impl HintFamily for DeviceFamily {
         if m.is_empty() || !m.is_subset_of(self.universe) {
             return None;
         }
-        if self.reuse_hits.iter().any(|h| h.and(m).is_empty())
-            || self.avail.covered(m) < self.avail.need
-        {
+        if self.reuse_hits.iter().any(|h| h.and(m).is_empty()) || !self.avail.covers(m) {
             return None;
         }
         Some(m.count() == self.preferred_size)
@@ -605,6 +618,7 @@ mod tests {
             let c = Coverage::new(devices.clone(), need);
             proptest::prop_assert_eq!(c.min_extra(base, allowed, &hits), walk);
             proptest::prop_assert_eq!(c.covered(allowed), covered(&devices, allowed));
+            proptest::prop_assert_eq!(c.covers(allowed), covered(&devices, allowed) >= need);
         }
     }
 
