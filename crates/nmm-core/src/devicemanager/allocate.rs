@@ -47,6 +47,14 @@ impl Picked {
     }
 }
 
+/// Why [`DeviceManager::allocate_each`] stopped.
+enum Stop {
+    /// `devicesToAllocate` failed.
+    Error(String),
+    /// The resource's plugin is unknown or stopped (the picks are undone).
+    Endpoint(String),
+}
+
 /// The signature of [`DeviceManager::pick_devices`].
 pub(super) type DevicesToAllocate = fn(
     &mut DeviceManager,
@@ -84,7 +92,7 @@ impl DeviceManager {
             if c.is_regular_init() {
                 self.pod_devices
                     .add_container_to(&pod.uid, &c.name, &mut reuse);
-            } else {
+            } else if !reuse.is_empty() {
                 // Sidecars keep their devices; app containers have taken theirs.
                 self.pod_devices
                     .remove_container_from(&pod.uid, &c.name, &mut reuse);
@@ -98,6 +106,11 @@ impl DeviceManager {
     }
 
     /// `allocateContainerResources`: every device resource in the container's limits.
+    /// The container's allocations are recorded in `podDevices` together once the loop
+    /// stops (one look-up of the pod and the container instead of one per resource);
+    /// nothing in the loop reads another resource's record, and an error stops it only
+    /// after the record is made, so the books read as after the kubelet's per-resource
+    /// inserts.
     fn allocate_container_resources(
         &mut self,
         pod: &PodInfo,
@@ -106,6 +119,31 @@ impl DeviceManager {
         reuse: &BTreeMap<String, BTreeSet<String>>,
         to_allocate: DevicesToAllocate,
     ) -> Result<(), String> {
+        let mut done = BTreeMap::new();
+        let stopped = self.allocate_each(pod, c, hint, reuse, to_allocate, &mut done);
+        self.pod_devices.insert_container(&pod.uid, &c.name, done);
+        match stopped {
+            Ok(()) => Ok(()),
+            Err(Stop::Error(e)) => Err(e),
+            Err(Stop::Endpoint(e)) => {
+                // The devices just picked go back: the books are what `podDevices` holds.
+                self.set_allocated(self.pod_devices.devices());
+                Err(e)
+            }
+        }
+    }
+
+    /// The loop of [`DeviceManager::allocate_container_resources`], its allocations into
+    /// `done` (resource -> record).
+    fn allocate_each(
+        &mut self,
+        pod: &PodInfo,
+        c: &ContainerInfo,
+        hint: TopologyHint,
+        reuse: &BTreeMap<String, BTreeSet<String>>,
+        to_allocate: DevicesToAllocate,
+        done: &mut BTreeMap<String, AllocInfo>,
+    ) -> Result<(), Stop> {
         // Go ranges over the limits map; sorted here (see the module comment).
         let empty = BTreeSet::new();
         for (resource, q) in &c.limits {
@@ -114,24 +152,24 @@ impl DeviceManager {
             }
             let needed = q.value();
             let reusable = reuse.get(resource).unwrap_or(&empty);
-            let devs = to_allocate(self, &pod.uid, &c.name, resource, needed, reusable, hint)?;
+            let devs = to_allocate(self, &pod.uid, &c.name, resource, needed, reusable, hint)
+                .map_err(Stop::Error)?;
             if devs.is_empty() {
                 continue;
             }
-            match self.endpoints.get(resource.as_str()) {
-                None => {
-                    self.set_allocated(self.pod_devices.devices());
-                    return Err(format!("unknown Device Plugin {resource}"));
-                }
+            let books = self.books.get(resource.as_str());
+            match books.and_then(|b| b.endpoint) {
+                None => return Err(Stop::Endpoint(format!("unknown Device Plugin {resource}"))),
                 Some(false) => {
                     // A plugin known only from the checkpoint, not registered again.
-                    self.set_allocated(self.pod_devices.devices());
-                    return Err(format!("endpoint {resource} has been stopped"));
+                    return Err(Stop::Endpoint(format!(
+                        "endpoint {resource} has been stopped"
+                    )));
                 }
                 Some(true) => {}
             }
             let mut info = AllocInfo::default();
-            let x = self.index_of(resource);
+            let x = books.and_then(|b| b.index.as_ref());
             // The device's NUMA nodes (none: unknown, or without topology).
             let mut record = |d: String, mask: NumaMask| {
                 let mut nodes = mask.ids().map(i64::from);
@@ -152,7 +190,7 @@ impl DeviceManager {
                     record(x.ids[i].clone(), x.masks[i]);
                 }
             }
-            self.pod_devices.insert(&pod.uid, &c.name, resource, info);
+            done.insert(resource.clone(), info);
         }
         Ok(())
     }
@@ -204,9 +242,10 @@ impl DeviceManager {
         }
         // nmm models a kubelet whose sources are ready (no restart in progress), so the
         // "container already running" short cut never applies.
-        let Some(healthy) = self.healthy.get(resource) else {
+        let Some(books) = self.books.get_mut(resource).filter(|b| b.healthy.is_some()) else {
             return Err(format!("cannot allocate unregistered device {resource}"));
         };
+        let healthy = books.healthy.as_ref().expect("filtered above");
         if healthy.is_empty() {
             return Err(format!(
                 "no healthy devices present; cannot allocate unhealthy devices {resource}"
@@ -220,53 +259,63 @@ impl DeviceManager {
         if needed <= 0 {
             return Ok(Picked::default());
         }
-        // The books get an entry for the resource, taken from or not (`allocateRemainingFrom`).
-        self.ensure_allocated_entry(resource);
+        // The books get an entry for the resource, taken from or not (`allocateRemainingFrom`;
+        // its name has a `healthyDevices` key, so its length is noted already).
+        books.allocated_unindexed.get_or_insert_with(BTreeSet::new);
         // Reusable devices first (by id: they may be devices no plugin reports any more).
         let mut reused: BTreeSet<String> = BTreeSet::new();
-        for d in reusable {
-            if reused.contains(d) {
-                continue;
+        let index = if reusable.is_empty() {
+            books.index.as_mut()
+        } else {
+            for d in reusable {
+                if reused.contains(d) {
+                    continue;
+                }
+                self.mark_allocated(resource, d);
+                reused.insert(d.clone());
+                needed -= 1;
+                if needed == 0 {
+                    return Ok(Picked::ids(reused));
+                }
             }
-            self.mark_allocated(resource, d);
-            reused.insert(d.clone());
-            needed -= 1;
-            if needed == 0 {
-                return Ok(Picked::ids(reused));
-            }
-        }
+            self.books.get_mut(resource).and_then(|b| b.index.as_mut())
+        };
         // Healthy devices are reported ones, so a resource with healthy devices has an index.
-        let Some(x) = self.index.get_mut(resource) else {
+        let Some(x) = index else {
             return Err(format!(
                 "requested number of devices unavailable for {resource}. Requested: {needed}, Available: 0"
             ));
         };
-        let n_available = x.available_ones().count();
-        if (n_available as i64) < needed {
-            return Err(format!(
-                "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
-            ));
-        }
         // `filterByAffinity`'s aligned devices: on a node of the hint's affinity (none
         // without an affinity or for a resource without topology).
         let affinity = hint.affinity.filter(|_| x.aligned);
-        let is_aligned = |i: usize| {
-            affinity.is_some_and(|a| x.has_nodes.get(i) && !x.masks[i].and(a).is_empty())
-        };
         // The reused devices are allocated already, hence never available: the preferred
         // allocation (must-include: the devices chosen so far, then the lowest others
         // offered, up to `required` in all) adds the lowest `needed` offered positions:
         // the aligned ones first (only they are offered when there are more than
-        // needed), then the lowest of the others.
+        // needed), then the lowest of the others. One pass over the words of available
+        // devices finds both.
         let want = needed as usize;
-        let mut chosen: SmallVec<[usize; 4]> = x
-            .available_ones()
-            .filter(|&i| is_aligned(i))
-            .take(want)
-            .collect();
+        let mut chosen: SmallVec<[usize; 4]> = SmallVec::new();
+        let mut others: SmallVec<[usize; 4]> = SmallVec::new();
+        for (k, available) in x.available_words().enumerate() {
+            let aligned = affinity.map_or(0, |a| available & x.aligned_word(a, k));
+            take_lowest(aligned, k, want, &mut chosen);
+            if chosen.len() == want {
+                break;
+            }
+            take_lowest(available & !aligned, k, want, &mut others);
+        }
         if chosen.len() < want {
+            // No aligned devices enough: the others are all the rest (up to `want`).
+            if chosen.len() + others.len() < want {
+                let n_available = x.available_count();
+                return Err(format!(
+                    "requested number of devices unavailable for {resource}. Requested: {needed}, Available: {n_available}"
+                ));
+            }
             let more = want - chosen.len();
-            chosen.extend(x.available_ones().filter(|&i| !is_aligned(i)).take(more));
+            chosen.extend_from_slice(&others[..more]);
         }
         if (chosen.len() as i64) < needed {
             // Not reached: at least `needed` devices are available.
@@ -318,6 +367,14 @@ impl DeviceManager {
         // Devices no plugin reports have no topology.
         f.no_affinity.extend(unknown);
         f
+    }
+}
+
+/// Adds the positions of word `k`'s set bits to `into`, lowest first, until it holds `want`.
+fn take_lowest(mut w: u64, k: usize, want: usize, into: &mut SmallVec<[usize; 4]>) {
+    while w != 0 && into.len() < want {
+        into.push(k * 64 + w.trailing_zeros() as usize);
+        w &= w - 1;
     }
 }
 

@@ -11,7 +11,7 @@
 //! bounded by the best remaining gains.
 
 use super::index::ResourceIndex;
-use super::topology_hints::{Counted, HintInputs};
+use super::topology_hints::{Counted, HintInputs, HintQuery, Request};
 use super::DeviceManager;
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
@@ -62,20 +62,21 @@ impl PerNode {
         Some(pn)
     }
 
-    /// The available devices of a resource whose devices have one node each.
-    fn available(x: &ResourceIndex) -> PerNode {
-        let mut pn = PerNode {
-            counts: [0; 64],
-            nodes: NumaMask::EMPTY,
-        };
+    const EMPTY: PerNode = PerNode {
+        counts: [0; 64],
+        nodes: NumaMask::EMPTY,
+    };
+
+    /// Counts the available devices of a resource whose devices have one node each
+    /// (into an empty count, in place: the family is built where it stays).
+    fn add_available(&mut self, x: &ResourceIndex) {
         for i in x.available_ones() {
             let d = x.masks[i];
             if d.0 != 0 {
-                pn.counts[d.0.trailing_zeros() as usize] += 1;
-                pn.nodes = pn.nodes.or(d);
+                self.counts[d.0.trailing_zeros() as usize] += 1;
+                self.nodes = self.nodes.or(d);
             }
         }
-        pn
     }
 
     /// How many devices `m` touches.
@@ -121,9 +122,15 @@ impl PerNode {
         }
         let mut gains = [0u32; 64];
         let mut k = 0;
+        let mut best = 0;
         for n in NumaMask(allowed.0 & !forced.0).and(self.nodes).ids() {
             gains[k] = self.counts[n as usize];
+            best = best.max(gains[k]);
             k += 1;
+        }
+        // Often one node is enough: no sort then.
+        if i64::from(best) >= left {
+            return Some(Some(extra + 1));
         }
         let gains = &mut gains[..k];
         gains.sort_unstable_by(|a, b| b.cmp(a));
@@ -161,6 +168,15 @@ impl Coverage {
         match &self.per_node {
             Some(pn) => pn.covered(m),
             None => covered(&self.devices, m),
+        }
+    }
+
+    /// Whether `m` touches `need` devices (`covered(m) >= need`); for a request of one,
+    /// per-node counts answer without summing (their nodes are the ones with devices).
+    fn covers(&self, m: NumaMask) -> bool {
+        match &self.per_node {
+            Some(pn) if self.need == 1 => !m.and(pn.nodes).is_empty(),
+            _ => self.covered(m) >= self.need,
         }
     }
 
@@ -358,32 +374,54 @@ impl DeviceFamily {
     /// The family of a registered resource's devices (what [`DeviceFamily::new`] makes of
     /// the index's masks), from what the index keeps: `minAffinitySize` from its per-node
     /// sums, and for single-node devices without reusable ones the available devices'
-    /// per-node counts straight from its bits, without a list of masks.
+    /// per-node counts straight from its bits, without a list of masks, counted into the
+    /// family where it will stay (it is large: moves would copy it).
     pub(super) fn of_index(
         x: &ResourceIndex,
         counted: Counted,
         reusable_with_topology: Vec<NumaMask>,
         request: i64,
-    ) -> DeviceFamily {
+    ) -> Rc<DeviceFamily> {
         let universe = x.universe;
         let fewest = match x.fewest_nodes(request) {
             Some(fewest) => fewest,
             None => min_extra(&x.masks, request, NumaMask::EMPTY, universe, &[]),
         };
         let need = request - reusable_with_topology.len() as i64;
-        let avail = match counted {
+        let preferred_size = preferred_size(universe, fewest);
+        match counted {
             // Without hits every question is a per-node sum: no list of masks is kept.
             Counted::Available if x.single_node() && reusable_with_topology.is_empty() => {
-                Coverage::per_node(PerNode::available(x), need)
+                let mut family = Rc::new(DeviceFamily {
+                    universe,
+                    avail: Coverage::per_node(PerNode::EMPTY, need),
+                    reuse_hits: reusable_with_topology,
+                    preferred_size,
+                    min_size: None,
+                });
+                let f = Rc::get_mut(&mut family).expect("not shared yet");
+                if let Some(pn) = f.avail.per_node.as_mut() {
+                    pn.add_available(x);
+                }
+                f.min_size = match (need, &f.avail.per_node) {
+                    // What `min_extra` answers for these: nothing to touch, one node;
+                    // one device, any node that has one.
+                    (..=0, _) => Some(1),
+                    (1, Some(pn)) => (!pn.nodes.and(universe).is_empty()).then_some(1),
+                    _ => f
+                        .avail
+                        .min_extra(NumaMask::EMPTY, universe, &[])
+                        .map(|k| k.max(1)),
+                };
+                family
             }
-            counted => Coverage::new(counted.masks(x), need),
-        };
-        DeviceFamily::with_min_size(
-            universe,
-            avail,
-            reusable_with_topology,
-            preferred_size(universe, fewest),
-        )
+            counted => Rc::new(DeviceFamily::with_min_size(
+                universe,
+                Coverage::new(counted.masks(x), need),
+                reusable_with_topology,
+                preferred_size,
+            )),
+        }
     }
 
     fn with_min_size(
@@ -417,9 +455,7 @@ impl HintFamily for DeviceFamily {
         if m.is_empty() || !m.is_subset_of(self.universe) {
             return None;
         }
-        if self.reuse_hits.iter().any(|h| h.and(m).is_empty())
-            || self.avail.covered(m) < self.avail.need
-        {
+        if self.reuse_hits.iter().any(|h| h.and(m).is_empty()) || !self.avail.covers(m) {
             return None;
         }
         Some(m.count() == self.preferred_size)
@@ -461,31 +497,27 @@ impl DeviceManager {
     /// instead of the list of masks otherwise.
     pub fn topology_hint_families(&self, pod: &PodInfo, c: Option<&ContainerInfo>) -> LargeHints {
         let mut out = BTreeMap::new();
+        let q = self.hint_query(pod, c);
         match c {
             Some(c) => {
-                for (resource, requested) in self.container_requests(c) {
-                    let family = self.resource_family(pod, Some(c), resource, requested);
-                    out.insert(resource.clone(), family);
+                for request in self.container_requests(c) {
+                    let family = self.resource_family(&q, request);
+                    out.insert(request.0.clone(), family);
                 }
             }
             None => {
-                for (resource, requested) in self.pod_requests(pod) {
-                    let family = self.resource_family(pod, None, resource, requested);
-                    out.insert(resource.clone(), family);
+                for request in self.pod_requests(pod) {
+                    let family = self.resource_family(&q, request);
+                    out.insert(request.0.clone(), family);
                 }
             }
         }
         Some(out)
     }
 
-    fn resource_family(
-        &self,
-        pod: &PodInfo,
-        c: Option<&ContainerInfo>,
-        resource: &str,
-        requested: i64,
-    ) -> Option<LargeList> {
-        let (x, counted, reuse) = match self.hint_inputs(pod, c, resource, requested) {
+    fn resource_family(&self, q: &HintQuery<'_>, request: Request<'_, '_>) -> Option<LargeList> {
+        let requested = request.1;
+        let (x, counted, reuse) = match self.hint_inputs(q, request) {
             HintInputs::NoPreference => return None,
             HintInputs::Unsatisfiable => return Some(LargeList::Explicit(Vec::new())),
             HintInputs::Masks { x, counted, reuse } => (x, counted, reuse),
@@ -496,7 +528,7 @@ impl DeviceManager {
         if family.min_size().is_none() {
             return Some(LargeList::Explicit(Vec::new()));
         }
-        Some(LargeList::Family(Rc::new(family)))
+        Some(LargeList::Family(family))
     }
 }
 
@@ -586,6 +618,7 @@ mod tests {
             let c = Coverage::new(devices.clone(), need);
             proptest::prop_assert_eq!(c.min_extra(base, allowed, &hits), walk);
             proptest::prop_assert_eq!(c.covered(allowed), covered(&devices, allowed));
+            proptest::prop_assert_eq!(c.covers(allowed), covered(&devices, allowed) >= need);
         }
     }
 

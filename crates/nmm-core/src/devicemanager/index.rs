@@ -72,6 +72,9 @@ pub struct ResourceIndex {
     pub masks: Vec<NumaMask>,
     /// `Topology != nil && len(Nodes) > 0`.
     pub has_nodes: Bits,
+    /// Per NUMA node id, the devices with that node in their mask (empty past the last
+    /// node with a device).
+    pub by_node: Vec<Bits>,
     /// `Topology != nil`.
     pub has_topology: Bits,
     pub healthy: Bits,
@@ -102,6 +105,7 @@ impl ResourceIndex {
             ids: Vec::with_capacity(n),
             masks: Vec::with_capacity(n),
             has_nodes: Bits::new(n),
+            by_node: Vec::new(),
             has_topology: Bits::new(n),
             healthy: Bits::new(n),
             allocated: Bits::new(n),
@@ -112,6 +116,16 @@ impl ResourceIndex {
         for (i, (id, d)) in all.iter().enumerate() {
             x.ids.push(id.clone());
             x.masks.push(d.mask());
+            for node in d.mask().ids() {
+                let node = node as usize;
+                if x.by_node.len() <= node {
+                    x.by_node.resize(node + 1, Bits::default());
+                }
+                if x.by_node[node].0.is_empty() {
+                    x.by_node[node] = Bits::new(n);
+                }
+                x.by_node[node].set(i);
+            }
             if d.has_nodes() {
                 x.has_nodes.set(i);
                 x.aligned = true;
@@ -169,18 +183,18 @@ impl ResourceIndex {
     }
 
     /// The positions of [`ResourceIndex::available`], ascending, without building it.
-    pub fn available_ones(&self) -> impl Iterator<Item = usize> + '_ {
-        self.healthy.0.iter().enumerate().flat_map(|(k, &h)| {
-            let mut w = h & !self.allocated.0.get(k).copied().unwrap_or(0);
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let b = w.trailing_zeros() as usize;
-                w &= w - 1;
-                Some(k * 64 + b)
-            })
-        })
+    pub fn available_ones(&self) -> AvailableOnes<'_> {
+        AvailableOnes {
+            healthy: &self.healthy.0,
+            allocated: &self.allocated.0,
+            k: 0,
+            w: self.available_word(0),
+        }
+    }
+
+    /// Word `k` of [`ResourceIndex::available`] (0 past the end).
+    pub fn available_word(&self, k: usize) -> u64 {
+        self.healthy.0.get(k).copied().unwrap_or(0) & !self.allocated.0.get(k).copied().unwrap_or(0)
     }
 
     /// How many devices are available (healthy and not allocated).
@@ -195,9 +209,50 @@ impl ResourceIndex {
             .sum()
     }
 
+    /// Word `k` of the devices with NUMA nodes that meet `affinity` (`filterByAffinity`'s
+    /// aligned devices, before availability).
+    pub fn aligned_word(&self, affinity: NumaMask, k: usize) -> u64 {
+        let mut w = 0;
+        for n in affinity.ids() {
+            if let Some(b) = self.by_node.get(n as usize) {
+                w |= b.0.get(k).copied().unwrap_or(0);
+            }
+        }
+        w & self.has_nodes.0.get(k).copied().unwrap_or(0)
+    }
+
+    /// Words of the available devices (healthy and not allocated), lowest first.
+    pub fn available_words(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.healthy.0.len()).map(|k| self.available_word(k))
+    }
+
     /// Whether a device is available (healthy and not allocated).
     pub fn is_available(&self, i: usize) -> bool {
         self.healthy.get(i) && !self.allocated.get(i)
+    }
+}
+
+/// [`ResourceIndex::available_ones`]: the set bits of `healthy & !allocated`, word by word.
+pub struct AvailableOnes<'a> {
+    healthy: &'a [u64],
+    allocated: &'a [u64],
+    /// The word `w` is what is left of.
+    k: usize,
+    w: u64,
+}
+
+impl Iterator for AvailableOnes<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.w == 0 {
+            self.k += 1;
+            let h = *self.healthy.get(self.k)?;
+            self.w = h & !self.allocated.get(self.k).copied().unwrap_or(0);
+        }
+        let b = self.w.trailing_zeros() as usize;
+        self.w &= self.w - 1;
+        Some(self.k * 64 + b)
     }
 }
 
@@ -234,54 +289,60 @@ impl DeviceManager {
     /// the devices in use stay in use, whether the new index has them or not.
     pub(super) fn reindex(&mut self, resource: &str) {
         let in_use = self.allocated_ids(resource);
-        match self.all.get(resource) {
-            Some(all) => {
-                let x = ResourceIndex::new(
-                    self.universe(),
-                    all,
-                    self.healthy.get(resource),
-                    in_use.as_ref(),
-                );
-                self.index.insert(resource.to_string(), x);
-            }
-            None => {
-                self.index.remove(resource);
-            }
+        let x = self.all.get(resource).map(|all| {
+            ResourceIndex::new(
+                self.universe(),
+                all,
+                self.healthy_ids(resource),
+                in_use.as_ref(),
+            )
+        });
+        if x.is_some() || self.books.contains_key(resource) {
+            self.books_mut(resource).index = x;
         }
         if let Some(ids) = in_use {
             let unindexed = self.unindexed(resource, ids);
-            self.allocated_unindexed
-                .insert(resource.to_string(), unindexed);
+            self.note_resource(resource);
+            self.books_mut(resource).allocated_unindexed = Some(unindexed);
         }
     }
 
     /// The ids of `ids` the resource's index does not have.
     fn unindexed(&self, resource: &str, mut ids: BTreeSet<String>) -> BTreeSet<String> {
-        if let Some(x) = self.index.get(resource) {
+        if let Some(x) = self.index_of(resource) {
             ids.retain(|id| x.pos(id).is_none());
         }
         ids
     }
 
     /// Replaces the allocated books (`allocatedDevices`: resource -> ids in use).
-    pub(super) fn set_allocated(&mut self, allocated: BTreeMap<String, BTreeSet<String>>) {
-        for (r, x) in self.index.iter_mut() {
-            x.set_allocated(allocated.get(r));
+    pub(super) fn set_allocated(&mut self, mut allocated: BTreeMap<String, BTreeSet<String>>) {
+        for r in allocated.keys() {
+            self.note_resource(r);
         }
-        self.allocated_unindexed = allocated
-            .into_iter()
-            .map(|(r, ids)| {
-                let ids = self.unindexed(&r, ids);
-                (r, ids)
-            })
-            .collect();
+        for (r, b) in self.books.iter_mut() {
+            let ids = allocated.remove(r);
+            if let Some(x) = b.index.as_mut() {
+                x.set_allocated(ids.as_ref());
+            }
+            b.allocated_unindexed = ids.map(|mut ids| {
+                if let Some(x) = &b.index {
+                    ids.retain(|id| x.pos(id).is_none());
+                }
+                ids
+            });
+        }
+        // Resources with allocations only (no index: every id is kept by name).
+        for (r, ids) in allocated {
+            self.books.entry(r).or_default().allocated_unindexed = Some(ids);
+        }
     }
 
     /// `allocatedDevices[resource]`: every id in use (`None`: no entry).
     pub fn allocated_ids(&self, resource: &str) -> Option<BTreeSet<String>> {
-        let unindexed = self.allocated_unindexed.get(resource)?;
-        let mut ids = unindexed.clone();
-        if let Some(x) = self.index.get(resource) {
+        let b = self.books.get(resource)?;
+        let mut ids = b.allocated_unindexed.clone()?;
+        if let Some(x) = &b.index {
             ids.extend(x.allocated.ones().map(|i| x.ids[i].clone()));
         }
         Some(ids)
@@ -290,30 +351,35 @@ impl DeviceManager {
     /// `allocatedDevices` whole (for tests and the reference path).
     #[cfg(test)]
     pub(super) fn allocated_books(&self) -> BTreeMap<String, BTreeSet<String>> {
-        self.allocated_unindexed
+        self.books
             .keys()
-            .map(|r| (r.clone(), self.allocated_ids(r).unwrap_or_default()))
+            .filter_map(|r| Some((r.clone(), self.allocated_ids(r)?)))
             .collect()
     }
 
     /// Gives the resource an `allocatedDevices` entry (empty if it had none).
     pub(super) fn ensure_allocated_entry(&mut self, resource: &str) {
-        if !self.allocated_unindexed.contains_key(resource) {
-            self.allocated_unindexed
-                .insert(resource.to_string(), BTreeSet::new());
+        if self
+            .books
+            .get(resource)
+            .is_none_or(|b| b.allocated_unindexed.is_none())
+        {
+            self.note_resource(resource);
+            self.books_mut(resource).allocated_unindexed = Some(BTreeSet::new());
         }
     }
 
     /// Adds one id to the allocated books: its bit when the index has it, else by id.
     pub(super) fn mark_allocated(&mut self, resource: &str, id: &str) {
         self.ensure_allocated_entry(resource);
-        if let Some(i) = self.index.get(resource).and_then(|x| x.pos(id)) {
-            if let Some(x) = self.index.get_mut(resource) {
+        let b = self.books_mut(resource);
+        if let Some(x) = b.index.as_mut() {
+            if let Some(i) = x.pos(id) {
                 x.allocated.set(i);
+                return;
             }
-            return;
         }
-        if let Some(ids) = self.allocated_unindexed.get_mut(resource) {
+        if let Some(ids) = b.allocated_unindexed.as_mut() {
             if !ids.contains(id) {
                 ids.insert(id.to_string());
             }
@@ -322,20 +388,28 @@ impl DeviceManager {
 
     /// The index of a registered resource.
     pub(super) fn index_of(&self, resource: &str) -> Option<&ResourceIndex> {
-        self.index.get(resource)
+        self.books.get(resource)?.index.as_ref()
     }
 
     /// Whether every index agrees with the books (for tests): built afresh from the
     /// devices and the ids in use it is the same, and no id kept by name is indexed.
     #[cfg(test)]
     pub(super) fn index_matches_books(&self) -> bool {
-        let keys: Vec<&String> = self.index.keys().collect();
-        keys == self.all.keys().collect::<Vec<_>>()
-            && self.index.iter().all(|(r, x)| {
+        let indexed: Vec<&String> = self
+            .books
+            .iter()
+            .filter(|(_, b)| b.index.is_some())
+            .map(|(r, _)| r)
+            .collect();
+        indexed == self.all.keys().collect::<Vec<_>>()
+            && self.books.iter().all(|(r, b)| {
+                let Some(x) = &b.index else {
+                    return true;
+                };
                 let fresh = ResourceIndex::new(
                     self.universe(),
                     &self.all[r],
-                    self.healthy.get(r),
+                    self.healthy_ids(r),
                     self.allocated_ids(r).as_ref(),
                 );
                 fresh.ids == x.ids
@@ -343,16 +417,22 @@ impl DeviceManager {
                     && fresh.healthy == x.healthy
                     && fresh.allocated == x.allocated
                     && fresh.has_nodes == x.has_nodes
+                    && fresh.by_node == x.by_node
                     && fresh.has_topology == x.has_topology
                     && fresh.aligned == x.aligned
                     && fresh.universe == x.universe
                     && fresh.fewest == x.fewest
-                    && (self.allocated_unindexed.contains_key(r) || x.allocated.is_empty())
+                    && (b.allocated_unindexed.is_some() || x.allocated.is_empty())
             })
-            && self.allocated_unindexed.iter().all(|(r, ids)| {
-                self.index
-                    .get(r)
-                    .is_none_or(|x| ids.iter().all(|id| x.pos(id).is_none()))
+            && self.books.iter().all(|(r, b)| {
+                (b.healthy.is_none() && b.allocated_unindexed.is_none())
+                    || self.resource_lens & Self::len_bit(r) != 0
+            })
+            && self.books.values().all(|b| {
+                b.allocated_unindexed
+                    .iter()
+                    .flatten()
+                    .all(|id| b.index.as_ref().is_none_or(|x| x.pos(id).is_none()))
             })
     }
 }

@@ -40,25 +40,39 @@ pub struct DeviceManager {
     numa_nodes: Vec<u32>,
     /// resource -> id -> device, as the plugins last reported (`allDevices`).
     all: BTreeMap<String, BTreeMap<String, Device>>,
-    healthy: BTreeMap<String, BTreeSet<String>>,
     unhealthy: BTreeMap<String, BTreeSet<String>>,
-    /// `allocatedDevices` (resource -> ids in use), a key per resource with an entry: the
-    /// ids its index does not have (all of them when it has none); the indexed ones are
-    /// the index's allocated bits (see [`index`]).
-    allocated_unindexed: BTreeMap<String, BTreeSet<String>>,
+    /// Per resource, what an admission asks about it (one look-up): its keys in
+    /// `healthyDevices`, `allocatedDevices` and `endpoints`, and its index.
+    books: BTreeMap<String, Books>,
     pub pod_devices: PodDevices,
     /// `devicesToReuse`: pod uid -> resource -> ids its finished init containers left.
     reuse: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-    /// Known plugins: resource -> registered (false: known only from the checkpoint).
-    endpoints: BTreeMap<String, bool>,
     /// Plugins in registration order.
     order: Vec<String>,
-    /// Per registered resource: its devices by position, healthy and allocated bits.
-    index: BTreeMap<String, index::ResourceIndex>,
+    /// Bit `len % 64` set for the length of every resource name that has had a
+    /// `healthyDevices` or `allocatedDevices` key (never cleared): a name whose bit is clear
+    /// (`cpu`, `memory` next to `nvidia.com/gpu`) is no device-plugin resource, without
+    /// looking it up. Every key goes in through [`DeviceManager::note_resource`].
+    resource_lens: u64,
     /// Describe hint lists instead of listing every mask.
     pub large: bool,
     /// Why the checkpoint could not be read (the kubelet logs it and starts empty).
     pub checkpoint_error: Option<String>,
+}
+
+/// One resource's entries in the Device Manager's maps (`None`: no key there).
+#[derive(Debug, Clone, Default)]
+struct Books {
+    /// `healthyDevices[resource]`.
+    healthy: Option<BTreeSet<String>>,
+    /// `allocatedDevices[resource]` (the ids in use): the ids the index does not have
+    /// (all of them without an index); the indexed ones are the index's allocated bits
+    /// (see [`index`]).
+    allocated_unindexed: Option<BTreeSet<String>>,
+    /// `endpoints[resource]`: registered (`false`: known only from the checkpoint).
+    endpoint: Option<bool>,
+    /// A registered resource's devices by position, healthy and allocated bits.
+    index: Option<index::ResourceIndex>,
 }
 
 impl DeviceManager {
@@ -82,9 +96,11 @@ impl DeviceManager {
                 self.pod_devices = cp.pod_devices;
                 self.set_allocated(self.pod_devices.devices());
                 for r in cp.registered.keys() {
-                    self.healthy.insert(r.clone(), BTreeSet::new());
+                    self.note_resource(r);
+                    let b = self.books_mut(r);
+                    b.healthy = Some(BTreeSet::new());
+                    b.endpoint = Some(false);
                     self.unhealthy.insert(r.clone(), BTreeSet::new());
-                    self.endpoints.insert(r.clone(), false);
                 }
             }
         }
@@ -103,11 +119,12 @@ impl DeviceManager {
             }
             all.insert(d.id.clone(), d.clone());
         }
-        self.healthy.insert(resource.to_string(), healthy);
+        self.note_resource(resource);
+        self.books_mut(resource).healthy = Some(healthy);
         self.unhealthy.insert(resource.to_string(), unhealthy);
         self.all.insert(resource.to_string(), all);
         self.reindex(resource);
-        if self.endpoints.insert(resource.to_string(), true).is_none()
+        if self.books_mut(resource).endpoint.replace(true).is_none()
             || !self.order.iter().any(|r| r == resource)
         {
             self.order.push(resource.to_string());
@@ -134,7 +151,34 @@ impl DeviceManager {
 
     /// `isDevicePluginResource`: a registered resource or one with allocations.
     pub fn is_device_plugin_resource(&self, resource: &str) -> bool {
-        self.healthy.contains_key(resource) || self.allocated_unindexed.contains_key(resource)
+        self.plugin_books(resource).is_some()
+    }
+
+    /// The books of a device-plugin resource (`None` for any other).
+    fn plugin_books(&self, resource: &str) -> Option<&Books> {
+        if self.resource_lens & Self::len_bit(resource) == 0 {
+            return None;
+        }
+        self.books
+            .get(resource)
+            .filter(|b| b.healthy.is_some() || b.allocated_unindexed.is_some())
+    }
+
+    /// The resource's books, made empty when it has none.
+    fn books_mut(&mut self, resource: &str) -> &mut Books {
+        if !self.books.contains_key(resource) {
+            self.books.insert(resource.to_string(), Books::default());
+        }
+        self.books.get_mut(resource).expect("inserted above")
+    }
+
+    fn len_bit(resource: &str) -> u64 {
+        1 << (resource.len() % 64)
+    }
+
+    /// A resource name is about to get a `healthyDevices` or `allocatedDevices` key.
+    fn note_resource(&mut self, resource: &str) {
+        self.resource_lens |= Self::len_bit(resource);
     }
 
     /// `UpdateAllocatedDevices` for a pod that is gone (removed, or rejected).
@@ -155,7 +199,7 @@ impl DeviceManager {
 
     /// Whether any plugin is known (the scenario has devices or the checkpoint named some).
     pub fn is_active(&self) -> bool {
-        !self.endpoints.is_empty()
+        self.books.values().any(|b| b.endpoint.is_some())
     }
 
     /// What one container holds: resource -> sorted ids.
@@ -178,7 +222,7 @@ impl DeviceManager {
     }
 
     pub fn healthy_ids(&self, resource: &str) -> Option<&BTreeSet<String>> {
-        self.healthy.get(resource)
+        self.books.get(resource)?.healthy.as_ref()
     }
 
     /// `GetAllocatableDevices`: the healthy devices of every registered resource.
@@ -186,7 +230,7 @@ impl DeviceManager {
         self.all
             .iter()
             .flat_map(|(r, m)| {
-                let h = self.healthy.get(r);
+                let h = self.healthy_ids(r);
                 m.values()
                     .filter(move |d| h.is_some_and(|h| h.contains(&d.id)))
             })
@@ -198,7 +242,11 @@ impl DeviceManager {
     pub fn checkpoint(&self) -> DeviceCheckpoint {
         DeviceCheckpoint {
             pod_devices: self.pod_devices.clone(),
-            registered: self.healthy.clone(),
+            registered: self
+                .books
+                .iter()
+                .filter_map(|(r, b)| Some((r.clone(), b.healthy.clone()?)))
+                .collect(),
         }
     }
 

@@ -65,6 +65,29 @@ impl PodDevices {
         }
     }
 
+    /// [`PodDevices::insert`] of every resource of one container (nothing when empty).
+    pub fn insert_container(
+        &mut self,
+        pod: &str,
+        container: &str,
+        mut resources: BTreeMap<String, AllocInfo>,
+    ) {
+        if resources.is_empty() {
+            return;
+        }
+        let containers = match self.devs.get_mut(pod) {
+            Some(c) => c,
+            None => self.devs.entry(pod.to_string()).or_default(),
+        };
+        match containers.get_mut(container) {
+            // A resource recorded before is replaced.
+            Some(old) => old.append(&mut resources),
+            None => {
+                containers.insert(container.to_string(), resources);
+            }
+        }
+    }
+
     pub fn delete(&mut self, pod: &str) -> bool {
         self.devs.remove(pod).is_some()
     }
@@ -206,5 +229,29 @@ mod tests {
         assert!(p.delete("p"));
         assert!(!p.has_pod("p"));
         assert!(!p.delete("p"));
+    }
+
+    #[test]
+    fn a_containers_records_go_in_together_as_single_inserts_would() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let mut p = PodDevices::default();
+        p.insert_container("p", "c", BTreeMap::new());
+        assert!(!p.has_pod("p"), "nothing to record: no pod entry");
+        p.insert("p", "c", "r", info(&[(0, &["a"])]));
+        p.insert("p", "c", "s", info(&[(0, &["s0"])]));
+        let more = BTreeMap::from([
+            ("r".to_string(), info(&[(1, &["b"])])),
+            ("t".to_string(), info(&[(-1, &["t0"])])),
+        ]);
+        let mut single = p.clone();
+        for (r, i) in &more {
+            single.insert("p", "c", r, i.clone());
+        }
+        p.insert_container("p", "c", more.clone());
+        assert_eq!(p, single);
+        assert_eq!(p.container_devices("p", "c", "r"), Some(ids(&["b"])));
+        assert_eq!(p.container_devices("p", "c", "s"), Some(ids(&["s0"])));
+        p.insert_container("q", "d", more);
+        assert_eq!(p.container_devices("q", "d", "t"), Some(ids(&["t0"])));
     }
 }

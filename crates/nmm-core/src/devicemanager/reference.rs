@@ -29,7 +29,7 @@ impl DeviceManager {
 
     /// `getAvailableDevices`: healthy and not allocated.
     pub(super) fn available_devices_ref(&self, resource: &str) -> BTreeSet<String> {
-        let healthy = self.healthy.get(resource);
+        let healthy = self.healthy_ids(resource);
         let used = self.allocated_ids(resource);
         healthy
             .into_iter()
@@ -187,7 +187,7 @@ impl DeviceManager {
         }
         // nmm models a kubelet whose sources are ready (no restart in progress), so the
         // "container already running" short cut never applies.
-        let Some(healthy) = self.healthy.get(resource) else {
+        let Some(healthy) = self.healthy_ids(resource) else {
             return Err(format!("cannot allocate unregistered device {resource}"));
         };
         if healthy.is_empty() {

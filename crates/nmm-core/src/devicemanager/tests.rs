@@ -433,7 +433,8 @@ fn allocation_errors_are_the_kubelets() {
         Err("requested number of devices unavailable for nic. Requested: 2, Available: 1".into())
     );
     // A resource the checkpoint named whose plugin has not registered again.
-    m.healthy.insert("old".into(), BTreeSet::new());
+    m.note_resource("old");
+    m.books_mut("old").healthy = Some(BTreeSet::new());
     let p = pod(vec![container("c", false, &[("old", "1")])]);
     assert_eq!(
         m.allocate_container(&p, &p.containers[0], TopologyHint::NONE),
@@ -448,7 +449,8 @@ fn allocation_errors_are_the_kubelets() {
     // A held allocation whose device went unhealthy (a restarted kubelet's re-admission).
     let mut m = manager(&[0], &[("nic", vec![numa("n0", 0), numa("n1", 0)])]);
     hold(&mut m, "fakePod", "c", "nic", &["n0"]);
-    m.healthy.get_mut("nic").unwrap().remove("n0");
+    let healthy = m.books_mut("nic").healthy.as_mut().unwrap();
+    healthy.remove("n0");
     m.reindex("nic");
     let p = pod(vec![container("c", false, &[("nic", "1")])]);
     assert_eq!(
@@ -555,4 +557,42 @@ fn removal_frees_and_checkpoint_round_trips() {
     m.remove_pod("fakePod");
     assert_eq!(m.available_devices("r").len(), 3);
     assert!(m.pod_devices.devs.is_empty());
+}
+
+/// More devices than one word of bits (positions past 63 and 127), on one or two nodes,
+/// some without topology, some taken: `devicesToAllocate` by words picks what the
+/// set-based oracle picks (or fails with its error), and leaves the same books.
+#[test]
+fn picks_past_one_word_are_the_oracles() {
+    let devs: Vec<Device> = (0..150u32)
+        .map(|i| match i % 7 {
+            0 => dev(&format!("d{i:03}"), None),
+            1 => dev(&format!("d{i:03}"), Some(&[i % 4, (i + 1) % 4])),
+            _ => numa(&format!("d{i:03}"), (i / 40) % 4),
+        })
+        .collect();
+    let none = BTreeSet::new();
+    let hints = [
+        TopologyHint::NONE,
+        h(&[0], true),
+        h(&[3], true),
+        h(&[1, 2], false),
+    ];
+    for used in [0usize, 3, 70, 140] {
+        let mut base = manager(&[0, 1, 2, 3], &[("nic", devs.clone())]);
+        for i in (0..used).map(|k| k * 150 / used.max(1)) {
+            base.mark_allocated("nic", &format!("d{i:03}"));
+        }
+        for hint in hints {
+            for n in [1i64, 2, 5, 40, 70, 149, 151] {
+                let mut fast = base.clone();
+                let mut slow = base.clone();
+                let got = fast.devices_to_allocate("p", "c", "nic", n, &none, hint);
+                let want = slow.devices_to_allocate_ref("p", "c", "nic", n, &none, hint);
+                assert_eq!(got, want, "used {used} hint {hint:?} n {n}");
+                assert_eq!(fast.allocated_books(), slow.allocated_books());
+                assert!(fast.index_matches_books());
+            }
+        }
+    }
 }

@@ -7,11 +7,32 @@ use super::DeviceManager;
 use crate::bitmask::{iterate_masks, NumaMask};
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::hint::{ProviderHints, TopologyHint};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A device count as the kubelet reads it (`int(quantity.Value())`).
 fn count(q: &crate::quantity::Quantity) -> i64 {
     q.value()
+}
+
+/// A device resource, its count and its index (`None`: no device reported).
+pub(super) type Request<'s, 'p> = (&'p String, i64, Option<&'s ResourceIndex>);
+
+/// Device resources and counts, resources ascending (see
+/// [`DeviceManager::pod_requests`]).
+pub(super) type Requests<'s, 'p> = SmallVec<[Request<'s, 'p>; 4]>;
+
+/// Who asks for hints, and what every resource's answer reads (see
+/// [`DeviceManager::hint_query`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HintQuery<'a> {
+    pod: &'a PodInfo,
+    /// `None` for pod scope.
+    c: Option<&'a ContainerInfo>,
+    /// Whether the pod holds devices already (a pod admitted for the first time does not).
+    holds: bool,
+    /// The pod's reusable devices (container scope only).
+    reuse: Option<&'a BTreeMap<String, BTreeSet<String>>>,
 }
 
 /// See [`DeviceManager::hint_inputs`].
@@ -56,19 +77,20 @@ impl DeviceManager {
     /// `getContainerDeviceRequest`: the container's device resources and counts (limits).
     pub fn container_device_request(&self, c: &ContainerInfo) -> BTreeMap<String, i64> {
         self.container_requests(c)
-            .map(|(r, n)| (r.clone(), n))
+            .map(|(r, n, _)| (r.clone(), n))
             .collect()
     }
 
-    /// [`DeviceManager::container_device_request`] without copying: resources ascending.
-    pub(super) fn container_requests<'c>(
-        &'c self,
+    /// [`DeviceManager::container_device_request`] without copying, resources ascending,
+    /// each with its index (looked up once).
+    pub(super) fn container_requests<'s, 'c>(
+        &'s self,
         c: &'c ContainerInfo,
-    ) -> impl Iterator<Item = (&'c String, i64)> + 'c {
-        c.limits
-            .iter()
-            .filter(|(r, _)| self.is_device_plugin_resource(r))
-            .map(|(r, q)| (r, count(q)))
+    ) -> impl Iterator<Item = Request<'s, 'c>> + use<'s, 'c> {
+        c.limits.iter().filter_map(|(r, q)| {
+            let b = self.plugin_books(r)?;
+            Some((r, count(q), b.index.as_ref()))
+        })
     }
 
     /// `getPodDeviceRequest`: `resource.PodLimits` restricted to device resources: the
@@ -77,60 +99,51 @@ impl DeviceManager {
     pub fn pod_device_request(&self, pod: &PodInfo) -> BTreeMap<String, i64> {
         self.pod_requests(pod)
             .into_iter()
-            .map(|(r, n)| (r.clone(), n))
+            .map(|(r, n, _)| (r.clone(), n))
             .collect()
     }
 
     /// [`DeviceManager::pod_device_request`] without copying: resources ascending.
-    pub(super) fn pod_requests<'p>(&self, pod: &'p PodInfo) -> Vec<(&'p String, i64)> {
+    pub(super) fn pod_requests<'s, 'p>(&'s self, pod: &'p PodInfo) -> Requests<'s, 'p> {
         // Only device resources are summed (the others are dropped at the end anyway,
-        // and sums and maxima are per resource).
-        type Counts<'p> = Vec<(&'p String, i64)>;
-        fn slot<'a, 'p>(v: &'a mut Counts<'p>, r: &'p String) -> &'a mut i64 {
-            let k = match v.binary_search_by(|(x, _)| x.as_str().cmp(r)) {
-                Ok(k) => k,
-                Err(k) => {
-                    v.insert(k, (r, 0));
-                    k
+        // and sums and maxima are per resource). The lists are short: no heap.
+        fn add<'s, 'p>(into: &mut Requests<'s, 'p>, from: impl Iterator<Item = Request<'s, 'p>>) {
+            for (r, n, x) in from {
+                match into.binary_search_by(|(y, _, _)| y.as_str().cmp(r)) {
+                    Ok(k) => into[k].1 += n,
+                    Err(k) => into.insert(k, (r, n, x)),
                 }
-            };
-            &mut v[k].1
-        }
-        let add = |into: &mut Counts<'p>, from: &Counts<'p>| {
-            for &(r, n) in from {
-                *slot(into, r) += n;
             }
-        };
-        let max_into = |into: &mut Counts<'p>, from: &Counts<'p>| {
-            for &(r, n) in from {
-                match into.binary_search_by(|(x, _)| x.as_str().cmp(r)) {
+        }
+        fn max_into<'s, 'p>(into: &mut Requests<'s, 'p>, from: &Requests<'s, 'p>) {
+            for &(r, n, x) in from {
+                match into.binary_search_by(|(y, _, _)| y.as_str().cmp(r)) {
                     Ok(k) => into[k].1 = into[k].1.max(n),
-                    Err(k) => into.insert(k, (r, n)),
+                    Err(k) => into.insert(k, (r, n, x)),
                 }
             }
-        };
-        let limits = |c: &'p ContainerInfo| -> Counts<'p> {
-            c.limits
-                .iter()
-                .filter(|(r, _)| self.is_device_plugin_resource(r))
-                .map(|(r, q)| (r, count(q)))
-                .collect()
-        };
-        let mut reqs: Counts<'p> = Vec::new();
-        for c in pod.app_containers() {
-            add(&mut reqs, &limits(c));
         }
-        let mut sidecars: Counts<'p> = Vec::new();
-        let mut init_peak: Counts<'p> = Vec::new();
+        let mut reqs = Requests::new();
+        // The usual pod: one app container, no init containers: its own request.
+        if let [only] = pod.containers.as_slice() {
+            if !only.init {
+                reqs.extend(self.container_requests(only));
+                return reqs;
+            }
+        }
+        for c in pod.app_containers() {
+            add(&mut reqs, self.container_requests(c));
+        }
+        let mut sidecars = Requests::new();
+        let mut init_peak = Requests::new();
         for c in pod.init_containers() {
-            let l = limits(c);
             let use_now = if c.restartable {
-                add(&mut reqs, &l);
-                add(&mut sidecars, &l);
+                add(&mut reqs, self.container_requests(c));
+                add(&mut sidecars, self.container_requests(c));
                 sidecars.clone()
             } else {
-                let mut t = l;
-                add(&mut t, &sidecars);
+                let mut t: Requests<'s, 'p> = self.container_requests(c).collect();
+                add(&mut t, sidecars.iter().copied());
                 t
             };
             max_into(&mut init_peak, &use_now);
@@ -213,24 +226,38 @@ impl DeviceManager {
         hints
     }
 
+    /// What every resource's [`DeviceManager::hint_inputs`] reads, looked up once.
+    pub(super) fn hint_query<'a>(
+        &'a self,
+        pod: &'a PodInfo,
+        c: Option<&'a ContainerInfo>,
+    ) -> HintQuery<'a> {
+        HintQuery {
+            pod,
+            c,
+            holds: self.pod_devices.has_pod(&pod.uid),
+            reuse: c.and_then(|_| self.reuse.get(&pod.uid)),
+        }
+    }
+
     /// What one resource's hints are made of (shared by the listed and the described
     /// hints): no preference for a resource without topology, nothing when the request
     /// cannot be met, else the masks of the resource's devices, of the devices to count
     /// (the ones the container or pod holds already, or the available ones) and of the
-    /// reusable ones with topology. `c` is `None` for pod scope (no init-container reuse).
-    pub(super) fn hint_inputs(
+    /// reusable ones with topology. `q.c` is `None` for pod scope (no init-container
+    /// reuse).
+    pub(super) fn hint_inputs<'s>(
         &self,
-        pod: &PodInfo,
-        c: Option<&ContainerInfo>,
-        resource: &str,
-        requested: i64,
-    ) -> HintInputs<'_> {
-        let Some(x) = self.index_of(resource).filter(|x| x.aligned) else {
+        q: &HintQuery<'_>,
+        (resource, requested, x): Request<'s, '_>,
+    ) -> HintInputs<'s> {
+        let pod = q.pod;
+        let Some(x) = x.filter(|x| x.aligned) else {
             return HintInputs::NoPreference;
         };
         // (A pod being admitted for the first time holds nothing: no look-up per resource.)
-        let allocated = match c {
-            _ if !self.pod_devices.has_pod(&pod.uid) => BTreeSet::new(),
+        let allocated = match q.c {
+            _ if !q.holds => BTreeSet::new(),
             Some(c) => self
                 .pod_devices
                 .container_devices(&pod.uid, &c.name, resource)
@@ -251,10 +278,7 @@ impl DeviceManager {
                 reuse: Vec::new(),
             };
         }
-        let reusable = match c {
-            Some(_) => self.reuse.get(&pod.uid).and_then(|m| m.get(resource)),
-            None => None,
-        };
+        let reusable = q.reuse.and_then(|m| m.get(resource));
         let outside = reusable.map_or(0, |r| {
             r.iter()
                 .filter(|d| !x.pos(d).is_some_and(|i| x.is_available(i)))
@@ -273,9 +297,10 @@ impl DeviceManager {
     /// `GetTopologyHints` for one container.
     pub fn topology_hints(&self, pod: &PodInfo, c: &ContainerInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
-        for (resource, requested) in self.container_requests(c) {
-            let hints = self.resource_hints(pod, Some(c), resource, requested);
-            out.insert(resource.clone(), hints);
+        let q = self.hint_query(pod, Some(c));
+        for request in self.container_requests(c) {
+            let hints = self.resource_hints(&q, request);
+            out.insert(request.0.clone(), hints);
         }
         Some(out)
     }
@@ -283,9 +308,10 @@ impl DeviceManager {
     /// `GetPodTopologyHints`.
     pub fn pod_topology_hints(&self, pod: &PodInfo) -> ProviderHints {
         let mut out = BTreeMap::new();
-        for (resource, requested) in self.pod_requests(pod) {
-            let hints = self.resource_hints(pod, None, resource, requested);
-            out.insert(resource.clone(), hints);
+        let q = self.hint_query(pod, None);
+        for request in self.pod_requests(pod) {
+            let hints = self.resource_hints(&q, request);
+            out.insert(request.0.clone(), hints);
         }
         Some(out)
     }
@@ -294,12 +320,11 @@ impl DeviceManager {
     /// empty list when the request cannot be met, else the generated hints.
     fn resource_hints(
         &self,
-        pod: &PodInfo,
-        c: Option<&ContainerInfo>,
-        resource: &str,
-        requested: i64,
+        q: &HintQuery<'_>,
+        request: Request<'_, '_>,
     ) -> Option<Vec<TopologyHint>> {
-        match self.hint_inputs(pod, c, resource, requested) {
+        let requested = request.1;
+        match self.hint_inputs(q, request) {
             HintInputs::NoPreference => None,
             HintInputs::Unsatisfiable => Some(Vec::new()),
             HintInputs::Masks { x, counted, reuse } => {
