@@ -198,9 +198,14 @@ impl MemoryHintFamily {
         } else {
             let sums = Sums::from_fn(max, req.clone(), |i, d| alloc[i * stride + d]);
             let leaf = |m: NumaMask| sums.satisfied(m);
-            let k = (sums.least_count(universe).max(1)..=universe.count())
-                .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
-                .unwrap_or(universe.count());
+            let least = sums.least_count(universe).max(1);
+            let k = if least <= universe.count() && sums.greedy(universe, least, &leaf).is_some() {
+                least
+            } else {
+                (least..=universe.count())
+                    .find(|&k| sums.exists(NumaMask::EMPTY, universe, Some(k), 0, &leaf))
+                    .unwrap_or(universe.count())
+            };
             alloc_sums = Some(sums);
             k
         };
@@ -337,9 +342,14 @@ impl MemoryHintFamily {
         let upper = some.count();
         let limit = listed.map_or(upper, |l| l.min(upper));
         let from = self.group().least_count(self.zero).max(2);
-        let group = (from..limit)
-            .find(|&k| self.group_exists(NumaMask::EMPTY, self.zero, Some(k)))
-            .or(Some(upper));
+        let leaf = |m: NumaMask| m.count() >= 2 && self.get(m).is_some();
+        let group = if from < limit && self.group().greedy(self.zero, from, &leaf).is_some() {
+            Some(from)
+        } else {
+            (from..limit)
+                .find(|&k| self.group_exists(NumaMask::EMPTY, self.zero, Some(k)))
+                .or(Some(upper))
+        };
         match (listed, group) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

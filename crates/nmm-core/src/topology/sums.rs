@@ -311,6 +311,42 @@ impl Sums {
         inn.or(cands)
     }
 
+    /// A set of exactly `k` nodes of `pool` that `leaf` accepts, among the likeliest
+    /// few: per dimension, the pool's `k` largest values. `None` says nothing (a search
+    /// must decide); a set returned was accepted. Where `k` is the sums' lower bound
+    /// ([`Sums::least_count`]) and such a set passes, `k` is the fewest nodes without a
+    /// search.
+    pub fn greedy(
+        &self,
+        pool: NumaMask,
+        k: u32,
+        leaf: &dyn Fn(NumaMask) -> bool,
+    ) -> Option<NumaMask> {
+        let mut last = None;
+        for d in 0..self.need.len() {
+            let order = &self.order[d * self.rows..][..self.rows];
+            let (mut m, mut left) = (NumaMask::EMPTY, k);
+            for &n in order {
+                if left == 0 {
+                    break;
+                }
+                if pool.is_set(n) {
+                    m = m.or(NumaMask::single(n));
+                    left -= 1;
+                }
+            }
+            // (pool nodes without a row are zeros: never among the largest)
+            if left > 0 || last == Some(m) {
+                continue;
+            }
+            last = Some(m);
+            if leaf(m) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
     /// Whether the wrapped sums of `m` reach the need in every dimension.
     pub fn satisfied(&self, m: NumaMask) -> bool {
         (0..self.need.len()).all(|d| {
@@ -628,6 +664,19 @@ mod tests {
             prop_assert_eq!(s.exists(inn, pool, size, 0, &leaf), !found.is_empty());
             let smallest = brute(&vals, &need, inn, pool, Some(k)).into_iter().min();
             prop_assert_eq!(s.smallest(inn, pool, k, &leaf), smallest);
+            // the greedy guess: only sets of `k` nodes of the pool that reach the need,
+            // and the fewest-node answer it gives at the sums' bound is the brute force's
+            if let Some(m) = s.greedy(pool, k, &leaf) {
+                prop_assert!(m.count() == k && m.is_subset_of(pool) && s.satisfied(m), "{:?}", m);
+            }
+            let least = s.least_count(pool).max(1);
+            if least <= pool.count() && s.greedy(pool, least, &leaf).is_some() {
+                let fewest = brute(&vals, &need, NumaMask::EMPTY, pool, None)
+                    .into_iter()
+                    .map(|m| m.count().max(1))
+                    .min();
+                prop_assert_eq!(fewest, Some(least));
+            }
         }
     }
 
