@@ -133,23 +133,35 @@ impl Policy {
             }
         }
         if single {
+            let keep = |v: Vec<TopologyHint>| {
+                LargeList::Explicit(
+                    v.into_iter()
+                        .filter(|h| h.preferred && h.affinity.is_none_or(|m| m.count() == 1))
+                        .collect(),
+                )
+            };
+            // The resources of one provider often share one family (memory and its
+            // hugepages): its single-node members are listed once.
+            let mut done: Vec<(std::rc::Rc<dyn super::family::HintFamily>, LargeList)> = Vec::new();
             lists = lists
                 .into_iter()
-                .map(|l| {
-                    let v: Vec<TopologyHint> = match l {
-                        LargeList::Explicit(v) => v,
-                        LargeList::Family(f) => f
-                            .universe()
-                            .ids()
-                            .map(crate::bitmask::NumaMask::single)
-                            .filter_map(|m| f.get(m).map(|p| TopologyHint::new(m, p)))
-                            .collect(),
-                    };
-                    LargeList::Explicit(
-                        v.into_iter()
-                            .filter(|h| h.preferred && h.affinity.is_none_or(|m| m.count() == 1))
-                            .collect(),
-                    )
+                .map(|l| match l {
+                    LargeList::Explicit(v) => keep(v),
+                    LargeList::Family(f) => {
+                        if let Some((_, l)) = done.iter().find(|(g, _)| std::rc::Rc::ptr_eq(g, &f))
+                        {
+                            return l.clone();
+                        }
+                        let l = keep(
+                            f.universe()
+                                .ids()
+                                .map(crate::bitmask::NumaMask::single)
+                                .filter_map(|m| f.get(m).map(|p| TopologyHint::new(m, p)))
+                                .collect(),
+                        );
+                        done.push((f, l.clone()));
+                        l
+                    }
                 })
                 .collect();
         }
