@@ -14,20 +14,11 @@ use std::cell::OnceCell;
 
 #[derive(Debug, Clone)]
 pub struct MemoryHintFamily {
-    universe: NumaMask,
-    /// Per resource (request order): requested bytes.
-    req: Vec<u64>,
-    /// Per node id and resource (`id * resources + r`): allocatable and free.
-    alloc: Vec<u64>,
-    free: Vec<u64>,
-    assigned: NumaMask,
-    cells: Vec<NumaMask>,
-    cells_len: Vec<usize>,
-    /// Masks holding this pod's reusable init-container memory, per resource.
-    reusable: Vec<(NumaMask, Vec<u64>)>,
+    /// What the family was built from (the per-node tables, the request, groups and
+    /// reusable memory).
+    i: FamilyInputs,
     /// Nodes with no assignments: free to join a new group.
     zero: NumaMask,
-    groups: Vec<NumaMask>,
     /// The members among singles, existing groups and reusable masks (fixed for the
     /// family, so found once).
     listed_members: Vec<NumaMask>,
@@ -38,8 +29,6 @@ pub struct MemoryHintFamily {
     /// bytes added, so free sums alone are no bound for new groups). Built on first use
     /// (see [`Self::group`]): most admissions never ask about new groups.
     group: OnceCell<Sums>,
-    /// Rows of the per-node tables (highest node id + 1).
-    rows: usize,
     /// Whether a reusable mask lies among the unassigned nodes (see `group`).
     reusable_in_zero: bool,
     min_affinity: u32,
@@ -60,19 +49,24 @@ fn sum(v: &[u64], stride: usize, m: NumaMask, r: usize) -> u64 {
 
 /// What a family is built from: the request and, read from the policy's books, the
 /// per-node tables, groups and this pod's reusable memory. Two families built from equal
-/// inputs are equal, so a family can be kept and used again while its inputs still read
-/// the same (see [`MemoryHintFamily::built_from`]).
+/// inputs are equal, so what is known of a family holds while its inputs still read the
+/// same (the policy keeps the inputs of a family without members, see `no_member`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FamilyInputs {
     universe: NumaMask,
+    /// Per resource (request order): requested bytes.
     req: Vec<u64>,
+    /// Per node id and resource (`id * resources + r`): allocatable and free.
     alloc: Vec<u64>,
     free: Vec<u64>,
     assigned: NumaMask,
     cells: Vec<NumaMask>,
     cells_len: Vec<usize>,
+    /// Masks holding this pod's reusable init-container memory, per resource.
     reusable: Vec<(NumaMask, Vec<u64>)>,
+    /// Existing groups of several nodes.
     groups: Vec<NumaMask>,
+    /// Rows of the per-node tables (highest node id + 1).
     rows: usize,
 }
 
@@ -141,47 +135,18 @@ impl MemoryHintFamily {
 
     /// The inputs this family was built from, back (the family is dropped).
     pub fn into_inputs(self) -> FamilyInputs {
-        FamilyInputs {
-            universe: self.universe,
-            req: self.req,
-            alloc: self.alloc,
-            free: self.free,
-            assigned: self.assigned,
-            cells: self.cells,
-            cells_len: self.cells_len,
-            reusable: self.reusable,
-            groups: self.groups,
-            rows: self.rows,
-        }
-    }
-
-    /// Whether this family was built from `inputs` (then it is the family they build).
-    pub fn built_from(&self, inputs: &FamilyInputs) -> bool {
-        let i = inputs;
-        self.universe == i.universe
-            && self.req == i.req
-            && self.alloc == i.alloc
-            && self.free == i.free
-            && self.assigned == i.assigned
-            && self.cells == i.cells
-            && self.cells_len == i.cells_len
-            && self.reusable == i.reusable
-            && self.groups == i.groups
-            && self.rows == i.rows
+        self.i
     }
 
     pub fn from_inputs(inputs: FamilyInputs) -> MemoryHintFamily {
         let FamilyInputs {
             universe,
-            req,
-            alloc,
-            free,
+            ref req,
+            ref alloc,
             assigned,
-            cells,
-            cells_len,
-            reusable,
-            groups,
+            ref reusable,
             rows: max,
+            ..
         } = inputs;
         let stride = req.len();
         let zero = NumaMask(universe.0 & !assigned.0);
@@ -210,19 +175,10 @@ impl MemoryHintFamily {
             k
         };
         let mut f = MemoryHintFamily {
-            universe,
-            req,
-            alloc,
-            free,
-            assigned,
-            cells,
-            cells_len,
-            reusable,
+            i: inputs,
             zero,
-            groups,
             listed_members: Vec::new(),
             group: OnceCell::new(),
-            rows: max,
             reusable_in_zero,
             min_affinity,
             min_size: OnceCell::new(),
@@ -257,11 +213,11 @@ impl MemoryHintFamily {
     /// The sums a new group must reach (the `group` field), built once on first use.
     fn group(&self) -> &Sums {
         self.group.get_or_init(|| {
-            let (alloc, free, stride) = (&self.alloc, &self.free, self.req.len());
-            let req = &self.req;
+            let (alloc, free, stride) = (&self.i.alloc, &self.i.free, self.i.req.len());
+            let req = &self.i.req;
             let cols = self.group_columns();
             let need = cols.iter().map(|&(_, d)| req[d]).collect();
-            Sums::from_fn(self.rows, need, |i, c| {
+            Sums::from_fn(self.i.rows, need, |i, c| {
                 let (is_free, d) = cols[c];
                 if is_free {
                     free[i * stride + d]
@@ -281,7 +237,7 @@ impl MemoryHintFamily {
     /// when a reusable mask lies among the unassigned nodes (its free sum gets the
     /// reusable bytes added, so free sums alone are no bound for new groups).
     fn group_columns(&self) -> Vec<(bool, usize)> {
-        let (alloc, free, stride) = (&self.alloc, &self.free, self.req.len());
+        let (alloc, free, stride) = (&self.i.alloc, &self.i.free, self.i.req.len());
         let differs = |d: usize| {
             !self.reusable_in_zero
                 && self
@@ -296,7 +252,8 @@ impl MemoryHintFamily {
     }
 
     fn reusable_for(&self, m: NumaMask, r: usize) -> u64 {
-        self.reusable
+        self.i
+            .reusable
             .iter()
             .filter(|(rm, _)| *rm == m)
             .map(|(_, v)| v[r])
@@ -321,11 +278,12 @@ impl MemoryHintFamily {
     /// Singles, existing groups and masks with reusable memory: the members that are
     /// not new groups of unassigned nodes.
     fn listed(&self) -> impl Iterator<Item = NumaMask> + '_ {
-        self.universe
+        self.i
+            .universe
             .ids()
             .map(NumaMask::single)
-            .chain(self.groups.iter().copied())
-            .chain(self.reusable.iter().map(|(m, _)| *m))
+            .chain(self.i.groups.iter().copied())
+            .chain(self.i.reusable.iter().map(|(m, _)| *m))
     }
 
     fn compute_min_size(&self) -> Option<u32> {
@@ -364,7 +322,7 @@ impl MemoryHintFamily {
             return Some(TopologyHint::new(m, true));
         }
         let from = base.count().max(self.min_size().unwrap_or(1));
-        (from..=self.universe.count())
+        (from..=self.i.universe.count())
             .find_map(first_of_size)
             .map(|m| TopologyHint::new(m, m.count() == self.min_affinity))
     }
@@ -372,32 +330,34 @@ impl MemoryHintFamily {
 
 impl HintFamily for MemoryHintFamily {
     fn get(&self, m: NumaMask) -> Option<bool> {
-        if m.is_empty() || !m.is_subset_of(self.universe) {
+        if m.is_empty() || !m.is_subset_of(self.i.universe) {
             return None;
         }
-        for (r, &want) in self.req.iter().enumerate() {
-            if sum(&self.alloc, self.req.len(), m, r) < want {
+        for (r, &want) in self.i.req.iter().enumerate() {
+            if sum(&self.i.alloc, self.i.req.len(), m, r) < want {
                 return None;
             }
         }
         if m.count() == 1 {
             let n = m.ids().next().expect("one node") as usize;
-            if self.cells_len[n] > 1 {
+            if self.i.cells_len[n] > 1 {
                 return None;
             }
         } else {
-            for n in m.and(self.assigned).ids() {
+            for n in m.and(self.i.assigned).ids() {
                 let n = n as usize;
-                if self.cells_len[n] == 1
-                    || self.cells[n] != m
-                    || self.cells_len[n] != m.count() as usize
+                if self.i.cells_len[n] == 1
+                    || self.i.cells[n] != m
+                    || self.i.cells_len[n] != m.count() as usize
                 {
                     return None;
                 }
             }
         }
-        for (r, &want) in self.req.iter().enumerate() {
-            if sum(&self.free, self.req.len(), m, r).wrapping_add(self.reusable_for(m, r)) < want {
+        for (r, &want) in self.i.req.iter().enumerate() {
+            if sum(&self.i.free, self.i.req.len(), m, r).wrapping_add(self.reusable_for(m, r))
+                < want
+            {
                 return None;
             }
         }
@@ -405,7 +365,7 @@ impl HintFamily for MemoryHintFamily {
     }
 
     fn universe(&self) -> NumaMask {
-        self.universe
+        self.i.universe
     }
 
     fn preferred_sizes(&self) -> Vec<u32> {
@@ -426,7 +386,7 @@ impl HintFamily for MemoryHintFamily {
         out: NumaMask,
         size: Option<u32>,
     ) -> (bool, Option<NumaMask>) {
-        if !inn.is_subset_of(self.universe) || !inn.and(out).is_empty() {
+        if !inn.is_subset_of(self.i.universe) || !inn.and(out).is_empty() {
             return (false, None);
         }
         let fits = |m: &&NumaMask| {
@@ -490,7 +450,7 @@ impl HintFamily for MemoryHintFamily {
     }
 
     fn smallest_member(&self, base: NumaMask, k: u32) -> Option<NumaMask> {
-        if k < base.count() || k == 0 || !base.is_subset_of(self.universe) {
+        if k < base.count() || k == 0 || !base.is_subset_of(self.i.universe) {
             return None;
         }
         let listed = self
