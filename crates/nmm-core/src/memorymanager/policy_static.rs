@@ -38,7 +38,7 @@ pub struct StaticPolicy {
     /// its inputs read the same: the rejection of a container whose memory fits nowhere
     /// is not searched for twice. Compared by content, so no change of the books can
     /// leave it stale.
-    no_member: Option<FamilyInputs>,
+    no_member: Option<Box<FamilyInputs>>,
 }
 
 pub fn is_memory_resource(name: &str) -> bool {
@@ -361,7 +361,7 @@ impl StaticPolicy {
     fn family_hints(&mut self, pod_uid: &str, req: &Requests) -> LargeHints {
         let f = MemoryHintFamily::new(self, pod_uid, req);
         if !f.has_member() {
-            self.no_member = Some(f.into_inputs());
+            self.no_member = Some(Box::new(f.into_inputs()));
             // No mask at all: an empty map, "no preference" to the Topology Manager.
             return Some(BTreeMap::new());
         }
@@ -411,7 +411,7 @@ impl StaticPolicy {
                 }
             }
             let inputs = FamilyInputs::read(self, pod_uid, req);
-            if self.no_member.as_ref() == Some(&inputs) {
+            if self.no_member.as_deref() == Some(&inputs) {
                 return None;
             }
             let f = MemoryHintFamily::from_inputs(inputs);
