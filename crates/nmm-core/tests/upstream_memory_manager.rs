@@ -164,7 +164,7 @@ fn get_pod(uid: &str, c: Value) -> PodInfo {
 
 fn policy(sr: SystemReserved, state: MachineState, a: Assignments) -> StaticPolicy {
     let mut p = StaticPolicy::new(sr);
-    p.machine_state = state;
+    p.set_machine_state(state);
     p.assignments = a;
     p
 }
@@ -563,7 +563,7 @@ fn test_static_policy_start() {
             None => {
                 r.unwrap_or_else(|e| panic!("{}: {e}", c.description));
                 let want = c.expected_state.unwrap_or(c.state);
-                assert_eq!(p.machine_state, want, "{}", c.description);
+                assert_eq!(*p.machine_state(), want, "{}", c.description);
                 assert_eq!(p.assignments, c.assignments, "{}", c.description);
             }
         }
@@ -838,14 +838,14 @@ fn test_static_policy_allocate() {
             Some(e) => {
                 assert_eq!(r.unwrap_err(), e, "{}", c.description);
                 // nmm checks before it writes: a failed Allocate leaves the books alone.
-                assert_eq!(p.machine_state, c.state, "{}", c.description);
+                assert_eq!(*p.machine_state(), c.state, "{}", c.description);
                 assert_eq!(p.assignments, c.assignments, "{}", c.description);
             }
             None => {
                 r.unwrap_or_else(|e| panic!("{}: {e}", c.description));
                 let (a, s) = c.expected.unwrap_or((c.assignments, c.state));
                 assert_eq!(norm(p.assignments.clone()), norm(a), "{}", c.description);
-                assert_eq!(p.machine_state, s, "{}", c.description);
+                assert_eq!(*p.machine_state(), s, "{}", c.description);
             }
         }
     }
@@ -979,7 +979,7 @@ fn test_static_policy_allocate_with_init_containers() {
                 ],
             ),
         )]);
-        assert_eq!(p.machine_state, want_state, "{}", c.description);
+        assert_eq!(*p.machine_state(), want_state, "{}", c.description);
     }
 }
 
@@ -1014,7 +1014,7 @@ fn test_static_policy_allocate_with_restartable_init_containers() {
         vec![sized("container1", 1)],
     );
     allocate_all(&mut p, &pd);
-    assert_eq!(p.machine_state, state, "{description}");
+    assert_eq!(*p.machine_state(), state, "{description}");
     assert_eq!(p.assignments, a, "{description}");
 
     // 2
@@ -1065,7 +1065,7 @@ fn test_static_policy_allocate_with_restartable_init_containers() {
             ],
         ),
     )]);
-    assert_eq!(p.machine_state, want_state, "{description}");
+    assert_eq!(*p.machine_state(), want_state, "{description}");
 }
 
 /// A.7.
@@ -1152,7 +1152,7 @@ fn test_static_policy_remove_container() {
         );
         p.remove_container("pod1", "container1");
         assert_eq!(p.assignments, Assignments::new(), "{}", c.description);
-        assert_eq!(p.machine_state, c.expected_state, "{}", c.description);
+        assert_eq!(*p.machine_state(), c.expected_state, "{}", c.description);
     }
 }
 
@@ -1622,7 +1622,7 @@ fn test_remove_stale_state() {
         }
         assert_eq!(p.assignments, Assignments::new(), "{description}");
         assert_eq!(
-            p.machine_state,
+            *p.machine_state(),
             ms(vec![(0, mm_fresh(0)), (1, mm_fresh(1))]),
             "{description}"
         );
@@ -1688,7 +1688,7 @@ fn test_add_container() {
             None => r.unwrap_or_else(|e| panic!("{}: {e}", c.description)),
         }
         p.start_containers(&c.pod);
-        assert_eq!(p.machine_state, c.expected_state, "{}", c.description);
+        assert_eq!(*p.machine_state(), c.expected_state, "{}", c.description);
     }
 
     let description = "Shouldn't return any error when policy is set as None";
@@ -1771,7 +1771,7 @@ fn test_remove_container() {
             p.remove_container("fakePod1", ctr);
         }
         assert_eq!(p.assignments, want_a, "{description}");
-        assert_eq!(p.machine_state, want_s, "{description}");
+        assert_eq!(*p.machine_state(), want_s, "{description}");
     }
 }
 
@@ -1927,7 +1927,7 @@ fn test_allocate_and_add_pod_with_init_containers() {
         ),
         (1, fresh(1)),
     ]);
-    assert_eq!(p.machine_state, want, "{description}");
+    assert_eq!(*p.machine_state(), want, "{description}");
 }
 
 // ---------------------------------------------------------------------------------------

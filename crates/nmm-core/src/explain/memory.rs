@@ -270,7 +270,7 @@ pub(super) fn memory_facts(node: &Node, req: &Requests) -> Vec<MemoryFact> {
     let Some(p) = node.memory.static_policy() else {
         return Vec::new();
     };
-    let ms = &p.machine_state;
+    let ms = p.machine_state();
     req.iter()
         .map(|(r, &want)| MemoryFact {
             resource: r.clone(),
@@ -334,7 +334,7 @@ pub(super) fn memory_allocation_why(
     fixes: &mut Vec<SizeFix>,
 ) -> Vec<String> {
     let kind = node.topology.policy.kind;
-    let Some(ms) = node.memory.static_policy().map(|p| &p.machine_state) else {
+    let Some(ms) = node.memory.static_policy().map(|p| p.machine_state()) else {
         return vec![format!("the memory manager's Allocate failed: {message}")];
     };
     let mut why = Vec::new();

@@ -254,7 +254,7 @@ pub(super) fn provider_view(
                     text: format!(
                         "{provider}: no hints: no NUMA node or allowed group has {} free, and an empty answer reads as no preference",
                         match node.memory.static_policy() {
-                            Some(p) => lacking_text(&p.machine_state, &req),
+                            Some(p) => lacking_text(p.machine_state(), &req),
                             None => requests_text(&req),
                         }
                     ),

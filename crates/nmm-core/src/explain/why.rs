@@ -37,7 +37,7 @@ pub(super) fn topology_why(
     let kind = node.topology.policy.kind;
     let infos = list_infos(answers);
     let single = kind == PolicyKind::SingleNumaNode;
-    let ms = node.memory.static_policy().map(|p| &p.machine_state);
+    let ms = node.memory.static_policy().map(|p| p.machine_state());
     let req = subject_requests(pod, c);
     let want_cpus = match c {
         Some(c) => guaranteed_cpus(pod, c),

@@ -113,13 +113,14 @@ fn no_member_memo_follows_the_books() {
     assert!(p.family_hints(POD, &req).is_some_and(|m| m.is_empty()));
     assert!(p.no_member.is_some());
     assert_eq!(p.best_memory_hint(POD, &req, NumaMask::EMPTY), None);
-    let t = p
-        .machine_state
+    let mut books = p.machine_state().clone();
+    let t = books
         .get_mut(&1)
         .and_then(|ns| ns.memory_map.get_mut(MEMORY))
         .expect("node 1 memory");
     t.allocatable = 12 * GI;
     t.free = 12 * GI;
+    p.set_machine_state(books);
     assert_eq!(
         p.best_memory_hint(POD, &req, NumaMask::EMPTY),
         Some(TopologyHint::new(NumaMask::single(1), true))

@@ -72,32 +72,28 @@ pub struct FamilyInputs {
 
 impl FamilyInputs {
     pub fn read(p: &StaticPolicy, pod_uid: &str, req: &Requests) -> FamilyInputs {
-        let ms = &p.machine_state;
-        let max = ms.keys().map(|&n| n as usize + 1).max().unwrap_or(0);
-        let names: Vec<&String> = req.keys().collect();
-        let stride = names.len();
+        // From the flat mirror of the books: a column per requested resource, copied.
+        let f = p.flat();
+        let stride = req.len();
+        let max = f.rows;
+        let columns: Vec<Option<usize>> = req.keys().map(|n| f.column(n)).collect();
         let mut alloc = vec![0u64; max * stride];
         let mut free = vec![0u64; max * stride];
-        let mut cells = vec![NumaMask::EMPTY; max];
-        let mut cells_len = vec![0usize; max];
-        let mut universe = NumaMask::EMPTY;
-        let mut assigned = NumaMask::EMPTY;
-        let mut groups: Vec<NumaMask> = Vec::new();
-        for (&id, ns) in ms {
+        let fs = f.names.len();
+        for id in f.universe.ids() {
             let i = id as usize;
-            universe = universe.or(NumaMask::single(id));
-            for (r, name) in names.iter().enumerate() {
-                let t = ns.memory_map.get(*name).copied().unwrap_or_default();
-                alloc[i * stride + r] = t.allocatable;
-                free[i * stride + r] = t.free;
-            }
-            cells[i] = NumaMask::from_ids(ns.cells.iter().map(|&c| c as i64)).unwrap_or_default();
-            cells_len[i] = ns.cells.len();
-            if ns.number_of_assignments > 0 {
-                assigned = assigned.or(NumaMask::single(id));
-                if ns.cells.len() > 1 && !groups.contains(&cells[i]) {
-                    groups.push(cells[i]);
+            for (r, c) in columns.iter().enumerate() {
+                if let Some(c) = *c {
+                    alloc[i * stride + r] = f.alloc[i * fs + c];
+                    free[i * stride + r] = f.free[i * fs + c];
                 }
+            }
+        }
+        let mut groups: Vec<NumaMask> = Vec::new();
+        for id in f.assigned.ids() {
+            let i = id as usize;
+            if f.cells_len[i] > 1 && !groups.contains(&f.cells[i]) {
+                groups.push(f.cells[i]);
             }
         }
         let reusable: Vec<(NumaMask, Vec<u64>)> = p
@@ -106,21 +102,20 @@ impl FamilyInputs {
             .map(|(m, per)| {
                 (
                     m,
-                    names
-                        .iter()
-                        .map(|n| per.get(*n).copied().unwrap_or(0))
+                    req.keys()
+                        .map(|n| per.get(n).copied().unwrap_or(0))
                         .collect(),
                 )
             })
             .collect();
         FamilyInputs {
-            universe,
+            universe: f.universe,
             req: req.values().copied().collect(),
             alloc,
             free,
-            assigned,
-            cells,
-            cells_len,
+            assigned: f.assigned,
+            cells: f.cells.clone(),
+            cells_len: f.cells_len.clone(),
             reusable,
             groups,
             rows: max,

@@ -2,6 +2,7 @@
 //! the static policy, and the hint-provider face the Topology Manager sees.
 
 pub mod drift;
+pub mod flat;
 pub mod hint_family;
 pub mod policy_static;
 pub mod reserved_memory;
@@ -90,7 +91,7 @@ impl MemoryManager {
     ) -> Result<Option<drift::DriftReport>, String> {
         if let MemoryPolicy::Static(p) = &mut self.policy {
             if let Some((ms, a)) = restored {
-                p.machine_state = ms;
+                p.set_machine_state(ms);
                 p.assignments = a;
             }
             let tolerance = drift::resolve(self.drift_setting, iomem);
@@ -102,7 +103,7 @@ impl MemoryManager {
     pub fn machine_state(&self) -> MachineState {
         match &self.policy {
             MemoryPolicy::None => MachineState::new(),
-            MemoryPolicy::Static(p) => p.machine_state.clone(),
+            MemoryPolicy::Static(p) => p.machine_state().clone(),
         }
     }
 

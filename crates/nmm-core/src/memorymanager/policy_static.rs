@@ -5,6 +5,7 @@
 use super::drift::{
     accept_drifted_state, observed_drift, resolve, DriftReport, DriftSetting, Tolerance,
 };
+use super::flat::Flat;
 use super::hint_family::{FamilyInputs, MemoryHintFamily};
 use super::state::{Assignments, Block, MachineState, MemoryTable, NumaNodeState};
 use crate::bitmask::{iterate_masks, NumaMask};
@@ -12,6 +13,7 @@ use crate::machine::{hugepage_resource_name, Machine};
 use crate::pod::{ContainerInfo, PodInfo, QosClass};
 use crate::topology::family::{HintFamily, LargeList};
 use crate::topology::hint::{to_large, LargeHints, ProviderHints, TopologyHint};
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -25,7 +27,11 @@ pub type Requests = BTreeMap<String, u64>;
 
 #[derive(Debug, Clone, Default)]
 pub struct StaticPolicy {
-    pub machine_state: MachineState,
+    /// The books (read with [`Self::machine_state`], replaced with
+    /// [`Self::set_machine_state`]: private so that `flat` cannot go stale).
+    machine_state: MachineState,
+    /// The books flattened for the admission path (see [`Flat`]); built on first use.
+    flat: OnceCell<Flat>,
     pub assignments: Assignments,
     /// Init-container memory reusable by later containers of the pod being admitted:
     /// pod uid -> mask -> resource -> bytes. In memory only, like the kubelet's.
@@ -250,6 +256,24 @@ impl StaticPolicy {
             system_reserved,
             ..Default::default()
         }
+    }
+
+    /// The books: per NUMA node, a table per memory type, its group and assignments.
+    pub fn machine_state(&self) -> &MachineState {
+        &self.machine_state
+    }
+
+    /// Replaces the books (a restored checkpoint, a test's state).
+    pub fn set_machine_state(&mut self, ms: MachineState) {
+        self.machine_state = ms;
+        self.flat = OnceCell::new();
+    }
+
+    /// The books flattened (built on first use; kept equal to them).
+    pub(crate) fn flat(&self) -> &Flat {
+        let f = self.flat.get_or_init(|| Flat::read(&self.machine_state));
+        debug_assert_eq!(*f, Flat::read(&self.machine_state), "stale flat books");
+        f
     }
 
     pub fn system_reserved(&self) -> &SystemReserved {
@@ -574,18 +598,23 @@ impl StaticPolicy {
     /// `updateMachineState`: count the assignment on every node of the group, take the
     /// bytes greedily from the lowest node first.
     fn reserve(&mut self, ids: &[u32], r: &str, mut left: u64) {
+        let mut flat = self.flat.take();
+        let col = flat.as_ref().and_then(|f| f.column(r));
         for n in ids {
             let Some(ns) = self.machine_state.get_mut(n) else {
                 continue;
             };
             ns.number_of_assignments += 1;
             ns.cells = ids.to_vec();
-            if left == 0 {
-                continue;
+            if left > 0 {
+                if let Some(t) = ns.memory_map.get_mut(r) {
+                    take_free(t, &mut left);
+                }
             }
-            if let Some(t) = ns.memory_map.get_mut(r) {
-                take_free(t, &mut left);
-            }
+            follow(&mut flat, *n, ns, col, r);
+        }
+        if let Some(f) = flat {
+            let _ = self.flat.set(f);
         }
     }
 
@@ -668,8 +697,10 @@ impl StaticPolicy {
         if pod_entry.is_empty() {
             self.assignments.remove(pod);
         }
+        let mut flat = self.flat.take();
         for b in &blocks {
             let mut left = b.size;
+            let col = flat.as_ref().and_then(|f| f.column(&b.kind));
             for n in &b.numa_affinity {
                 let Some(ns) = self.machine_state.get_mut(n) else {
                     continue;
@@ -678,25 +709,16 @@ impl StaticPolicy {
                 if ns.number_of_assignments == 0 {
                     ns.cells = vec![*n];
                 }
-                if left == 0 {
-                    continue;
+                if left > 0 {
+                    if let Some(t) = ns.memory_map.get_mut(&b.kind) {
+                        release_reserved(t, &mut left);
+                    }
                 }
-                let Some(t) = ns.memory_map.get_mut(&b.kind) else {
-                    continue;
-                };
-                if t.reserved == 0 {
-                    continue;
-                }
-                if t.reserved < left {
-                    left -= t.reserved;
-                    t.free += t.reserved;
-                    t.reserved = 0;
-                } else {
-                    t.free += left;
-                    t.reserved -= left;
-                    left = 0;
-                }
+                follow(&mut flat, *n, ns, col, &b.kind);
             }
+        }
+        if let Some(f) = flat {
+            let _ = self.flat.set(f);
         }
     }
 
@@ -745,7 +767,7 @@ impl StaticPolicy {
                         .into(),
                 );
             }
-            self.machine_state = expected_default;
+            self.set_machine_state(expected_default);
             return Ok(None);
         }
         let drift = observed_drift(&self.machine_state, &expected_default);
@@ -768,12 +790,37 @@ impl StaticPolicy {
             &self.assignments,
             tolerance.bound,
         )?;
-        self.machine_state = rebased;
+        self.set_machine_state(rebased);
         Ok(Some(DriftReport {
             tolerance: tolerance.clone(),
             drift,
             rebased: true,
         }))
+    }
+}
+
+/// Node `n` (now `ns`) changed its assignments, group and at most its table of `r`
+/// (column `col` of the mirror): the mirror, when there is one, follows, or is dropped
+/// to be read again.
+fn follow(flat: &mut Option<Flat>, n: u32, ns: &NumaNodeState, col: Option<usize>, r: &str) {
+    if let Some(f) = flat {
+        let changed = col.and_then(|c| ns.memory_map.get(r).map(|t| (c, t)));
+        if !f.update(n, ns, changed) {
+            *flat = None;
+        }
+    }
+}
+
+/// Gives back up to `left` of a table's reserved bytes (`RemoveContainer`'s loop body).
+fn release_reserved(t: &mut MemoryTable, left: &mut u64) {
+    if t.reserved < *left {
+        *left -= t.reserved;
+        t.free += t.reserved;
+        t.reserved = 0;
+    } else {
+        t.free += *left;
+        t.reserved -= *left;
+        *left = 0;
     }
 }
 
