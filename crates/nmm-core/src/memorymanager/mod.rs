@@ -20,6 +20,9 @@ use std::collections::BTreeMap;
 
 pub const STATE_FILE: &str = "memory_manager_state";
 
+// One per node: boxing the static policy would save no memory worth a pointer chase on
+// every admission.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum MemoryPolicy {
     None,
