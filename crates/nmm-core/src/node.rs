@@ -409,7 +409,6 @@ impl Node {
         self.cpu.remove_pod(uid);
         self.memory.remove_pod(uid);
         self.devices.remove_pod(uid);
-        self.topology.remove_pod(uid);
     }
 
     /// The pod is deleted: its resources go back.

@@ -13,8 +13,19 @@ use crate::topology::hint::{to_large, LargeHints, ProviderHints, TopologyHint};
 use crate::topology::ProviderError;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub type CpuAssignments = BTreeMap<String, BTreeMap<String, CpuSet>>;
+
+#[derive(Debug)]
+struct NumaFacts {
+    /// NUMA node of each CPU id (u32::MAX for ids the topology lacks).
+    numa_of: Vec<u32>,
+    /// CPUs per NUMA node.
+    numa_totals: Vec<(u32, usize)>,
+    /// The CPUs of each NUMA node.
+    numa_cpus: Vec<(u32, CpuSet)>,
+}
 
 #[derive(Debug, Clone)]
 pub struct StaticPolicy {
@@ -28,12 +39,9 @@ pub struct StaticPolicy {
     cpus_to_reuse: BTreeMap<String, CpuSet>,
     /// Describe hint lists instead of listing them (large machines).
     pub large: bool,
-    /// NUMA node of each CPU id (u32::MAX for ids the topology lacks), and CPUs per NUMA
-    /// node: fixed facts the hint families read on every admission.
-    numa_of: Vec<u32>,
-    numa_totals: Vec<(u32, usize)>,
-    /// The CPUs of each NUMA node.
-    numa_cpus: Vec<(u32, CpuSet)>,
+    /// Fixed facts of the topology every admission reads; shared by copies of the
+    /// policy (a copied node reads them from warm memory).
+    numa: Arc<NumaFacts>,
     /// takeByTopology's index of `topology`, built once.
     packer: CpuPacker,
 }
@@ -143,9 +151,11 @@ impl StaticPolicy {
             assignments: CpuAssignments::new(),
             cpus_to_reuse: BTreeMap::new(),
             large: false,
-            numa_of,
-            numa_totals,
-            numa_cpus,
+            numa: Arc::new(NumaFacts {
+                numa_of,
+                numa_totals,
+                numa_cpus,
+            }),
             packer,
         })
     }
@@ -233,13 +243,15 @@ impl StaticPolicy {
     /// Available CPUs per NUMA node, and the NUMA nodes of the reusable CPUs.
     fn numa_counts(&self, available: &CpuSet, reusable: &CpuSet) -> (Vec<(u32, usize)>, NumaMask) {
         let numa = |c: u32| {
-            self.numa_of
+            self.numa
+                .numa_of
                 .get(c as usize)
                 .copied()
                 .filter(|&n| n != u32::MAX)
         };
         // Per node: the available CPUs among its CPUs (ids the topology lacks count nowhere).
         let avail: Vec<(u32, usize)> = self
+            .numa
             .numa_cpus
             .iter()
             .map(|(n, cpus)| (*n, available.intersection_len(cpus)))
@@ -265,7 +277,7 @@ impl StaticPolicy {
         let (avail, reuse_mask) = self.numa_counts(available, reusable);
         let reusable_count = reusable.len();
         iterate_masks(&nodes, |mask| {
-            let t: usize = mask.ids().map(|n| lookup(&self.numa_totals, n)).sum();
+            let t: usize = mask.ids().map(|n| lookup(&self.numa.numa_totals, n)).sum();
             if t >= request && mask.count() < min_affinity {
                 min_affinity = mask.count();
             }
@@ -314,7 +326,7 @@ impl StaticPolicy {
             (pairs, per)
         });
         CpuHintFamily::new(
-            &self.numa_totals,
+            &self.numa.numa_totals,
             &avail,
             reusable.len(),
             reuse_mask,
@@ -428,7 +440,8 @@ impl StaticPolicy {
                     .map(|(&c, _)| c)
                     .collect()
             } else {
-                self.numa_cpus
+                self.numa
+                    .numa_cpus
                     .iter()
                     .filter(|(n, _)| m.is_set(*n))
                     .fold(CpuSet::new(), |acc, (_, c)| acc.union(c))

@@ -511,11 +511,18 @@ impl StaticPolicy {
     }
 
     fn satisfies(&self, mask: NumaMask, req: &Requests) -> bool {
+        let f = self.flat();
+        let stride = f.names.len();
         req.iter().all(|(r, &want)| {
-            mask.ids()
-                .map(|n| table(&self.machine_state, n, r).free)
-                .fold(0u64, u64::wrapping_add)
-                >= want
+            let free = match f.column(r) {
+                Some(c) => mask
+                    .ids()
+                    .filter(|&n| (n as usize) < f.rows)
+                    .map(|n| f.free[n as usize * stride + c])
+                    .fold(0u64, u64::wrapping_add),
+                None => 0,
+            };
+            free >= want
         })
     }
 
@@ -606,12 +613,13 @@ impl StaticPolicy {
             };
             ns.number_of_assignments += 1;
             ns.cells = ids.to_vec();
-            if left > 0 {
-                if let Some(t) = ns.memory_map.get_mut(r) {
+            let t = ns.memory_map.get_mut(r).map(|t| {
+                if left > 0 {
                     take_free(t, &mut left);
                 }
-            }
-            follow(&mut flat, *n, ns, col, r);
+                *t
+            });
+            follow(&mut flat, *n, ns, col.zip(t));
         }
         if let Some(f) = flat {
             let _ = self.flat.set(f);
@@ -709,12 +717,13 @@ impl StaticPolicy {
                 if ns.number_of_assignments == 0 {
                     ns.cells = vec![*n];
                 }
-                if left > 0 {
-                    if let Some(t) = ns.memory_map.get_mut(&b.kind) {
+                let t = ns.memory_map.get_mut(&b.kind).map(|t| {
+                    if left > 0 {
                         release_reserved(t, &mut left);
                     }
-                }
-                follow(&mut flat, *n, ns, col, &b.kind);
+                    *t
+                });
+                follow(&mut flat, *n, ns, col.zip(t));
             }
         }
         if let Some(f) = flat {
@@ -799,13 +808,17 @@ impl StaticPolicy {
     }
 }
 
-/// Node `n` (now `ns`) changed its assignments, group and at most its table of `r`
-/// (column `col` of the mirror): the mirror, when there is one, follows, or is dropped
-/// to be read again.
-fn follow(flat: &mut Option<Flat>, n: u32, ns: &NumaNodeState, col: Option<usize>, r: &str) {
+/// Node `n` (now `ns`) changed its assignments, group and at most one table (`changed`:
+/// its column in the mirror and its new content): the mirror, when there is one,
+/// follows, or is dropped to be read again.
+fn follow(
+    flat: &mut Option<Flat>,
+    n: u32,
+    ns: &NumaNodeState,
+    changed: Option<(usize, MemoryTable)>,
+) {
     if let Some(f) = flat {
-        let changed = col.and_then(|c| ns.memory_map.get(r).map(|t| (c, t)));
-        if !f.update(n, ns, changed) {
+        if !f.update(n, ns, changed.as_ref().map(|(c, t)| (*c, t))) {
             *flat = None;
         }
     }

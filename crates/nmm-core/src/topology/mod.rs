@@ -25,7 +25,6 @@ use hint::{LargeHints, ProviderHints, TopologyHint};
 use numa_info::NumaInfo;
 use options::PolicyOptions;
 use policy::{MergeOutcome, Policy, PolicyKind};
-use std::collections::BTreeMap;
 
 /// A hint provider (CPU manager, memory manager), as the Topology Manager calls it.
 pub trait HintProvider {
@@ -177,6 +176,10 @@ impl Admission {
     }
 }
 
+/// The kubelet also stores each container's merged hint (`podTopologyHints`) for the
+/// providers' `Allocate` to read back through `GetAffinity`; here `allocate` is handed
+/// the hint and the admission trace keeps it, so no such store is kept (it cost each
+/// admission a map insert into cold memory and read nothing back).
 #[derive(Debug, Clone)]
 pub struct TopologyManager {
     pub policy: Policy,
@@ -184,8 +187,6 @@ pub struct TopologyManager {
     /// Merge with described hint lists (machines above [`LARGE_MACHINE_NODES`] NUMA nodes,
     /// or when forced for tests): same decisions, no enumeration of every mask.
     pub large: bool,
-    /// pod uid -> container -> stored hint (`podTopologyHints`).
-    hints: BTreeMap<String, BTreeMap<String, TopologyHint>>,
 }
 
 impl TopologyManager {
@@ -203,7 +204,6 @@ impl TopologyManager {
                 },
                 scope: Scope::None,
                 large: false,
-                hints: BTreeMap::new(),
             });
         }
         let options = options::parse_policy_options(
@@ -241,28 +241,7 @@ impl TopologyManager {
             },
             scope,
             large: machine.nodes.len() > LARGE_MACHINE_NODES,
-            hints: BTreeMap::new(),
         })
-    }
-
-    /// `GetAffinity`: the stored hint, or "any node, not preferred".
-    pub fn get_affinity(&self, pod_uid: &str, container: &str) -> TopologyHint {
-        self.hints
-            .get(pod_uid)
-            .and_then(|m| m.get(container))
-            .copied()
-            .unwrap_or(TopologyHint::NONE)
-    }
-
-    fn store(&mut self, pod_uid: &str, container: &str, hint: TopologyHint) {
-        self.hints
-            .entry(pod_uid.to_string())
-            .or_default()
-            .insert(container.to_string(), hint);
-    }
-
-    pub fn remove_pod(&mut self, pod_uid: &str) {
-        self.hints.remove(pod_uid);
     }
 
     /// The pod admit handler: hints, merge, store, allocate, per the scope.

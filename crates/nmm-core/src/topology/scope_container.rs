@@ -34,7 +34,6 @@ pub fn admit(
             adm.reject_topology();
             return adm;
         }
-        tm.store(&pod.uid, &c.name, outcome.hint);
         adm.containers[i].affinity = Some(outcome.hint);
         if !allocate_all(&mut adm, i, pod, c, outcome.hint, providers) {
             return adm;

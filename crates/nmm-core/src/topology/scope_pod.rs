@@ -32,7 +32,6 @@ pub fn admit(
         return adm;
     }
     for (i, c) in pod.containers.iter().enumerate() {
-        tm.store(&pod.uid, &c.name, outcome.hint);
         adm.containers[i].affinity = Some(outcome.hint);
         if !allocate_all(&mut adm, i, pod, c, outcome.hint, providers) {
             return adm;
