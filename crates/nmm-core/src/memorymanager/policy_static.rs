@@ -612,7 +612,9 @@ impl StaticPolicy {
                 continue;
             };
             ns.number_of_assignments += 1;
-            ns.cells = ids.to_vec();
+            if ns.cells != ids {
+                ns.cells = ids.to_vec();
+            }
             let t = ns.memory_map.get_mut(r).map(|t| {
                 if left > 0 {
                     take_free(t, &mut left);
