@@ -173,6 +173,29 @@ mod tests {
     }
 
     #[test]
+    fn update_follows_one_table_and_the_node_and_refuses_an_unknown_node() {
+        let mut ms = MachineState::new();
+        ms.insert(
+            0,
+            node(0, vec![0], &[("hugepages-1Gi", 4, 4), ("memory", 10, 10)]),
+        );
+        ms.insert(1, node(0, vec![1], &[("memory", 10, 10)]));
+        let mut f = Flat::read(&ms);
+        let n0 = ms.get_mut(&0).unwrap();
+        n0.number_of_assignments = 2;
+        n0.cells = vec![0, 1];
+        let t = n0.memory_map.get_mut("memory").unwrap();
+        t.free = 1;
+        let t = *t;
+        let col = f.column("memory").unwrap();
+        assert!(f.update(0, &ms[&0], Some((col, &t))));
+        assert_eq!(f, Flat::read(&ms));
+        // A node the mirror has no row for: refused, the caller reads it all again.
+        ms.insert(3, node(1, vec![3], &[("memory", 1, 1)]));
+        assert!(!f.update(3, &ms[&3], None));
+    }
+
+    #[test]
     fn sync_follows_a_changed_node_and_refuses_an_unknown_one() {
         let mut ms = MachineState::new();
         ms.insert(0, node(1, vec![0], &[("memory", 10, 4)]));
