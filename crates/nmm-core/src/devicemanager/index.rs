@@ -11,6 +11,7 @@
 use super::{Device, DeviceManager};
 use crate::bitmask::NumaMask;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A set of device positions, one bit each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,9 +65,21 @@ impl Bits {
     }
 }
 
-/// One registered resource's devices by position (ids ascending).
+/// One registered resource's devices by position (ids ascending): the facts fixed at
+/// registration, shared by copies of the books (an admission on a copied node reads them
+/// from warm memory), and the healthy and allocated bits, which change.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceIndex {
+    facts: Arc<IndexFacts>,
+    pub healthy: Bits,
+    /// Devices of this resource in the allocated books.
+    pub allocated: Bits,
+}
+
+/// What a plugin's registration fixes of a resource's index (read through
+/// [`ResourceIndex`]'s `Deref`).
+#[derive(Debug, Default)]
+pub struct IndexFacts {
     pub ids: Vec<String>,
     /// NUMA mask per device (empty without topology).
     pub masks: Vec<NumaMask>,
@@ -77,9 +90,6 @@ pub struct ResourceIndex {
     pub by_node: Vec<Bits>,
     /// `Topology != nil`.
     pub has_topology: Bits,
-    pub healthy: Bits,
-    /// Devices of this resource in the allocated books.
-    pub allocated: Bits,
     /// `deviceHasTopologyAlignment`: some device has NUMA nodes.
     pub aligned: bool,
     /// The machine's NUMA nodes (the universe of the resource's hint lists).
@@ -89,6 +99,13 @@ pub struct ResourceIndex {
     /// nodes hold), so that `minAffinitySize` is a look-up instead of a search over the
     /// devices at every admission. `None` when some device has several nodes.
     pub fewest: Option<Vec<i64>>,
+}
+
+impl std::ops::Deref for ResourceIndex {
+    type Target = IndexFacts;
+    fn deref(&self) -> &IndexFacts {
+        &self.facts
+    }
 }
 
 impl ResourceIndex {
@@ -101,44 +118,48 @@ impl ResourceIndex {
         allocated: Option<&BTreeSet<String>>,
     ) -> ResourceIndex {
         let n = all.len();
-        let mut x = ResourceIndex {
+        let mut f = IndexFacts {
             ids: Vec::with_capacity(n),
             masks: Vec::with_capacity(n),
             has_nodes: Bits::new(n),
             by_node: Vec::new(),
             has_topology: Bits::new(n),
-            healthy: Bits::new(n),
-            allocated: Bits::new(n),
             aligned: false,
             universe,
             fewest: None,
         };
+        let mut healthy_bits = Bits::new(n);
         for (i, (id, d)) in all.iter().enumerate() {
-            x.ids.push(id.clone());
-            x.masks.push(d.mask());
+            f.ids.push(id.clone());
+            f.masks.push(d.mask());
             for node in d.mask().ids() {
                 let node = node as usize;
-                if x.by_node.len() <= node {
-                    x.by_node.resize(node + 1, Bits::default());
+                if f.by_node.len() <= node {
+                    f.by_node.resize(node + 1, Bits::default());
                 }
-                if x.by_node[node].0.is_empty() {
-                    x.by_node[node] = Bits::new(n);
+                if f.by_node[node].0.is_empty() {
+                    f.by_node[node] = Bits::new(n);
                 }
-                x.by_node[node].set(i);
+                f.by_node[node].set(i);
             }
             if d.has_nodes() {
-                x.has_nodes.set(i);
-                x.aligned = true;
+                f.has_nodes.set(i);
+                f.aligned = true;
             }
             if d.numa.is_some() {
-                x.has_topology.set(i);
+                f.has_topology.set(i);
             }
             if healthy.is_some_and(|h| h.contains(id)) {
-                x.healthy.set(i);
+                healthy_bits.set(i);
             }
         }
+        f.fewest = fewest_table(universe, &f.masks);
+        let mut x = ResourceIndex {
+            facts: Arc::new(f),
+            healthy: healthy_bits,
+            allocated: Bits::new(n),
+        };
         x.set_allocated(allocated);
-        x.fewest = fewest_table(universe, &x.masks);
         x
     }
 
