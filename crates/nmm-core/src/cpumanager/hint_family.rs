@@ -4,7 +4,7 @@
 
 use crate::bitmask::NumaMask;
 use crate::topology::covering::Capacity;
-use crate::topology::family::HintFamily;
+use crate::topology::family::{HintFamily, SizeSet};
 use crate::topology::sums::Sums;
 use std::cell::OnceCell;
 
@@ -118,11 +118,11 @@ impl HintFamily for CpuHintFamily {
         self.universe
     }
 
-    fn preferred_sizes(&self) -> Vec<u32> {
+    fn preferred_sizes(&self) -> SizeSet {
         if self.socket_of.is_some() {
-            (1..=self.universe.count()).collect()
+            SizeSet::up_to(self.universe.count())
         } else {
-            vec![self.min_affinity]
+            SizeSet::single(self.min_affinity)
         }
     }
 

@@ -15,7 +15,7 @@ use super::topology_hints::{Counted, HintInputs, HintQuery, Request};
 use super::DeviceManager;
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
-use crate::topology::family::{HintFamily, LargeList};
+use crate::topology::family::{HintFamily, LargeList, SizeSet};
 use crate::topology::hint::LargeHints;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -465,8 +465,8 @@ impl HintFamily for DeviceFamily {
         self.universe
     }
 
-    fn preferred_sizes(&self) -> Vec<u32> {
-        vec![self.preferred_size]
+    fn preferred_sizes(&self) -> SizeSet {
+        SizeSet::single(self.preferred_size)
     }
 
     fn min_size(&self) -> Option<u32> {

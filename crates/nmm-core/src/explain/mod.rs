@@ -56,8 +56,9 @@ use self::{alternatives::*, cpu::*, memory::*, merge::*, providers::*, replay::*
 pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> {
     let base = replay(h, h.config, true)?;
     let before = &base.node;
-    let mut result = before
-        .clone()
+    let mut after = before.clone();
+    after.topology.keep_hints = true;
+    let mut result = after
         .admit(pod)
         .map_err(|error| ExplainError::Step {
             index: h.steps.len(),

@@ -73,7 +73,7 @@ pub(super) fn named(masks: &[NumaMask]) -> String {
 /// A described list in words.
 pub(super) fn family_text(f: &dyn HintFamily) -> String {
     let singles = family_singles(f);
-    let mut sizes = f.preferred_sizes();
+    let mut sizes = f.preferred_sizes().to_vec();
     if let Some(min) = f.min_size() {
         sizes.retain(|&s| s >= min);
     }
@@ -163,7 +163,7 @@ pub(super) fn list_info(label: String, l: &LargeList) -> ListInfo {
         }
         LargeList::Family(f) => {
             let singles = family_singles(f.as_ref());
-            let mut sizes = f.preferred_sizes();
+            let mut sizes = f.preferred_sizes().to_vec();
             // Preferred sizes below the narrowest member have no member.
             if let Some(min) = f.min_size() {
                 sizes.retain(|&s| s >= min);

@@ -7,7 +7,7 @@
 use super::policy_static::{Requests, StaticPolicy};
 use crate::bitmask::NumaMask;
 use crate::topology::covering::{AndBound, Capacity};
-use crate::topology::family::HintFamily;
+use crate::topology::family::{HintFamily, SizeSet};
 use crate::topology::hint::TopologyHint;
 use crate::topology::sums::Sums;
 use std::cell::OnceCell;
@@ -363,8 +363,8 @@ impl HintFamily for MemoryHintFamily {
         self.i.universe
     }
 
-    fn preferred_sizes(&self) -> Vec<u32> {
-        vec![self.min_affinity]
+    fn preferred_sizes(&self) -> SizeSet {
+        SizeSet::single(self.min_affinity)
     }
 
     fn min_size(&self) -> Option<u32> {

@@ -63,6 +63,60 @@ use crate::bitmask::NumaMask;
 use std::fmt::Debug;
 use std::rc::Rc;
 
+/// A set of mask sizes (0 to 64 nodes), one bit each: what
+/// [`HintFamily::preferred_sizes`] answers, without a heap allocation per question.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SizeSet(u128);
+
+impl SizeSet {
+    pub const EMPTY: SizeSet = SizeSet(0);
+
+    /// The one size `k` (sizes above 127 cannot occur: masks have 64 nodes at most).
+    pub fn single(k: u32) -> SizeSet {
+        SizeSet(1u128.checked_shl(k).unwrap_or(0))
+    }
+
+    /// Every size from 1 to `n`.
+    pub fn up_to(n: u32) -> SizeSet {
+        (1..=n).map(SizeSet::single).fold(SizeSet::EMPTY, SizeSet::or)
+    }
+
+    pub fn or(self, o: SizeSet) -> SizeSet {
+        SizeSet(self.0 | o.0)
+    }
+
+    pub fn and(self, o: SizeSet) -> SizeSet {
+        SizeSet(self.0 & o.0)
+    }
+
+    pub fn contains(self, k: u32) -> bool {
+        k < 128 && self.0 >> k & 1 == 1
+    }
+
+    /// The sizes, smallest first.
+    pub fn iter(self) -> impl Iterator<Item = u32> {
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let k = rest.trailing_zeros();
+            rest &= rest - 1;
+            Some(k)
+        })
+    }
+
+    pub fn to_vec(self) -> Vec<u32> {
+        self.iter().collect()
+    }
+}
+
+impl FromIterator<u32> for SizeSet {
+    fn from_iter<I: IntoIterator<Item = u32>>(it: I) -> SizeSet {
+        it.into_iter().map(SizeSet::single).fold(SizeSet::EMPTY, SizeSet::or)
+    }
+}
+
 /// One resource's hint list, described instead of listed.
 pub trait HintFamily: Debug {
     /// `Some(preferred)` if `m` is in the list.
@@ -70,7 +124,7 @@ pub trait HintFamily: Debug {
     /// Every mask of the list lies within this set.
     fn universe(&self) -> NumaMask;
     /// Sizes a preferred mask can have.
-    fn preferred_sizes(&self) -> Vec<u32>;
+    fn preferred_sizes(&self) -> SizeSet;
     /// The size of the smallest member, `None` for an empty list.
     fn min_size(&self) -> Option<u32>;
     /// Whether some member `m` has `inn ⊆ m`, `m ∩ out = ∅` and, when `size` is given,
@@ -573,20 +627,14 @@ fn best_preferred(lists: &[Cached], merger: &Merger) -> Option<TopologyHint> {
             distinct.push(l);
         }
     }
-    let mut sizes: Option<Vec<u32>> = None;
+    let mut sizes: Option<SizeSet> = None;
     for l in &distinct {
         if let LargeList::Family(f) = l.list {
             let s = f.preferred_sizes();
-            sizes = Some(match sizes {
-                None => s,
-                Some(prev) => prev.into_iter().filter(|x| s.contains(x)).collect(),
-            });
+            sizes = Some(sizes.map_or(s, |prev| prev.and(s)));
         }
     }
-    let mut sizes = sizes.unwrap_or_default();
-    sizes.sort_unstable();
-    sizes.dedup();
-    for k in sizes {
+    for k in sizes.unwrap_or_default().iter() {
         if k == 1 {
             // One-node masks: asking each node of `u` directly is cheaper than the walk,
             // and folding them in ascending order with the merger's comparison is what
@@ -724,7 +772,7 @@ mod tests {
         fn universe(&self) -> NumaMask {
             self.0.iter().fold(NumaMask::EMPTY, |u, (m, _)| u.or(*m))
         }
-        fn preferred_sizes(&self) -> Vec<u32> {
+        fn preferred_sizes(&self) -> SizeSet {
             self.0.iter().filter(|x| x.1).map(|x| x.0.count()).collect()
         }
         fn min_size(&self) -> Option<u32> {
@@ -746,6 +794,18 @@ mod tests {
     /// Lists of "any node" only (a pod-scope merge where every provider had no hint):
     /// the only merged mask is every node, not preferred; and nodes no list can leave
     /// out are in the result. (At 16 nodes this once walked all 2^16 masks.)
+    #[test]
+    fn size_sets() {
+        let a: SizeSet = [3, 1, 64, 3].into_iter().collect();
+        assert_eq!(a.to_vec(), vec![1, 3, 64]);
+        assert!(a.contains(64) && !a.contains(2) && !a.contains(500));
+        assert_eq!(SizeSet::up_to(4).to_vec(), vec![1, 2, 3, 4]);
+        assert_eq!(a.and(SizeSet::up_to(4)).to_vec(), vec![1, 3]);
+        assert_eq!(SizeSet::single(0).to_vec(), vec![0]);
+        assert_eq!(SizeSet::single(200), SizeSet::EMPTY);
+        assert_eq!(SizeSet::EMPTY.iter().count(), 0);
+    }
+
     #[test]
     fn wildcards_and_undroppable_nodes() {
         let numa = NumaInfo::from_matrix(

@@ -102,9 +102,11 @@ pub enum Scope {
 #[derive(Debug, Clone, Default)]
 pub struct ContainerTrace {
     pub name: String,
-    /// Each provider's answer (name, hints), container scope only.
+    /// Each provider's answer (name, hints), container scope only. Kept when the
+    /// container's merge rejected, or always with [`TopologyManager::keep_hints`].
     pub provider_hints: Vec<(&'static str, ProviderHints)>,
-    /// Large machines: each provider's described lists (container scope).
+    /// Large machines: each provider's described lists (container scope); kept as
+    /// `provider_hints` is.
     pub provider_families: Vec<(&'static str, LargeHints)>,
     /// The merge for this container (container scope).
     pub merge: Option<MergeOutcome>,
@@ -121,7 +123,8 @@ pub struct Admission {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub containers: Vec<ContainerTrace>,
-    /// Pod scope: the providers' pod-level hints and the merge.
+    /// Pod scope: the providers' pod-level hints and the merge (the hints kept as
+    /// [`ContainerTrace::provider_hints`] are).
     pub pod_hints: Vec<(&'static str, ProviderHints)>,
     pub pod_merge: Option<MergeOutcome>,
     pub pod_families: Vec<(&'static str, LargeHints)>,
@@ -187,6 +190,12 @@ pub struct TopologyManager {
     /// Merge with described hint lists (machines above [`LARGE_MACHINE_NODES`] NUMA nodes,
     /// or when forced for tests): same decisions, no enumeration of every mask.
     pub large: bool,
+    /// Keep every provider's hints in the admission trace, for whoever shows them
+    /// (`explain`). Otherwise only a rejecting merge's hints are kept (what
+    /// [`Admission::rank_merges`] needs): an admitted pod's result would otherwise hold
+    /// the hint families alive, several kilobytes of fresh heap per admission that the
+    /// next one cannot reuse, the largest share of its cold memory writes.
+    pub keep_hints: bool,
 }
 
 impl TopologyManager {
@@ -204,6 +213,7 @@ impl TopologyManager {
                 },
                 scope: Scope::None,
                 large: false,
+                keep_hints: false,
             });
         }
         let options = options::parse_policy_options(
@@ -241,6 +251,7 @@ impl TopologyManager {
             },
             scope,
             large: machine.nodes.len() > LARGE_MACHINE_NODES,
+            keep_hints: false,
         })
     }
 

@@ -17,7 +17,9 @@ pub fn admit(
                 .map(|p| (p.name(), p.get_topology_hint_families(pod, c)))
                 .collect();
             let merged = tm.policy.decide_large(fams.iter().map(|(_, h)| h));
-            adm.containers[i].provider_families = fams;
+            if tm.keep_hints || !merged.admit {
+                adm.containers[i].provider_families = fams;
+            }
             merged
         } else {
             let hints: Vec<_> = providers
@@ -25,8 +27,11 @@ pub fn admit(
                 .map(|p| (p.name(), p.get_topology_hints(pod, c)))
                 .collect();
             let only: Vec<_> = hints.iter().map(|(_, h)| h.clone()).collect();
-            adm.containers[i].provider_hints = hints;
-            tm.policy.merge(&only)
+            let merged = tm.policy.merge(&only);
+            if tm.keep_hints || !merged.admit {
+                adm.containers[i].provider_hints = hints;
+            }
+            merged
         };
         let trace = &mut adm.containers[i];
         trace.merge = Some(outcome.clone());

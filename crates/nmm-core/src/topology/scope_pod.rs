@@ -15,7 +15,9 @@ pub fn admit(
             .map(|p| (p.name(), p.get_pod_topology_hint_families(pod)))
             .collect();
         let merged = tm.policy.decide_large(fams.iter().map(|(_, h)| h));
-        adm.pod_families = fams;
+        if tm.keep_hints || !merged.admit {
+            adm.pod_families = fams;
+        }
         merged
     } else {
         let hints: Vec<_> = providers
@@ -23,8 +25,11 @@ pub fn admit(
             .map(|p| (p.name(), p.get_pod_topology_hints(pod)))
             .collect();
         let only: Vec<_> = hints.iter().map(|(_, h)| h.clone()).collect();
-        adm.pod_hints = hints;
-        tm.policy.merge(&only)
+        let merged = tm.policy.merge(&only);
+        if tm.keep_hints || !merged.admit {
+            adm.pod_hints = hints;
+        }
+        merged
     };
     adm.pod_merge = Some(outcome.clone());
     if !outcome.admit {
