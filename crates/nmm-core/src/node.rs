@@ -18,7 +18,9 @@ use crate::topology::hint::TopologyHint;
 use crate::topology::policy::PolicyKind;
 use crate::topology::{Admission, HintProvider, TopologyManager};
 use crate::validation::validate_kubelet_config;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+type UidHasher = foldhash::fast::RandomState;
 
 /// A checkpoint a node starts from: file bytes, or an already parsed JSON object.
 #[derive(Debug, Clone)]
@@ -122,12 +124,15 @@ pub struct Node {
     pub cpu: CpuManager,
     pub memory: MemoryManager,
     pub devices: DeviceManager,
+    // Hashed, not ordered: these are only asked about one uid at a time, and an ordered
+    // map's insert shifts a leaf of keys (cold lines on every admission). foldhash with a
+    // random seed: fast on short keys, and not predictable by whoever picks the uids.
     /// Live pods admitted here: uid -> name.
-    admitted: BTreeMap<String, String>,
+    admitted: HashMap<String, String, UidHasher>,
     /// Pods that came with the restored checkpoints.
-    restored: BTreeSet<String>,
+    restored: HashSet<String, UidHasher>,
     /// uids whose admission was refused and not yet named by a removal.
-    rejected: BTreeSet<String>,
+    rejected: HashSet<String, UidHasher>,
     /// What a `None` memory policy / `none` CPU policy read from its checkpoint; written back
     /// unchanged.
     memory_passthrough: Option<(MachineState, Assignments)>,
@@ -322,9 +327,9 @@ impl Node {
             cpu,
             memory,
             devices,
-            admitted: BTreeMap::new(),
-            restored: node_restored,
-            rejected: BTreeSet::new(),
+            admitted: HashMap::default(),
+            restored: node_restored.into_iter().collect(),
+            rejected: HashSet::default(),
             memory_passthrough,
             cpu_passthrough,
             memory_drift,

@@ -246,16 +246,12 @@ impl PodDeviceHints {
                     match nodes.filter(|n| !n.is_empty()) {
                         Some(n) => {
                             for k in n {
-                                info.by_numa
-                                    .entry(i64::from(*k))
-                                    .or_default()
-                                    .insert(id.clone());
+                                info.by_numa.node_mut(i64::from(*k)).insert(id.clone());
                             }
                         }
                         None => {
                             info.by_numa
-                                .entry(NODE_WITHOUT_TOPOLOGY)
-                                .or_default()
+                                .node_mut(NODE_WITHOUT_TOPOLOGY)
                                 .insert(id.clone());
                         }
                     }
@@ -376,7 +372,7 @@ mod tests {
                 .and_then(|m| m.get(NIC))
                 .cloned()
                 .unwrap_or_default();
-            info.by_numa.entry(*k).or_default().insert(id.to_string());
+            info.by_numa.node_mut(*k).insert(id.to_string());
             cp.pod_devices.insert(uid, c, NIC, info);
         }
         cp.registered.insert(
@@ -570,15 +566,13 @@ mod tests {
                     Some(n) => {
                         for k in n {
                             info.by_numa
-                                .entry(i64::from(*k))
-                                .or_default()
+                                .node_mut(i64::from(*k))
                                 .insert(devices[i].id.clone());
                         }
                     }
                     None => {
                         info.by_numa
-                            .entry(NODE_WITHOUT_TOPOLOGY)
-                            .or_default()
+                            .node_mut(NODE_WITHOUT_TOPOLOGY)
                             .insert(devices[i].id.clone());
                     }
                 }

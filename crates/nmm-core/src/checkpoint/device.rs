@@ -12,6 +12,7 @@
 use super::gojson::{self, Decoder, Value};
 use super::spew::{self, Spew};
 use super::CheckpointError;
+use crate::devicemanager::ids::IdSet;
 use crate::devicemanager::pod_devices::{AllocInfo, PodDevices};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,8 +26,8 @@ pub struct DeviceCheckpoint {
 
 const DATA_TYPE: &str = "checkpoint.checkpointData";
 
-fn ids_spew(ids: &BTreeSet<String>) -> Spew {
-    Spew::Slice(ids.iter().map(|s| Spew::str(s)).collect())
+fn ids_spew<'a>(ids: impl IntoIterator<Item = &'a String>) -> Spew {
+    Spew::Slice(ids.into_iter().map(|s| Spew::str(s)).collect())
 }
 
 /// The checksum of this content in canonical order.
@@ -84,9 +85,9 @@ pub fn checksum(cp: &DeviceCheckpoint) -> u32 {
     spew::hash_typed(DATA_TYPE, &tree)
 }
 
-fn write_ids(out: &mut String, ids: &BTreeSet<String>) {
+fn write_ids<'a>(out: &mut String, ids: impl IntoIterator<Item = &'a String>) {
     out.push('[');
-    for (i, id) in ids.iter().enumerate() {
+    for (i, id) in ids.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -112,7 +113,7 @@ pub fn encode(cp: &DeviceCheckpoint) -> String {
                 gojson::write_string(&mut out, resource);
                 out.push_str(",\"DeviceIDs\":{");
                 // encoding/json sorts map keys by their text ("-1" < "0" < "10" < "2").
-                let mut keys: Vec<(String, &BTreeSet<String>)> = info
+                let mut keys: Vec<(String, &IdSet)> = info
                     .by_numa
                     .iter()
                     .map(|(n, ids)| (n.to_string(), ids))
@@ -124,7 +125,7 @@ pub fn encode(cp: &DeviceCheckpoint) -> String {
                     }
                     gojson::write_string(&mut out, k);
                     out.push(':');
-                    write_ids(&mut out, ids);
+                    write_ids(&mut out, *ids);
                 }
                 out.push_str("},\"AllocResp\":\"");
                 out.push_str(&base64_encode(&info.alloc_resp));
@@ -258,7 +259,7 @@ fn from_tree(v: &Value) -> Result<DeviceCheckpoint, CheckpointError> {
             ..Default::default()
         };
         for (n, ids) in e.ids.iter().flatten() {
-            let set: BTreeSet<String> = ids.iter().flatten().cloned().collect();
+            let set: IdSet = ids.iter().flatten().cloned().collect();
             info.by_numa.insert(*n, set);
         }
         cp.pod_devices

@@ -175,9 +175,9 @@ impl DeviceManager {
                 let mut nodes = mask.ids().map(i64::from);
                 let first = nodes.next().unwrap_or(NODE_WITHOUT_TOPOLOGY);
                 for n in nodes {
-                    info.by_numa.entry(n).or_default().insert(d.clone());
+                    info.by_numa.node_mut(n).insert(d.clone());
                 }
-                info.by_numa.entry(first).or_default().insert(d);
+                info.by_numa.node_mut(first).insert(d);
             };
             for d in devs.ids {
                 let mask = x

@@ -13,6 +13,7 @@
 
 pub mod allocate;
 pub mod hint_family;
+pub mod ids;
 pub mod index;
 pub mod pod_devices;
 pub mod topology_hints;

@@ -1,13 +1,14 @@
 //! `podDevices`: which devices every container of every pod holds, per resource, with the
 //! NUMA nodes they were recorded under and the plugin's stored `Allocate` response.
 
+use super::ids::ByNuma;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `deviceAllocateInfo`: device ids per NUMA node id (`-1`: no topology; a device on two
 /// nodes is listed under both) and the marshalled `ContainerAllocateResponse`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AllocInfo {
-    pub by_numa: BTreeMap<i64, BTreeSet<String>>,
+    pub by_numa: ByNuma,
     pub alloc_resp: Vec<u8>,
 }
 
@@ -18,7 +19,7 @@ impl AllocInfo {
         match (sets.next(), sets.next()) {
             (None, _) => BTreeSet::new(),
             // The usual case: devices of one node (or none) only.
-            (Some(one), None) => one.clone(),
+            (Some(one), None) => one.to_set(),
             _ => self.by_numa.values().flatten().cloned().collect(),
         }
     }

@@ -80,8 +80,7 @@ fn hold(m: &mut DeviceManager, pod: &str, c: &str, resource: &str, ids: &[&str])
         let n = m.numa_of(resource, id).unwrap_or_default();
         for node in n {
             info.by_numa
-                .entry(i64::from(node))
-                .or_default()
+                .node_mut(i64::from(node))
                 .insert(id.to_string());
         }
     }

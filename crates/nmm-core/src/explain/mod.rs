@@ -58,12 +58,10 @@ pub fn explain(h: &History, pod: &PodInfo) -> Result<Explanation, ExplainError> 
     let before = &base.node;
     let mut after = before.clone();
     after.topology.keep_hints = true;
-    let mut result = after
-        .admit(pod)
-        .map_err(|error| ExplainError::Step {
-            index: h.steps.len(),
-            error,
-        })?;
+    let mut result = after.admit(pod).map_err(|error| ExplainError::Step {
+        index: h.steps.len(),
+        error,
+    })?;
     // a rejection's merged hint, as the kubelet would report it
     result.trace.rank_merges(&before.topology.policy);
     let trace = &result.trace;

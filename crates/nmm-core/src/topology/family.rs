@@ -78,7 +78,9 @@ impl SizeSet {
 
     /// Every size from 1 to `n`.
     pub fn up_to(n: u32) -> SizeSet {
-        (1..=n).map(SizeSet::single).fold(SizeSet::EMPTY, SizeSet::or)
+        (1..=n)
+            .map(SizeSet::single)
+            .fold(SizeSet::EMPTY, SizeSet::or)
     }
 
     pub fn or(self, o: SizeSet) -> SizeSet {
@@ -113,7 +115,9 @@ impl SizeSet {
 
 impl FromIterator<u32> for SizeSet {
     fn from_iter<I: IntoIterator<Item = u32>>(it: I) -> SizeSet {
-        it.into_iter().map(SizeSet::single).fold(SizeSet::EMPTY, SizeSet::or)
+        it.into_iter()
+            .map(SizeSet::single)
+            .fold(SizeSet::EMPTY, SizeSet::or)
     }
 }
 
