@@ -6,6 +6,7 @@ use crate::checkpoint;
 use crate::cpumanager::policy_static::CpuAssignments;
 use crate::cpumanager::{CpuManager, CpuPolicy};
 use crate::cpuset::CpuSet;
+use crate::devicemanager::ids::IdSet;
 use crate::devicemanager::{Device, DeviceManager};
 use crate::kubelet_config::KubeletConfig;
 use crate::machine::Machine;
@@ -82,7 +83,7 @@ pub struct ContainerResult {
     /// stopped before this container).
     pub affinity: Option<TopologyHint>,
     /// Devices the Device Manager allocated to the container: resource -> sorted ids.
-    pub devices: BTreeMap<String, BTreeSet<String>>,
+    pub devices: BTreeMap<String, IdSet>,
 }
 
 #[derive(Debug, Clone)]

@@ -6,8 +6,9 @@
 
 use std::collections::BTreeSet;
 
-/// Device ids, sorted bytewise and unique (`sets.Set[string]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Device ids, sorted bytewise and unique (`sets.Set[string]`); serialized as a list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct IdSet(Vec<String>);
 
 impl IdSet {

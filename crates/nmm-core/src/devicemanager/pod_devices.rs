@@ -1,7 +1,7 @@
 //! `podDevices`: which devices every container of every pod holds, per resource, with the
 //! NUMA nodes they were recorded under and the plugin's stored `Allocate` response.
 
-use super::ids::ByNuma;
+use super::ids::{ByNuma, IdSet};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `deviceAllocateInfo`: device ids per NUMA node id (`-1`: no topology; a device on two
@@ -13,6 +13,16 @@ pub struct AllocInfo {
 }
 
 impl AllocInfo {
+    /// [`AllocInfo::devices`] as an [`IdSet`].
+    pub fn ids(&self) -> IdSet {
+        let mut sets = self.by_numa.values();
+        match (sets.next(), sets.next()) {
+            (None, _) => IdSet::new(),
+            (Some(one), None) => one.clone(),
+            _ => self.by_numa.values().flatten().cloned().collect(),
+        }
+    }
+
     /// `DevicesPerNUMA.Devices()`: every id, once.
     pub fn devices(&self) -> BTreeSet<String> {
         let mut sets = self.by_numa.values();
@@ -119,7 +129,7 @@ impl PodDevices {
     }
 
     /// Everything one container holds: resource -> ids.
-    pub fn container_all(&self, pod: &str, container: &str) -> BTreeMap<String, BTreeSet<String>> {
+    pub fn container_all(&self, pod: &str, container: &str) -> BTreeMap<String, IdSet> {
         // Inserted one by one (in order): collecting would sort a vector first.
         let mut out = BTreeMap::new();
         for (k, v) in self
@@ -129,7 +139,7 @@ impl PodDevices {
             .into_iter()
             .flatten()
         {
-            out.insert(k.clone(), v.devices());
+            out.insert(k.clone(), v.ids());
         }
         out
     }
