@@ -499,4 +499,51 @@ mod tests {
             assert!(e.message.contains(&id.to_string()), "{e}");
         }
     }
+
+    fn one_container(uid: &str, cpu: &str, memory: &str) -> PodInfo {
+        let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "uid": uid},
+            "spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": cpu, "memory": memory}}}]}
+        }))
+        .unwrap();
+        PodInfo::from_pod(&p, false).unwrap()
+    }
+
+    /// The trace keeps the providers' hints of an admitted pod only when asked
+    /// (`keep_hints`, as `explain` does), and always those of a rejecting merge.
+    #[test]
+    fn the_trace_keeps_hints_when_asked_or_rejected() {
+        for scope in ["container", "pod"] {
+            let cfg =
+                KubeletConfig::static_managers("single-numa-node", scope).reserving("1", "1Gi");
+            let node = Node::start(
+                Machine::synthetic(2, 4, 0, 8 << 30, 0),
+                cfg,
+                StartOptions::default(),
+            )
+            .unwrap();
+            let kept = |r: &AdmitResult| {
+                r.trace.pod_families.len()
+                    + r.trace.pod_hints.len()
+                    + r.trace
+                        .containers
+                        .iter()
+                        .map(|t| t.provider_families.len() + t.provider_hints.len())
+                        .sum::<usize>()
+            };
+            let fits = one_container("a", "2", "1Gi");
+            let r = node.clone().admit(&fits).unwrap();
+            assert!(r.admitted);
+            assert_eq!(kept(&r), 0, "{scope}: hints of an admitted pod kept");
+            let mut asked = node.clone();
+            asked.topology.keep_hints = true;
+            let r = asked.admit(&fits).unwrap();
+            assert!(r.admitted);
+            assert_eq!(kept(&r), 2, "{scope}: cpu and memory hints, when asked");
+            // more CPUs than one NUMA node has (8): single-numa-node rejects
+            let r = node.clone().admit(&one_container("b", "10", "1Gi")).unwrap();
+            assert!(!r.admitted);
+            assert_eq!(kept(&r), 2, "{scope}: a rejecting merge's hints");
+        }
+    }
 }
