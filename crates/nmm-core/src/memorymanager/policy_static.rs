@@ -583,7 +583,8 @@ impl StaticPolicy {
             }
         }
         let ids = mask.to_vec();
-        let mut blocks = Vec::new();
+        // kept in the books: no spare capacity
+        let mut blocks = Vec::with_capacity(req.len());
         for (r, &size) in &req {
             let effective = size.saturating_sub(self.reusable_for(&pod.uid, mask, r));
             self.reserve(&ids, r, effective);
