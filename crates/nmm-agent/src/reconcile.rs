@@ -316,6 +316,24 @@ impl Default for ReconcileOptions {
 
 /// The reconcile loop, until `stop` turns true: woken by [`NriAgent::wake`] (after each
 /// synchronization, and when a release widened the shared pool) and every `interval`.
+/// `fut`, unless the stop comes first (`None`). The runtime's calls are waited for this
+/// way: a runtime that stops answering (containerd stuck, or its NRI connection
+/// half-closed) must not keep the loop, and with it the agent and its state directory's
+/// lock, from stopping.
+async fn or_stop<T>(
+    stop: &mut watch::Receiver<bool>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        v = fut => Some(v),
+        // a dropped sender is a stop too
+        _ = stop.wait_for(|s| *s) => None,
+    }
+}
+
 pub async fn run_reconciler(
     handler: Arc<NriAgent>,
     opts: ReconcileOptions,
@@ -353,7 +371,10 @@ pub async fn run_reconciler(
         }
         if let (true, Some(path)) = (list_now, &opts.cri_socket) {
             if cri.is_none() {
-                match CriClient::connect(path).await {
+                let Some(connected) = or_stop(&mut stop, CriClient::connect(path)).await else {
+                    return;
+                };
+                match connected {
                     Ok(c) => {
                         handler.log(&format!(
                             "connected to {} over CRI on {}",
@@ -377,7 +398,10 @@ pub async fn run_reconciler(
             }
             if let Some(c) = cri.as_mut() {
                 let listed_at = Instant::now();
-                match c.list().await {
+                let Some(listed) = or_stop(&mut stop, c.list()).await else {
+                    return;
+                };
+                match listed {
                     Ok(view) => {
                         handler.agent().metrics.cri_connected.set(1);
                         let h = handler.clone();
@@ -406,30 +430,33 @@ pub async fn run_reconciler(
             if updates.is_empty() {
                 break;
             }
-            match handler.plugin_handle() {
-                Some(p) => match p.update_containers(&updates).await {
-                    Ok(failed) => {
-                        let m = &handler.agent().metrics;
-                        m.unsolicited("applied", updates.len().saturating_sub(failed.len()));
-                        m.unsolicited("failed", failed.len());
-                        if !failed.is_empty() {
-                            handler.log(&format!(
-                                "the runtime failed {} cpuset updates",
-                                failed.len()
-                            ));
-                            handler.updates_failed(&failed);
-                        }
-                        updates = handler.superseded(&updates);
+            let Some(p) = handler.plugin_handle() else {
+                handler.agent().metrics.unsolicited("failed", updates.len());
+                handler.updates_failed(&updates);
+                break;
+            };
+            let Some(sent) = or_stop(&mut stop, p.update_containers(&updates)).await else {
+                // Stopping with no answer: the updates count as not applied.
+                handler.updates_failed(&updates);
+                return;
+            };
+            match sent {
+                Ok(failed) => {
+                    let m = &handler.agent().metrics;
+                    m.unsolicited("applied", updates.len().saturating_sub(failed.len()));
+                    m.unsolicited("failed", failed.len());
+                    if !failed.is_empty() {
+                        handler.log(&format!(
+                            "the runtime failed {} cpuset updates",
+                            failed.len()
+                        ));
+                        handler.updates_failed(&failed);
                     }
-                    Err(e) => {
-                        handler.agent().metrics.unsolicited("failed", updates.len());
-                        handler.log(&format!("UpdateContainers: {e}"));
-                        handler.updates_failed(&updates);
-                        break;
-                    }
-                },
-                None => {
+                    updates = handler.superseded(&updates);
+                }
+                Err(e) => {
                     handler.agent().metrics.unsolicited("failed", updates.len());
+                    handler.log(&format!("UpdateContainers: {e}"));
                     handler.updates_failed(&updates);
                     break;
                 }
@@ -447,5 +474,33 @@ pub async fn run_reconciler(
         if let Ok(Err(e)) = r {
             handler.log(&format!("compacting the change journal: {e}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runtime call that never answers ends at the stop; one that answers is waited for.
+    #[tokio::test]
+    async fn runtime_calls_give_way_to_a_stop() {
+        let (tx, mut rx) = watch::channel(false);
+        assert_eq!(or_stop(&mut rx, async { 7 }).await, Some(7));
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(true).unwrap();
+            tx
+        });
+        let t0 = Instant::now();
+        let hung = or_stop(&mut rx, std::future::pending::<()>()).await;
+        assert_eq!(hung, None);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        // already stopped: not even started
+        assert_eq!(or_stop(&mut rx, async { 7 }).await, None);
+        // a dropped sender stops too
+        let (tx2, mut rx2) = watch::channel(false);
+        drop(tx2);
+        assert_eq!(or_stop(&mut rx2, std::future::pending::<()>()).await, None);
+        drop(stopper.await.unwrap());
     }
 }
