@@ -541,7 +541,10 @@ mod tests {
             assert!(r.admitted);
             assert_eq!(kept(&r), 2, "{scope}: cpu and memory hints, when asked");
             // more CPUs than one NUMA node has (8): single-numa-node rejects
-            let r = node.clone().admit(&one_container("b", "10", "1Gi")).unwrap();
+            let r = node
+                .clone()
+                .admit(&one_container("b", "10", "1Gi"))
+                .unwrap();
             assert!(!r.admitted);
             assert_eq!(kept(&r), 2, "{scope}: a rejecting merge's hints");
         }
