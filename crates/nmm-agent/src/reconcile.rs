@@ -314,8 +314,6 @@ impl Default for ReconcileOptions {
     }
 }
 
-/// The reconcile loop, until `stop` turns true: woken by [`NriAgent::wake`] (after each
-/// synchronization, and when a release widened the shared pool) and every `interval`.
 /// `fut`, unless the stop comes first (`None`). The runtime's calls are waited for this
 /// way: a runtime that stops answering (containerd stuck, or its NRI connection
 /// half-closed) must not keep the loop, and with it the agent and its state directory's
@@ -334,6 +332,8 @@ async fn or_stop<T>(
     }
 }
 
+/// The reconcile loop, until `stop` turns true: woken by [`NriAgent::wake`] (after each
+/// synchronization, and when a release widened the shared pool) and every `interval`.
 pub async fn run_reconciler(
     handler: Arc<NriAgent>,
     opts: ReconcileOptions,
