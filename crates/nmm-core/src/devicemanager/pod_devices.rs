@@ -13,25 +13,20 @@ pub struct AllocInfo {
 }
 
 impl AllocInfo {
-    /// [`AllocInfo::devices`] as an [`IdSet`].
+    /// `DevicesPerNUMA.Devices()`: every id, once.
     pub fn ids(&self) -> IdSet {
         let mut sets = self.by_numa.values();
         match (sets.next(), sets.next()) {
             (None, _) => IdSet::new(),
+            // The usual case: devices of one node (or none) only.
             (Some(one), None) => one.clone(),
             _ => self.by_numa.values().flatten().cloned().collect(),
         }
     }
 
-    /// `DevicesPerNUMA.Devices()`: every id, once.
+    /// [`AllocInfo::ids`] as a `BTreeSet`.
     pub fn devices(&self) -> BTreeSet<String> {
-        let mut sets = self.by_numa.values();
-        match (sets.next(), sets.next()) {
-            (None, _) => BTreeSet::new(),
-            // The usual case: devices of one node (or none) only.
-            (Some(one), None) => one.to_set(),
-            _ => self.by_numa.values().flatten().cloned().collect(),
-        }
+        self.ids().into_iter().collect()
     }
 }
 
