@@ -213,6 +213,11 @@ pub(super) fn list_infos(answers: &[Answer]) -> Vec<ListInfo> {
     for (p, h) in answers {
         match h {
             None => out.push(simple(p, ListState::NoPreference)),
+            // The Device Manager answers an empty map when the container asks for no
+            // device resource: no preference, not "nothing fits".
+            Some(m) if m.is_empty() && *p == "devices" => {
+                out.push(simple(p, ListState::NoPreference))
+            }
             Some(m) if m.is_empty() => out.push(simple(p, ListState::NoHints)),
             Some(m) => out.extend(m.iter().map(|(r, l)| match l {
                 None => simple(r, ListState::NoPreference),

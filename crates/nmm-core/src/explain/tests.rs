@@ -498,3 +498,36 @@ fn removal_of_a_checkpoint_pod_names_its_uid_and_containers() {
     assert_eq!((r.uid.as_str(), r.name.as_deref()), ("uid-c", None));
     assert_eq!(r.containers, vec!["sidecar".to_string(), "web".to_string()]);
 }
+
+/// The Device Manager answers an empty map for a container that asks for no device: no
+/// preference, which the merge text does not call "nothing fits".
+#[test]
+fn a_container_without_devices_is_no_preference_for_the_device_manager() {
+    let m = machine(8 * GI);
+    let c = config("single-numa-node", true);
+    let mut p = pod("plain", &[("app", "1", "1Gi")]);
+    p.containers[0]
+        .requests
+        .insert("cpu".into(), Quantity::parse("500m").unwrap());
+    p.qos = compute_qos(&p.containers);
+    let start = StartOptions {
+        devices: vec![crate::devicemanager::Device {
+            resource: "example.com/nic".into(),
+            id: "nic-0".into(),
+            numa: Some(vec![0]),
+            healthy: true,
+        }],
+        ..Default::default()
+    };
+    let h = History {
+        machine: &m,
+        config: &c,
+        start: &start,
+        steps: &[],
+    };
+    let e = explain(&h, &p).unwrap();
+    assert!(e.admitted);
+    let why = &e.decisions[0].why_merged;
+    assert!(why.contains("no provider has a NUMA preference"), "{why}");
+    assert!(!why.contains("offered no hints"), "{why}");
+}
