@@ -95,12 +95,22 @@ fn run(
     steps: &[HistoryStep],
     p: &PodInfo,
 ) -> Result<Explanation, ExplainError> {
-    let start = StartOptions::default();
+    run_from(m, c, &StartOptions::default(), steps, p)
+}
+
+/// [`run`] on a node started with `start` (checkpoints, devices).
+fn run_from(
+    m: &Machine,
+    c: &KubeletConfig,
+    start: &StartOptions,
+    steps: &[HistoryStep],
+    p: &PodInfo,
+) -> Result<Explanation, ExplainError> {
     explain(
         &History {
             machine: m,
             config: c,
-            start: &start,
+            start,
             steps,
         },
         p,
@@ -482,13 +492,7 @@ fn removal_of_a_checkpoint_pod_names_its_uid_and_containers() {
         )),
         ..Default::default()
     };
-    let h = History {
-        machine: &m,
-        config: &c,
-        start: &start,
-        steps: &[],
-    };
-    let e = explain(&h, &pod("big", &[("app", "2", "12Gi")])).unwrap();
+    let e = run_from(&m, &c, &start, &[], &pod("big", &[("app", "2", "12Gi")])).unwrap();
     assert!(!e.admitted);
     assert_eq!(
         e.fixes[0],
@@ -519,13 +523,7 @@ fn a_container_without_devices_is_no_preference_for_the_device_manager() {
         }],
         ..Default::default()
     };
-    let h = History {
-        machine: &m,
-        config: &c,
-        start: &start,
-        steps: &[],
-    };
-    let e = explain(&h, &p).unwrap();
+    let e = run_from(&m, &c, &start, &[], &p).unwrap();
     assert!(e.admitted);
     let why = &e.decisions[0].why_merged;
     assert!(why.contains("no provider has a NUMA preference"), "{why}");
