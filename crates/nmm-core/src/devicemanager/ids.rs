@@ -43,10 +43,6 @@ impl IdSet {
     pub fn iter(&self) -> std::slice::Iter<'_, String> {
         self.0.iter()
     }
-
-    pub fn to_set(&self) -> BTreeSet<String> {
-        self.0.iter().cloned().collect()
-    }
 }
 
 impl<const N: usize> From<[String; N]> for IdSet {
@@ -205,8 +201,8 @@ mod tests {
         assert_eq!(a.len(), 3);
         assert!(a.contains("nic-1") && !a.contains("nic-3"));
         assert_eq!(
-            a.to_set(),
-            s(&["nic-1", "nic-10", "nic-2"]).into_iter().collect()
+            a.iter().cloned().collect::<Vec<_>>(),
+            s(&["nic-1", "nic-10", "nic-2"])
         );
         let b: IdSet = [
             "nic-2".to_string(),
