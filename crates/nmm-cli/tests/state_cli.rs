@@ -117,7 +117,7 @@ fn grouped_state() -> String {
         );
     }
     let mut a = Assignments::new();
-    a.entry("uid-big".into()).or_default().insert(
+    a.get_or_default("uid-big").insert(
         "db".into(),
         vec![Block {
             numa_affinity: vec![0, 1],
@@ -125,7 +125,7 @@ fn grouped_state() -> String {
             size: 20 * GI,
         }],
     );
-    a.entry("uid-small".into()).or_default().insert(
+    a.get_or_default("uid-small").insert(
         "web".into(),
         vec![Block {
             numa_affinity: vec![2],

@@ -5,6 +5,7 @@
 //! sysfs, sockets and clocks live in the crates on top (`nmm-sysfs`, `nmm`).
 
 pub mod bitmask;
+pub mod bypod;
 pub mod checkpoint;
 pub mod cpumanager;
 pub mod cpuset;

@@ -259,7 +259,7 @@ impl Node {
                                 "could not parse cpuset \"{s}\" for container \"{ctr}\" in pod \"{pod}\": {e}"
                             ))
                         })?;
-                        a.entry(pod.clone()).or_default().insert(ctr.clone(), set);
+                        a.get_or_default(pod).insert(ctr.clone(), set);
                     }
                 }
                 if matches!(cpu.policy, CpuPolicy::None) {

@@ -71,7 +71,7 @@ fn blk(numa: &[u32], kind: &str, size: u64) -> Block {
 fn asg(entries: Vec<(&str, &str, Vec<Block>)>) -> Assignments {
     let mut a = Assignments::new();
     for (p, c, b) in entries {
-        a.entry(p.to_string()).or_default().insert(c.to_string(), b);
+        a.get_or_default(p).insert(c.to_string(), b);
     }
     a
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use super::gojson::{self, Decoder, Value};
 use super::spew::{self, Spew};
 use super::CheckpointError;
+use crate::cpumanager::policy_static::CpuAssignments;
 use crate::cpuset::CpuSet;
 
 /// File name in the kubelet root directory.
@@ -274,9 +275,7 @@ pub fn encode_raw(
     out
 }
 
-fn format_entries(
-    entries: &BTreeMap<String, BTreeMap<String, CpuSet>>,
-) -> BTreeMap<String, BTreeMap<String, String>> {
+fn format_entries(entries: &CpuAssignments) -> BTreeMap<String, BTreeMap<String, String>> {
     entries
         .iter()
         .map(|(pod, c)| {
@@ -287,11 +286,7 @@ fn format_entries(
 }
 
 /// The exact bytes kubelet v1.32 writes for this state (cpusets in Linux list format).
-pub fn encode(
-    policy_name: &str,
-    default_cpu_set: &CpuSet,
-    entries: &BTreeMap<String, BTreeMap<String, CpuSet>>,
-) -> String {
+pub fn encode(policy_name: &str, default_cpu_set: &CpuSet, entries: &CpuAssignments) -> String {
     encode_raw(
         policy_name,
         &default_cpu_set.to_string(),
@@ -300,11 +295,7 @@ pub fn encode(
 }
 
 /// The checksum [`encode`] stores.
-pub fn checksum(
-    policy_name: &str,
-    default_cpu_set: &CpuSet,
-    entries: &BTreeMap<String, BTreeMap<String, CpuSet>>,
-) -> u32 {
+pub fn checksum(policy_name: &str, default_cpu_set: &CpuSet, entries: &CpuAssignments) -> u32 {
     checksum_raw(
         policy_name,
         &default_cpu_set.to_string(),

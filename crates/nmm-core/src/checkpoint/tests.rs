@@ -10,6 +10,7 @@ use super::cpu::{self, CpuCheckpoint};
 use super::fnv::fnv1a32;
 use super::memory::{self, MemoryCheckpointFormat};
 use super::CheckpointError;
+use crate::cpumanager::policy_static::CpuAssignments;
 use crate::cpuset::CpuSet;
 use crate::memorymanager::state::{Assignments, Block, MachineState, MemoryTable, NumaNodeState};
 
@@ -51,8 +52,7 @@ fn block(numa: &[u32], kind: &str, size: u64) -> Block {
 fn assignments(items: &[(&str, &str, Vec<Block>)]) -> Assignments {
     let mut a = Assignments::new();
     for (pod, ctr, blocks) in items {
-        a.entry(pod.to_string())
-            .or_default()
+        a.get_or_default(pod)
             .insert(ctr.to_string(), blocks.clone());
     }
     a
@@ -585,7 +585,7 @@ fn special_strings_round_trip() {
 
 #[test]
 fn cpu_golden_vectors() {
-    let entries = BTreeMap::from([(
+    let entries = CpuAssignments::from([(
         "pod1".to_string(),
         BTreeMap::from([("c1".to_string(), CpuSet::parse("1-2").unwrap())]),
     )]);
@@ -599,7 +599,10 @@ fn cpu_golden_vectors() {
     assert_eq!(cp.encode(), file);
 
     let none = r#"{"policyName":"none","defaultCpuSet":"","checksum":1353318690}"#;
-    assert_eq!(cpu::encode("none", &CpuSet::new(), &BTreeMap::new()), none);
+    assert_eq!(
+        cpu::encode("none", &CpuSet::new(), &CpuAssignments::new()),
+        none
+    );
     assert_eq!(
         cpu::decode(none.as_bytes()).unwrap(),
         CpuCheckpoint {
@@ -874,7 +877,8 @@ fn state_strategy() -> impl Strategy<Value = (String, MachineState, Assignments)
     );
     let containers =
         prop::collection::btree_map(name_strategy(), prop::collection::vec(block, 0..4), 0..3);
-    let entries = prop::collection::btree_map(name_strategy(), containers, 0..4);
+    let entries = prop::collection::btree_map(name_strategy(), containers, 0..4)
+        .prop_map(|e| e.into_iter().collect::<Assignments>());
     (name_strategy(), machine, entries)
 }
 
@@ -916,7 +920,7 @@ proptest! {
         ),
     ) {
         let default_set = CpuSet::from_ids(default_ids);
-        let entries: BTreeMap<String, BTreeMap<String, CpuSet>> = entries
+        let entries: CpuAssignments = entries
             .into_iter()
             .map(|(p, c)| (p, c.into_iter().map(|(n, ids)| (n, CpuSet::from_ids(ids))).collect()))
             .collect();

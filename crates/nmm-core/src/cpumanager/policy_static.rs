@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub type CpuAssignments = BTreeMap<String, BTreeMap<String, CpuSet>>;
+pub type CpuAssignments = crate::bypod::ByPod<BTreeMap<String, CpuSet>>;
 
 #[derive(Debug)]
 struct NumaFacts {
@@ -500,8 +500,7 @@ impl StaticPolicy {
             .allocate_cpus(n, hint.affinity, &reuse)
             .map_err(ProviderError::plain)?;
         self.assignments
-            .entry(pod.uid.clone())
-            .or_default()
+            .get_or_default(&pod.uid)
             .insert(c.name.clone(), set.clone());
         self.update_reuse(pod, c, &set);
         Ok(())

@@ -31,7 +31,7 @@ impl AllocInfo {
 }
 
 /// pod uid -> container name -> resource -> allocation.
-pub type PodMap = BTreeMap<String, BTreeMap<String, BTreeMap<String, AllocInfo>>>;
+pub type PodMap = crate::bypod::ByPod<BTreeMap<String, BTreeMap<String, AllocInfo>>>;
 
 /// `set[r]`, created empty when missing (without allocating a key when present).
 fn entry<'a>(set: &'a mut BTreeMap<String, BTreeSet<String>>, r: &str) -> &'a mut BTreeSet<String> {
@@ -53,11 +53,7 @@ impl PodDevices {
 
     pub fn insert(&mut self, pod: &str, container: &str, resource: &str, info: AllocInfo) {
         // Keys are copied only when new (a container's second resource reuses them).
-        let containers = if self.devs.contains_key(pod) {
-            self.devs.get_mut(pod).expect("present")
-        } else {
-            self.devs.entry(pod.to_string()).or_default()
-        };
+        let containers = self.devs.get_or_default(pod);
         let resources = if containers.contains_key(container) {
             containers.get_mut(container).expect("present")
         } else {
@@ -81,10 +77,7 @@ impl PodDevices {
         if resources.is_empty() {
             return;
         }
-        let containers = match self.devs.get_mut(pod) {
-            Some(c) => c,
-            None => self.devs.entry(pod.to_string()).or_default(),
-        };
+        let containers = self.devs.get_or_default(pod);
         match containers.get_mut(container) {
             // A resource recorded before is replaced.
             Some(old) => old.append(&mut resources),
@@ -184,7 +177,8 @@ impl PodDevices {
     /// `devices()`: resource -> every id any container holds (the allocated devices).
     pub fn devices(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for containers in self.devs.values() {
+        // A union: the order of the pods does not matter.
+        for containers in self.devs.values_any_order() {
             for resources in containers.values() {
                 for (r, info) in resources {
                     out.entry(r.clone()).or_default().extend(info.devices());

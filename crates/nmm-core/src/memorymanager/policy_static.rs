@@ -597,8 +597,7 @@ impl StaticPolicy {
         self.update_reusable(pod, c, &blocks);
         self.update_init_containers_blocks(pod, c, &blocks);
         self.assignments
-            .entry(pod.uid.clone())
-            .or_default()
+            .get_or_default(&pod.uid)
             .insert(c.name.clone(), blocks);
         Ok(())
     }
