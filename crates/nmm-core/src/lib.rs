@@ -24,3 +24,4 @@ pub mod quantity_hint;
 pub mod reserved_memory_flag;
 pub mod topology;
 pub mod validation;
+pub mod vecmap;

@@ -11,6 +11,7 @@
 //! v1.37 development line); [`decode_any`] reads those like the newer kubelet does, for
 //! display purposes only.
 
+use crate::vecmap::VecMap;
 use std::collections::BTreeMap;
 
 use super::gojson::{self, Decoder, Value};
@@ -659,7 +660,7 @@ fn to_checkpoint(
     }
     let mut assignments = Assignments::new();
     for (pod, containers) in entries.unwrap_or_default() {
-        let mut out = BTreeMap::new();
+        let mut out = VecMap::new();
         for (name, blocks) in containers.unwrap_or_default() {
             let blocks = typed_blocks(blocks, || format!("entries {pod:?}/{name:?}"))?;
             out.insert(name, blocks);

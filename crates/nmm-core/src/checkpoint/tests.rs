@@ -13,6 +13,7 @@ use super::CheckpointError;
 use crate::cpumanager::policy_static::CpuAssignments;
 use crate::cpuset::CpuSet;
 use crate::memorymanager::state::{Assignments, Block, MachineState, MemoryTable, NumaNodeState};
+use crate::vecmap::VecMap;
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -587,7 +588,7 @@ fn special_strings_round_trip() {
 fn cpu_golden_vectors() {
     let entries = CpuAssignments::from([(
         "pod1".to_string(),
-        BTreeMap::from([("c1".to_string(), CpuSet::parse("1-2").unwrap())]),
+        VecMap::from([("c1".to_string(), CpuSet::parse("1-2").unwrap())]),
     )]);
     let file = r#"{"policyName":"static","defaultCpuSet":"0,3-7","entries":{"pod1":{"c1":"1-2"}},"checksum":2455565647}"#;
     let default_set = CpuSet::parse("0,3-7").unwrap();
@@ -877,8 +878,11 @@ fn state_strategy() -> impl Strategy<Value = (String, MachineState, Assignments)
     );
     let containers =
         prop::collection::btree_map(name_strategy(), prop::collection::vec(block, 0..4), 0..3);
-    let entries = prop::collection::btree_map(name_strategy(), containers, 0..4)
-        .prop_map(|e| e.into_iter().collect::<Assignments>());
+    let entries = prop::collection::btree_map(name_strategy(), containers, 0..4).prop_map(|e| {
+        e.into_iter()
+            .map(|(pod, c)| (pod, c.into_iter().collect()))
+            .collect::<Assignments>()
+    });
     (name_strategy(), machine, entries)
 }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub type CpuAssignments = crate::bypod::ByPod<BTreeMap<String, CpuSet>>;
+pub type CpuAssignments = crate::bypod::ByPod<crate::vecmap::VecMap<CpuSet>>;
 
 #[derive(Debug)]
 struct NumaFacts {

@@ -14,6 +14,7 @@ use super::{DeviceManager, NODE_WITHOUT_TOPOLOGY};
 use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::hint::TopologyHint;
+use crate::vecmap::VecMap;
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -119,7 +120,7 @@ impl DeviceManager {
         reuse: &BTreeMap<String, BTreeSet<String>>,
         to_allocate: DevicesToAllocate,
     ) -> Result<(), String> {
-        let mut done = BTreeMap::new();
+        let mut done = VecMap::new();
         let stopped = self.allocate_each(pod, c, hint, reuse, to_allocate, &mut done);
         self.pod_devices.insert_container(&pod.uid, &c.name, done);
         match stopped {
@@ -142,7 +143,7 @@ impl DeviceManager {
         hint: TopologyHint,
         reuse: &BTreeMap<String, BTreeSet<String>>,
         to_allocate: DevicesToAllocate,
-        done: &mut BTreeMap<String, AllocInfo>,
+        done: &mut VecMap<AllocInfo>,
     ) -> Result<(), Stop> {
         // Go ranges over the limits map; sorted here (see the module comment).
         let empty = BTreeSet::new();

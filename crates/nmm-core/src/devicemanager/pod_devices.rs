@@ -2,6 +2,7 @@
 //! NUMA nodes they were recorded under and the plugin's stored `Allocate` response.
 
 use super::ids::{ByNuma, IdSet};
+use crate::vecmap::VecMap;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `deviceAllocateInfo`: device ids per NUMA node id (`-1`: no topology; a device on two
@@ -31,7 +32,7 @@ impl AllocInfo {
 }
 
 /// pod uid -> container name -> resource -> allocation.
-pub type PodMap = crate::bypod::ByPod<BTreeMap<String, BTreeMap<String, AllocInfo>>>;
+pub type PodMap = crate::bypod::ByPod<crate::vecmap::VecMap<crate::vecmap::VecMap<AllocInfo>>>;
 
 /// `set[r]`, created empty when missing (without allocating a key when present).
 fn entry<'a>(set: &'a mut BTreeMap<String, BTreeSet<String>>, r: &str) -> &'a mut BTreeSet<String> {
@@ -53,12 +54,7 @@ impl PodDevices {
 
     pub fn insert(&mut self, pod: &str, container: &str, resource: &str, info: AllocInfo) {
         // Keys are copied only when new (a container's second resource reuses them).
-        let containers = self.devs.get_or_default(pod);
-        let resources = if containers.contains_key(container) {
-            containers.get_mut(container).expect("present")
-        } else {
-            containers.entry(container.to_string()).or_default()
-        };
+        let resources = self.devs.get_or_default(pod).get_or_default(container);
         match resources.get_mut(resource) {
             Some(old) => *old = info,
             None => {
@@ -72,7 +68,7 @@ impl PodDevices {
         &mut self,
         pod: &str,
         container: &str,
-        mut resources: BTreeMap<String, AllocInfo>,
+        mut resources: VecMap<AllocInfo>,
     ) {
         if resources.is_empty() {
             return;
@@ -235,11 +231,11 @@ mod tests {
     fn a_containers_records_go_in_together_as_single_inserts_would() {
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
         let mut p = PodDevices::default();
-        p.insert_container("p", "c", BTreeMap::new());
+        p.insert_container("p", "c", VecMap::new());
         assert!(!p.has_pod("p"), "nothing to record: no pod entry");
         p.insert("p", "c", "r", info(&[(0, &["a"])]));
         p.insert("p", "c", "s", info(&[(0, &["s0"])]));
-        let more = BTreeMap::from([
+        let more = VecMap::from([
             ("r".to_string(), info(&[(1, &["b"])])),
             ("t".to_string(), info(&[(-1, &["t0"])])),
         ]);

@@ -34,4 +34,4 @@ pub struct Block {
 }
 
 /// pod uid -> container name -> blocks (sorted by resource name).
-pub type Assignments = crate::bypod::ByPod<BTreeMap<String, Vec<Block>>>;
+pub type Assignments = crate::bypod::ByPod<crate::vecmap::VecMap<Vec<Block>>>;

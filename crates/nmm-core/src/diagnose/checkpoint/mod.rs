@@ -238,7 +238,7 @@ pub fn memory_content_checksum(v: &Value) -> Option<u64> {
     let mut entries = Assignments::new();
     if let Some(e) = m.get("entries") {
         for (pod, ctrs) in e.as_object()? {
-            let mut c = BTreeMap::new();
+            let mut c = crate::vecmap::VecMap::new();
             for (name, blocks) in ctrs.as_object()? {
                 c.insert(name.clone(), blocks_of(blocks)?);
             }
