@@ -19,6 +19,7 @@ use crate::topology::hint::TopologyHint;
 use crate::topology::policy::PolicyKind;
 use crate::topology::{Admission, HintProvider, TopologyManager};
 use crate::validation::validate_kubelet_config;
+use crate::vecmap::VecMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 type UidHasher = foldhash::fast::RandomState;
@@ -83,7 +84,7 @@ pub struct ContainerResult {
     /// stopped before this container).
     pub affinity: Option<TopologyHint>,
     /// Devices the Device Manager allocated to the container: resource -> sorted ids.
-    pub devices: BTreeMap<String, IdSet>,
+    pub devices: VecMap<IdSet>,
 }
 
 #[derive(Debug, Clone)]

@@ -35,6 +35,11 @@ impl<V> VecMap<V> {
         self.items.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 
+    /// Room for `more` entries beyond those held, and no more.
+    pub fn reserve_exact(&mut self, more: usize) {
+        self.items.reserve_exact(more)
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }

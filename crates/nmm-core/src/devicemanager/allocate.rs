@@ -147,6 +147,13 @@ impl DeviceManager {
     ) -> Result<(), Stop> {
         // Go ranges over the limits map; sorted here (see the module comment).
         let empty = BTreeSet::new();
+        // The record is kept in the books: room for each device resource, once.
+        done.reserve_exact(
+            c.limits
+                .keys()
+                .filter(|r| self.is_device_plugin_resource(r))
+                .count(),
+        );
         for (resource, q) in &c.limits {
             if !self.is_device_plugin_resource(resource) {
                 continue;

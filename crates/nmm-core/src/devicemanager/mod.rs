@@ -25,6 +25,7 @@ use crate::machine::Machine;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::hint::{LargeHints, ProviderHints, TopologyHint};
 use crate::topology::{HintProvider, ProviderError};
+use crate::vecmap::VecMap;
 use ids::IdSet;
 use pod_devices::PodDevices;
 use std::collections::{BTreeMap, BTreeSet};
@@ -205,7 +206,7 @@ impl DeviceManager {
     }
 
     /// What one container holds: resource -> sorted ids.
-    pub fn container_devices(&self, pod: &str, container: &str) -> BTreeMap<String, IdSet> {
+    pub fn container_devices(&self, pod: &str, container: &str) -> VecMap<IdSet> {
         self.pod_devices.container_all(pod, container)
     }
 

@@ -113,16 +113,14 @@ impl PodDevices {
     }
 
     /// Everything one container holds: resource -> ids.
-    pub fn container_all(&self, pod: &str, container: &str) -> BTreeMap<String, IdSet> {
-        // Inserted one by one (in order): collecting would sort a vector first.
-        let mut out = BTreeMap::new();
-        for (k, v) in self
-            .devs
-            .get(pod)
-            .and_then(|c| c.get(container))
-            .into_iter()
-            .flatten()
-        {
+    pub fn container_all(&self, pod: &str, container: &str) -> VecMap<IdSet> {
+        let Some(held) = self.devs.get(pod).and_then(|c| c.get(container)) else {
+            return VecMap::new();
+        };
+        let mut out = VecMap::new();
+        out.reserve_exact(held.len());
+        // In order already: each insert appends.
+        for (k, v) in held {
             out.insert(k.clone(), v.ids());
         }
         out
