@@ -17,7 +17,7 @@ use crate::bitmask::NumaMask;
 use crate::pod::{ContainerInfo, PodInfo};
 use crate::topology::family::{HintFamily, LargeList, SizeSet};
 use crate::topology::hint::LargeHints;
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use std::rc::Rc;
 
 /// Masks of the devices a mask may touch, and how many of them it must touch.
@@ -496,7 +496,7 @@ impl DeviceManager {
     /// for resources without topology or without enough devices, a [`DeviceFamily`]
     /// instead of the list of masks otherwise.
     pub fn topology_hint_families(&self, pod: &PodInfo, c: Option<&ContainerInfo>) -> LargeHints {
-        let mut out = BTreeMap::new();
+        let mut out = VecMap::new();
         let q = self.hint_query(pod, c);
         match c {
             Some(c) => {

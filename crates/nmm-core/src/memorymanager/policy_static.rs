@@ -13,6 +13,7 @@ use crate::machine::{hugepage_resource_name, Machine};
 use crate::pod::{ContainerInfo, PodInfo, QosClass};
 use crate::topology::family::{HintFamily, LargeList};
 use crate::topology::hint::{to_large, LargeHints, ProviderHints, TopologyHint};
+use crate::vecmap::VecMap;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -387,7 +388,7 @@ impl StaticPolicy {
         if !f.has_member() {
             self.no_member = Some(Box::new(f.into_inputs()));
             // No mask at all: an empty map, "no preference" to the Topology Manager.
-            return Some(BTreeMap::new());
+            return Some(VecMap::new());
         }
         let f: Rc<dyn HintFamily> = Rc::new(f);
         Some(

@@ -31,7 +31,7 @@ impl TopologyHint {
 pub type ProviderHints = Option<BTreeMap<String, Option<Vec<TopologyHint>>>>;
 
 /// A provider's answer on a large machine: lists may be described rather than listed.
-pub type LargeHints = Option<BTreeMap<String, Option<super::family::LargeList>>>;
+pub type LargeHints = Option<crate::vecmap::VecMap<Option<super::family::LargeList>>>;
 
 /// The explicit answer in the large-machine shape.
 pub fn to_large(h: ProviderHints) -> LargeHints {
