@@ -66,9 +66,9 @@ fn checkpoint(entries: &[(&str, &str, &str, i64, &[&str])]) -> String {
         let mut info = cp
             .pod_devices
             .devs
-            .get(*uid)
-            .and_then(|m| m.get(*c))
-            .and_then(|m| m.get(*r))
+            .get(uid)
+            .and_then(|m| m.get(c))
+            .and_then(|m| m.get(r))
             .cloned()
             .unwrap_or_else(AllocInfo::default);
         info.by_numa

@@ -1,23 +1,38 @@
-//! [`VecMap`]: a name → value map kept as a sorted vector, for the books' small inner maps
-//! (a pod's containers, a container's device resources).
+//! [`VecMap`]: a name → value map kept as a sorted vector while it is small, for the
+//! books' small inner maps (a pod's containers, a container's device resources) and the
+//! providers' per-resource answers.
 //!
 //! Those maps hold one to a few entries. A `BTreeMap` gives each of them an eleven-slot
 //! node (544 to 800 bytes, its length at the far end), so recording one container wrote
 //! three or four fresh cache lines where one does; and pods are recorded on books that
 //! are cold in the cache (docs/BENCHMARKS.md). Here the entries sit side by side in key
 //! order: lookups are a binary search, walks are in key order exactly as the `BTreeMap`'s
-//! were (`Debug` and serde print the same text), and inserting into a large map costs a
-//! shift, which is fine for maps this small.
+//! were (`Debug` and serde print the same text).
+//!
+//! Inserting into a sorted vector shifts what follows, so a pod author who lists
+//! thousands of containers in reverse name order would make the books quadratic (100,000
+//! containers: seconds). Past [`SMALL_MAX`] entries the map becomes a `BTreeMap` and stays
+//! one; nothing outside can tell the two apart.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use std::collections::{btree_map, BTreeMap};
 use std::fmt;
 use std::marker::PhantomData;
 
-/// Name → `V`, sorted by name (see the module's doc).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The most entries kept as a sorted vector.
+pub const SMALL_MAX: usize = 32;
+
+/// Name → `V`, walked in name order (see the module's doc).
+#[derive(Clone)]
 pub struct VecMap<V> {
-    items: Vec<(String, V)>,
+    repr: Repr<V>,
+}
+
+#[derive(Clone)]
+enum Repr<V> {
+    Small(Vec<(String, V)>),
+    Large(BTreeMap<String, V>),
 }
 
 impl<V> Default for VecMap<V> {
@@ -28,56 +43,101 @@ impl<V> Default for VecMap<V> {
 
 impl<V> VecMap<V> {
     pub const fn new() -> Self {
-        VecMap { items: Vec::new() }
+        VecMap {
+            repr: Repr::Small(Vec::new()),
+        }
     }
 
-    fn find(&self, key: &str) -> Result<usize, usize> {
-        self.items.binary_search_by(|(k, _)| k.as_str().cmp(key))
-    }
-
-    /// Room for `more` entries beyond those held, and no more.
+    /// Room for `more` entries beyond those held, and no more (a no-op once large).
     pub fn reserve_exact(&mut self, more: usize) {
-        self.items.reserve_exact(more)
+        if let Repr::Small(items) = &mut self.repr {
+            if items.len() + more <= SMALL_MAX {
+                items.reserve_exact(more)
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.items.len()
+        match &self.repr {
+            Repr::Small(items) => items.len(),
+            Repr::Large(m) => m.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len() == 0
+    }
+
+    fn find(items: &[(String, V)], key: &str) -> Result<usize, usize> {
+        items.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.find(key).is_ok()
+        self.get(key).is_some()
     }
 
     pub fn get(&self, key: &str) -> Option<&V> {
-        self.find(key).ok().map(|i| &self.items[i].1)
+        match &self.repr {
+            Repr::Small(items) => Self::find(items, key).ok().map(|i| &items[i].1),
+            Repr::Large(m) => m.get(key),
+        }
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
-        match self.find(key) {
-            Ok(i) => Some(&mut self.items[i].1),
-            Err(_) => None,
+        match &mut self.repr {
+            Repr::Small(items) => match Self::find(items, key) {
+                Ok(i) => Some(&mut items[i].1),
+                Err(_) => None,
+            },
+            Repr::Large(m) => m.get_mut(key),
+        }
+    }
+
+    /// The vector, with room for one more entry at `i`; `None` once the map is (or has
+    /// just become) a `BTreeMap`. The first entry gets room for exactly one (the usual
+    /// map holds one); past that the vector doubles as vectors do.
+    fn small_with_room(&mut self) -> Option<&mut Vec<(String, V)>> {
+        if let Repr::Small(items) = &mut self.repr {
+            if items.len() >= SMALL_MAX {
+                let m: BTreeMap<String, V> = std::mem::take(items).into_iter().collect();
+                self.repr = Repr::Large(m);
+                return None;
+            }
+            if items.capacity() == 0 {
+                items.reserve_exact(1);
+            }
+        }
+        match &mut self.repr {
+            Repr::Small(items) => Some(items),
+            Repr::Large(_) => None,
         }
     }
 
     /// Sets `key`'s value; returns the one it replaces.
     pub fn insert(&mut self, key: String, v: V) -> Option<V> {
-        match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.items[i].1, v)),
-            Err(i) => {
-                // The usual map here holds one entry: room for exactly what it holds.
-                self.items.reserve_exact(1);
-                self.items.insert(i, (key, v));
+        if let Repr::Small(items) = &mut self.repr {
+            if let Ok(i) = Self::find(items, &key) {
+                return Some(std::mem::replace(&mut items[i].1, v));
+            }
+        }
+        match self.small_with_room() {
+            Some(items) => {
+                let i = Self::find(items, &key).unwrap_or_else(|i| i);
+                items.insert(i, (key, v));
                 None
             }
+            None => match &mut self.repr {
+                Repr::Large(m) => m.insert(key, v),
+                Repr::Small(_) => unreachable!("small_with_room said large"),
+            },
         }
     }
 
     pub fn remove(&mut self, key: &str) -> Option<V> {
-        self.find(key).ok().map(|i| self.items.remove(i).1)
+        match &mut self.repr {
+            Repr::Small(items) => Self::find(items, key).ok().map(|i| items.remove(i).1),
+            Repr::Large(m) => m.remove(key),
+        }
     }
 
     /// `key`'s value, made with `V::default()` first when absent (the key is copied only
@@ -86,91 +146,197 @@ impl<V> VecMap<V> {
     where
         V: Default,
     {
-        let i = match self.find(key) {
-            Ok(i) => i,
-            Err(i) => {
-                self.items.reserve_exact(1);
-                self.items.insert(i, (key.to_owned(), V::default()));
-                i
-            }
-        };
-        &mut self.items[i].1
+        if !self.contains_key(key) {
+            self.insert(key.to_owned(), V::default());
+        }
+        self.get_mut(key)
+            .unwrap_or_else(|| unreachable!("inserted just above"))
     }
 
     /// Moves every entry of `other` in (replacing equal keys), leaving it empty, as
     /// `BTreeMap::append` does.
     pub fn append(&mut self, other: &mut VecMap<V>) {
-        for (k, v) in std::mem::take(&mut other.items) {
+        for (k, v) in std::mem::take(other) {
             self.insert(k, v);
         }
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut V) -> bool) {
-        self.items.retain_mut(|(k, v)| keep(k, v))
+        match &mut self.repr {
+            Repr::Small(items) => items.retain_mut(|(k, v)| keep(k, v)),
+            Repr::Large(m) => m.retain(|k, v| keep(k, v)),
+        }
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &V)> + ExactSizeIterator {
-        self.items.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> Iter<'_, V> {
+        match &self.repr {
+            Repr::Small(items) => Iter::Small(items.iter()),
+            Repr::Large(m) => Iter::Large(m.iter()),
+        }
     }
 
     /// The entries in key order, values mutable.
-    pub fn iter_mut(
-        &mut self,
-    ) -> impl DoubleEndedIterator<Item = (&String, &mut V)> + ExactSizeIterator {
-        self.items.iter_mut().map(|(k, v)| (&*k, v))
+    pub fn iter_mut(&mut self) -> IterMut<'_, V> {
+        match &mut self.repr {
+            Repr::Small(items) => IterMut::Small(items.iter_mut()),
+            Repr::Large(m) => IterMut::Large(m.iter_mut()),
+        }
     }
 
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
-        self.items.iter().map(|(k, _)| k)
+        self.iter().map(|(k, _)| k)
     }
 
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator {
-        self.items.iter().map(|(_, v)| v)
+        self.iter().map(|(_, v)| v)
     }
 
     pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + ExactSizeIterator {
-        self.items.iter_mut().map(|(_, v)| v)
+        self.iter_mut().map(|(_, v)| v)
     }
 
     pub fn into_keys(self) -> impl DoubleEndedIterator<Item = String> + ExactSizeIterator {
-        self.items.into_iter().map(|(k, _)| k)
+        self.into_iter().map(|(k, _)| k)
     }
 
     pub fn into_values(self) -> impl DoubleEndedIterator<Item = V> + ExactSizeIterator {
-        self.items.into_iter().map(|(_, v)| v)
+        self.into_iter().map(|(_, v)| v)
     }
 }
+
+/// The walk of a [`VecMap`], in key order.
+pub enum Iter<'a, V> {
+    Small(std::slice::Iter<'a, (String, V)>),
+    Large(btree_map::Iter<'a, String, V>),
+}
+
+impl<'a, V> Iterator for Iter<'a, V> {
+    type Item = (&'a String, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Small(i) => i.next().map(|(k, v)| (k, v)),
+            Iter::Large(i) => i.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Iter::Small(i) => i.size_hint(),
+            Iter::Large(i) => i.size_hint(),
+        }
+    }
+}
+
+impl<V> DoubleEndedIterator for Iter<'_, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Small(i) => i.next_back().map(|(k, v)| (k, v)),
+            Iter::Large(i) => i.next_back(),
+        }
+    }
+}
+
+impl<V> ExactSizeIterator for Iter<'_, V> {}
+
+/// The walk of a [`VecMap`] in key order, values mutable.
+pub enum IterMut<'a, V> {
+    Small(std::slice::IterMut<'a, (String, V)>),
+    Large(btree_map::IterMut<'a, String, V>),
+}
+
+impl<'a, V> Iterator for IterMut<'a, V> {
+    type Item = (&'a String, &'a mut V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            IterMut::Small(i) => i.next().map(|(k, v)| (&*k, v)),
+            IterMut::Large(i) => i.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            IterMut::Small(i) => i.size_hint(),
+            IterMut::Large(i) => i.size_hint(),
+        }
+    }
+}
+
+impl<V> DoubleEndedIterator for IterMut<'_, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            IterMut::Small(i) => i.next_back().map(|(k, v)| (&*k, v)),
+            IterMut::Large(i) => i.next_back(),
+        }
+    }
+}
+
+impl<V> ExactSizeIterator for IterMut<'_, V> {}
+
+/// The entries of a [`VecMap`] taken out, in key order.
+pub enum IntoIter<V> {
+    Small(std::vec::IntoIter<(String, V)>),
+    Large(btree_map::IntoIter<String, V>),
+}
+
+impl<V> Iterator for IntoIter<V> {
+    type Item = (String, V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            IntoIter::Small(i) => i.next(),
+            IntoIter::Large(i) => i.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            IntoIter::Small(i) => i.size_hint(),
+            IntoIter::Large(i) => i.size_hint(),
+        }
+    }
+}
+
+impl<V> DoubleEndedIterator for IntoIter<V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            IntoIter::Small(i) => i.next_back(),
+            IntoIter::Large(i) => i.next_back(),
+        }
+    }
+}
+
+impl<V> ExactSizeIterator for IntoIter<V> {}
 
 impl<V> IntoIterator for VecMap<V> {
     type Item = (String, V);
-    type IntoIter = std::vec::IntoIter<(String, V)>;
+    type IntoIter = IntoIter<V>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.items.into_iter()
+        match self.repr {
+            Repr::Small(items) => IntoIter::Small(items.into_iter()),
+            Repr::Large(m) => IntoIter::Large(m.into_iter()),
+        }
     }
 }
 
-/// `(&key, &value)` from a `&(key, value)`: the `BTreeMap` walk's item shape.
-type Pair<'a, V> = fn(&'a (String, V)) -> (&'a String, &'a V);
-/// The same, values mutable.
-type PairMut<'a, V> = fn(&'a mut (String, V)) -> (&'a String, &'a mut V);
-
 impl<'a, V> IntoIterator for &'a VecMap<V> {
     type Item = (&'a String, &'a V);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, V)>, Pair<'a, V>>;
+    type IntoIter = Iter<'a, V>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.items.iter().map(|(k, v)| (k, v))
+        self.iter()
     }
 }
 
 impl<'a, V> IntoIterator for &'a mut VecMap<V> {
     type Item = (&'a String, &'a mut V);
-    type IntoIter = std::iter::Map<std::slice::IterMut<'a, (String, V)>, PairMut<'a, V>>;
+    type IntoIter = IterMut<'a, V>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.items.iter_mut().map(|(k, v)| (&*k, v))
+        self.iter_mut()
     }
 }
 
@@ -178,6 +344,11 @@ impl<V> FromIterator<(String, V)> for VecMap<V> {
     /// A key given twice keeps its last value, as a `BTreeMap` collected would.
     fn from_iter<I: IntoIterator<Item = (String, V)>>(items: I) -> Self {
         let mut items: Vec<(String, V)> = items.into_iter().collect();
+        if items.len() > SMALL_MAX {
+            return VecMap {
+                repr: Repr::Large(items.into_iter().collect()),
+            };
+        }
         // Stable: equal keys stay in the order given, and the last of each run is kept.
         items.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out: Vec<(String, V)> = Vec::with_capacity(items.len());
@@ -187,7 +358,9 @@ impl<V> FromIterator<(String, V)> for VecMap<V> {
                 _ => out.push((k, v)),
             }
         }
-        VecMap { items: out }
+        VecMap {
+            repr: Repr::Small(out),
+        }
     }
 }
 
@@ -204,6 +377,15 @@ impl<V, const N: usize> From<[(String, V); N]> for VecMap<V> {
         items.into_iter().collect()
     }
 }
+
+impl<V: PartialEq> PartialEq for VecMap<V> {
+    /// Equal entries, whichever way each map keeps them.
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl<V: Eq> Eq for VecMap<V> {}
 
 impl<V> std::ops::Index<&str> for VecMap<V> {
     type Output = V;
@@ -290,11 +472,41 @@ mod tests {
         assert_eq!(a["b"], 10);
     }
 
+    #[test]
+    fn past_small_max_it_becomes_a_btreemap_that_looks_the_same() {
+        let n = SMALL_MAX + 8;
+        // Reverse name order: every insert would go in front of the vector.
+        let mut big: VecMap<usize> = VecMap::new();
+        for i in (0..n).rev() {
+            big.insert(format!("c{i:03}"), i);
+        }
+        assert!(matches!(big.repr, Repr::Large(_)));
+        assert_eq!(big.len(), n);
+        let keys: Vec<String> = big.keys().cloned().collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert_eq!(big.iter().next_back().map(|(_, v)| *v), Some(n - 1));
+        // The same entries kept small compare equal, whichever way each is kept.
+        for i in SMALL_MAX..n {
+            big.remove(&format!("c{i:03}"));
+        }
+        let small: VecMap<usize> = (0..SMALL_MAX).map(|i| (format!("c{i:03}"), i)).collect();
+        assert!(matches!(small.repr, Repr::Small(_)));
+        assert_eq!(big, small);
+        assert_eq!(format!("{big:?}"), format!("{small:?}"));
+        assert_eq!(
+            serde_json::to_string(&big).unwrap(),
+            serde_json::to_string(&small).unwrap()
+        );
+    }
+
     proptest! {
         /// Any sequence of inserts, removes and get_or_default leaves the same walk, the
-        /// same Debug text and the same JSON as a `BTreeMap` given the same sequence.
+        /// same Debug text and the same JSON as a `BTreeMap` given the same sequence; the
+        /// keys reach past `SMALL_MAX`, so both ways of keeping the entries are walked.
         #[test]
-        fn behaves_as_a_btreemap(ops in proptest::collection::vec((0u8..4, 0u8..10, any::<u16>()), 0..60)) {
+        fn behaves_as_a_btreemap(ops in proptest::collection::vec((0u8..4, 0u8..48, any::<u16>()), 0..160)) {
             let mut ours = VecMap::new();
             let mut theirs = BTreeMap::new();
             for (op, k, v) in ops {
@@ -314,8 +526,11 @@ mod tests {
             prop_assert_eq!(ours.iter().collect::<Vec<_>>(), theirs.iter().collect::<Vec<_>>());
             prop_assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
             prop_assert_eq!(serde_json::to_string(&ours).unwrap(), serde_json::to_string(&theirs).unwrap());
+            prop_assert_eq!(ours.iter().rev().collect::<Vec<_>>(), theirs.iter().rev().collect::<Vec<_>>());
+            prop_assert_eq!(ours.len(), theirs.len());
             let collected: VecMap<u16> = theirs.clone().into_iter().collect();
             prop_assert_eq!(&collected, &ours);
+            prop_assert_eq!(ours.into_iter().collect::<Vec<_>>(), theirs.into_iter().collect::<Vec<_>>());
         }
     }
 }

@@ -367,8 +367,8 @@ mod tests {
             let mut info = cp
                 .pod_devices
                 .devs
-                .get(*uid)
-                .and_then(|m| m.get(*c))
+                .get(uid)
+                .and_then(|m| m.get(c))
                 .and_then(|m| m.get(NIC))
                 .cloned()
                 .unwrap_or_default();
