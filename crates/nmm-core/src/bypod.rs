@@ -13,12 +13,12 @@
 //! `into_iter`, `Debug`, serde) goes in uid order, as the `BTreeMap` did, so the same
 //! books give the same bytes, and the random seed of the hasher changes nothing outside.
 
+use crate::vecmap::{deserialize_pairs, serialize_pairs};
 use foldhash::fast::RandomState;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::de::{Deserialize, Deserializer};
+use serde::ser::{Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 
 /// Pod uid → `V`, walked in uid order (see the module's doc).
 #[derive(Clone)]
@@ -214,31 +214,13 @@ impl<V: fmt::Debug> fmt::Debug for ByPod<V> {
 impl<V: Serialize> Serialize for ByPod<V> {
     /// A map in uid order.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.len()))?;
-        for (k, v) in self.iter() {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
+        serialize_pairs(s, self.len(), self.iter())
     }
 }
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for ByPod<V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct PodsVisitor<V>(PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for PodsVisitor<V> {
-            type Value = ByPod<V>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map from pod uid")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                let mut out = ByPod::new();
-                while let Some((k, v)) = a.next_entry::<String, V>()? {
-                    out.insert(k, v);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_map(PodsVisitor(PhantomData))
+        deserialize_pairs(d, "a map from pod uid")
     }
 }
 

@@ -408,32 +408,55 @@ impl<V: fmt::Debug> fmt::Debug for VecMap<V> {
 
 impl<V: Serialize> Serialize for VecMap<V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.len()))?;
-        for (k, v) in self.iter() {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
+        serialize_pairs(s, self.len(), self.iter())
     }
 }
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for VecMap<V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct MapVisitor<V>(PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
-            type Value = VecMap<V>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                let mut out = VecMap::new();
-                while let Some((k, v)) = a.next_entry::<String, V>()? {
-                    out.insert(k, v);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_map(MapVisitor(PhantomData))
+        deserialize_pairs(d, "a map")
     }
+}
+
+/// A string-keyed map written as serde's map, in the order given (the maps here give
+/// key order). Shared with [`crate::bypod::ByPod`].
+pub(crate) fn serialize_pairs<'a, S: Serializer, V: Serialize + 'a>(
+    s: S,
+    len: usize,
+    pairs: impl Iterator<Item = (&'a String, &'a V)>,
+) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(len))?;
+    for (k, v) in pairs {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
+}
+
+/// A string-keyed map read from serde's map, entry by entry (a key given twice keeps its
+/// last value, as a `BTreeMap` read would). Shared with [`crate::bypod::ByPod`].
+pub(crate) fn deserialize_pairs<'de, D, V, M>(d: D, expecting: &'static str) -> Result<M, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+    M: Default + Extend<(String, V)>,
+{
+    struct PairsVisitor<V, M>(&'static str, PhantomData<(V, M)>);
+    impl<'de, V: Deserialize<'de>, M: Default + Extend<(String, V)>> Visitor<'de>
+        for PairsVisitor<V, M>
+    {
+        type Value = M;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<M, A::Error> {
+            let mut out = M::default();
+            while let Some(pair) = a.next_entry::<String, V>()? {
+                out.extend(std::iter::once(pair));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(PairsVisitor(expecting, PhantomData))
 }
 
 #[cfg(test)]
