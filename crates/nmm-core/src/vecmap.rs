@@ -93,43 +93,29 @@ impl<V> VecMap<V> {
         }
     }
 
-    /// The vector, with room for one more entry at `i`; `None` once the map is (or has
-    /// just become) a `BTreeMap`. The first entry gets room for exactly one (the usual
-    /// map holds one); past that the vector doubles as vectors do.
-    fn small_with_room(&mut self) -> Option<&mut Vec<(String, V)>> {
+    /// Sets `key`'s value; returns the one it replaces. The first entry gets room for
+    /// exactly one (the usual map holds one); past that the vector doubles as vectors do,
+    /// and the entry past [`SMALL_MAX`] turns the map into a `BTreeMap`.
+    pub fn insert(&mut self, key: String, v: V) -> Option<V> {
         if let Repr::Small(items) = &mut self.repr {
-            if items.len() >= SMALL_MAX {
-                let m: BTreeMap<String, V> = std::mem::take(items).into_iter().collect();
-                self.repr = Repr::Large(m);
-                return None;
-            }
-            if items.capacity() == 0 {
-                items.reserve_exact(1);
+            match Self::find(items, &key) {
+                Ok(i) => return Some(std::mem::replace(&mut items[i].1, v)),
+                Err(i) if items.len() < SMALL_MAX => {
+                    if items.capacity() == 0 {
+                        items.reserve_exact(1);
+                    }
+                    items.insert(i, (key, v));
+                    return None;
+                }
+                Err(_) => {
+                    let large: BTreeMap<String, V> = std::mem::take(items).into_iter().collect();
+                    self.repr = Repr::Large(large);
+                }
             }
         }
         match &mut self.repr {
-            Repr::Small(items) => Some(items),
-            Repr::Large(_) => None,
-        }
-    }
-
-    /// Sets `key`'s value; returns the one it replaces.
-    pub fn insert(&mut self, key: String, v: V) -> Option<V> {
-        if let Repr::Small(items) = &mut self.repr {
-            if let Ok(i) = Self::find(items, &key) {
-                return Some(std::mem::replace(&mut items[i].1, v));
-            }
-        }
-        match self.small_with_room() {
-            Some(items) => {
-                let i = Self::find(items, &key).unwrap_or_else(|i| i);
-                items.insert(i, (key, v));
-                None
-            }
-            None => match &mut self.repr {
-                Repr::Large(m) => m.insert(key, v),
-                Repr::Small(_) => unreachable!("small_with_room said large"),
-            },
+            Repr::Large(m) => m.insert(key, v),
+            Repr::Small(_) => unreachable!("a small map returned above"),
         }
     }
 
